@@ -1,0 +1,22 @@
+"""Physical constants, taken with the same definitions as QE 6.7 (Modules/constants.f90),
+so that frequencies reproduce ph.x to its printed precision."""
+import math
+
+H_PLANCK_SI = 6.62607015e-34
+ELECTRONVOLT_SI = 1.602176634e-19
+HARTREE_SI = 4.3597447222071e-18
+RYDBERG_SI = HARTREE_SI / 2.0
+AMU_SI = 1.66053906660e-27
+C_SI = 2.99792458e8
+ELECTRONMASS_SI = 9.1093837015e-31
+BOHR_RADIUS_SI = 0.529177210903e-10
+BOHR_RADIUS_ANGS = BOHR_RADIUS_SI * 1e10
+AUTOEV = HARTREE_SI / ELECTRONVOLT_SI
+RYTOEV = AUTOEV / 2.0
+AMU_AU = AMU_SI / ELECTRONMASS_SI
+AMU_RY = AMU_AU / 2.0
+AU_SEC = H_PLANCK_SI / (2 * math.pi) / HARTREE_SI
+AU_PS = AU_SEC * 1e12
+RY_TO_THZ = 1.0 / AU_PS / (4 * math.pi)
+RY_TO_CMM1 = 1e10 * RY_TO_THZ / C_SI
+RY_TO_MEV = RYTOEV * 1000.0

@@ -1,0 +1,32 @@
+"""Minimal reader of a UPF pseudopotential header: type and spin-orbit flag."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import InputFileError
+
+
+def read_upf_header(path) -> dict:
+    """Return {"pseudo_type": "NC"|"US"|"PAW"|..., "has_so": bool, "element": str}."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "pseudopotential file not found")
+    with open(path, errors="replace") as f:
+        head = f.read(20000)
+    m = re.search(r"<PP_HEADER(.*?)/?>", head, re.S)
+    if m and "pseudo_type" in m.group(1):   # UPF v2: attributes
+        attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', m.group(1)))
+        ptype = attrs.get("pseudo_type", "").strip().upper()
+        if attrs.get("is_paw", "").lower() in ("true", "t"):
+            ptype = "PAW"
+        elif attrs.get("is_ultrasoft", "").lower() in ("true", "t") and ptype == "NC":
+            ptype = "US"
+        return {"pseudo_type": ptype, "has_so": attrs.get("has_so", "").lower() in ("true", "t"),
+                "element": attrs.get("element", "").strip()}
+    m = re.search(r"<PP_HEADER>(.*?)</PP_HEADER>", head, re.S)   # UPF v1: fixed lines
+    if not m:
+        raise InputFileError(path, "no <PP_HEADER>: not a UPF file")
+    lines = [ln.split() for ln in m.group(1).strip().splitlines()]
+    ptype = lines[1][0].upper() if len(lines) > 1 and lines[1] else "?"
+    return {"pseudo_type": ptype, "has_so": "<PP_ADDINFO>" in head, "element": lines[0][0] if lines[0] else ""}

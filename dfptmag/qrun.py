@@ -1,0 +1,112 @@
+"""Where the files of one q-point run live (the "q-run directory" contract), as plain paths.
+
+A q-run directory holds a manifest ``dfptmag-q.json`` written by ``dfptmag run`` or
+``dfptmag capture``::
+
+    {"prefix": "wse2", "outdir": "out", "fildyn": "dyn", "q_tpiba": [qx, qy, qz],
+     "captures": {"<irrep>": {"dwf": ["capture/dwf.irr3.1", ...], "drho": "capture/drho.irr3"}}}
+
+and, relative to it:
+- ``<outdir>/_ph0/<prefix>.save/`` — data-file-schema.xml and wfcN.dat of ph.x's k, k+q list
+  (written by a ph.x run with ``only_wfc=.true.``); at q = 0 pw.x's ``<outdir>/<prefix>.save/``;
+- ``<outdir>/_ph0/<prefix>.wfc*`` (q ≠ 0) or ``<outdir>/<prefix>.wfc*`` (q = 0): ph.x's ψ buffer,
+  used to verify the plane-wave order;
+- ``<outdir>/_ph0/<prefix>.phsave/``: patterns.1.xml, dynmat.1.<irr>.xml;
+- the captured δψ buffers and fildrho records listed in the manifest; the fildyn file if any.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputFileError
+
+MANIFEST = "dfptmag-q.json"
+
+
+@dataclasses.dataclass
+class QRunFiles:
+    root: Path
+    prefix: str
+    q_tpiba: np.ndarray
+    gamma: bool
+    xml: Path
+    wfc_dir: Path
+    psi_buffers: list[Path]
+    phsave: Path
+    captures: dict[int, dict]      # irrep -> {"dwf": [Path...], "drho": Path | None}
+    fildyn: Path | None
+
+    @property
+    def patterns_xml(self) -> Path:
+        return self.phsave / "patterns.1.xml"
+
+
+def _rank_sorted(paths):
+    def key(p):
+        tail = p.name.rsplit(".", 1)[-1]
+        digits = "".join(ch for ch in tail if ch.isdigit())
+        return int(digits) if digits else 0
+    return sorted(paths, key=key)
+
+
+def read_manifest(root) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputFileError(path, f"not valid JSON ({exc})") from None
+
+
+def write_manifest(root, data: dict) -> None:
+    """Atomic write of the manifest."""
+    path = Path(root) / MANIFEST
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def locate(root) -> QRunFiles:
+    root = Path(root)
+    man = read_manifest(root)
+    if not man:
+        raise InputFileError(root / MANIFEST, "manifest not found: not a q-run directory made by "
+                                              "'dfptmag run' or 'dfptmag capture'")
+    for key in ("prefix", "outdir", "q_tpiba"):
+        if key not in man:
+            raise InputFileError(root / MANIFEST, f"manifest lacks '{key}'")
+    prefix = man["prefix"]
+    outdir = root / man["outdir"]
+    q = np.array(man["q_tpiba"], dtype=float)
+    gamma = bool(np.allclose(q, 0.0, atol=1e-10))
+    ph0 = outdir / "_ph0"
+    if gamma:
+        save = outdir / f"{prefix}.save"
+        buffers = _rank_sorted(outdir.glob(f"{prefix}.wfc*"))
+    else:
+        save = ph0 / f"{prefix}.save"
+        buffers = _rank_sorted(ph0.glob(f"{prefix}.wfc*"))
+    captures = {}
+    for irr, cap in man.get("captures", {}).items():
+        captures[int(irr)] = {"dwf": [root / p for p in cap.get("dwf", [])],
+                              "drho": (root / cap["drho"]) if cap.get("drho") else None}
+    fildyn = root / man["fildyn"] if man.get("fildyn") else None
+    if fildyn is not None and not fildyn.is_file():
+        fildyn = None
+    return QRunFiles(root=root, prefix=prefix, q_tpiba=q, gamma=gamma,
+                     xml=save / "data-file-schema.xml", wfc_dir=save, psi_buffers=buffers,
+                     phsave=ph0 / f"{prefix}.phsave", captures=captures, fildyn=fildyn)
+
+
+def find_qruns(run_dir) -> list[Path]:
+    """All q-run directories (holding a manifest) at or below ``run_dir``, sorted."""
+    run_dir = Path(run_dir)
+    if (run_dir / MANIFEST).is_file():
+        return [run_dir]
+    return sorted(p.parent for p in run_dir.rglob(MANIFEST))
