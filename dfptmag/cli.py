@@ -1,0 +1,192 @@
+"""Command-line interface: a thin layer over the library.
+
+    dfptmag run WORKFLOW.toml       run ld1.x/pw.x/ph.x with δψ capture, then analyze
+    dfptmag analyze RUN_DIR         post-process finished q-run directories
+    dfptmag capture -- CMD...       run a ph.x command line keeping its δψ buffer
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import ONE_SIDED_NOTE, __version__
+from .errors import DfptmagError
+
+DEFAULT_WORKFLOW = Path(__file__).resolve().parent.parent / "workflows" / "wse2-tiny.toml"
+
+
+def _analyze_dirs(qdirs, out, options, quiet=False):
+    from . import results
+    from .analysis import analyze_qrun
+    from .qrun import read_manifest
+    from .report import mode_table
+    res = {}
+    for qd in qdirs:
+        label = read_manifest(qd).get("label") or Path(qd).name
+        r = analyze_qrun(qd, options)
+        res[label] = r
+        if not quiet:
+            print(mode_table(label, r))
+            print()
+    results.write(out, res)
+    print(f"wrote {out}")
+    return res
+
+
+def cmd_run(a):
+    from .analysis import AnalysisOptions
+    from .workflow import config
+    from .workflow.runner import Runner
+    wf = config.load(a.workflow)
+    qpoints = [config.parse_q(q, "--q") for q in a.q] if a.q else None
+    patterns = None
+    if a.patterns:
+        patterns = sorted({int(p) for p in a.patterns.split(",")})
+    run_dir = Path(a.run_dir or Path("runs") / wf.name)
+    runner = Runner(wf, run_dir, progress=not a.quiet)
+    qdirs = runner.run(qpoints, patterns)
+    print(f"QE steps run: {len(runner.steps.ran)}, already done: {len(runner.steps.skipped)} "
+          f"(run directory {run_dir})")
+    opts = AnalysisOptions(realspace=wf.analysis["realspace"], amplitude=wf.analysis["amplitude"],
+                           amplitude_bohr=wf.analysis["amplitude_bohr"], progress=not a.quiet)
+    out = Path(a.output or run_dir / "dfptmag.h5")
+    _analyze_dirs(qdirs, out, opts)
+
+
+def cmd_analyze(a):
+    from .analysis import AnalysisOptions
+    from .errors import InputFileError
+    from .qrun import MANIFEST, find_qruns
+    qdirs = find_qruns(a.run_dir)
+    if not qdirs:
+        raise InputFileError(a.run_dir, f"no q-run directory ({MANIFEST}) found at or below it")
+    opts = AnalysisOptions(realspace=not a.no_field, amplitude=a.amplitude,
+                           amplitude_bohr=a.amplitude_bohr, progress=not a.quiet)
+    _analyze_dirs(qdirs, a.output, opts)
+
+
+def cmd_capture(a):
+    from ase.io.espresso import read_fortran_namelist
+    from .errors import InputFileError
+    from .qrun import read_manifest, write_manifest
+    from .workflow import capture
+    cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
+    if not cmd:
+        raise DfptmagError("give the ph.x command line after --, e.g. "
+                           "dfptmag capture -- mpirun -np 4 ph.x -nk 4 -in ph.in")
+    infile = None
+    for flag in ("-in", "-inp", "-input", "-i"):
+        if flag in cmd[:-1]:
+            infile = Path(cmd[cmd.index(flag) + 1])
+    if infile is None or not infile.is_file():
+        raise InputFileError(infile or "<stdin>", "capture needs the ph.x input given with -in FILE")
+    with open(infile) as f:
+        nml, rest = read_fortran_namelist(f)
+    ph = nml.get("inputph", {})
+    prefix = ph.get("prefix", "pwscf")
+    outdir = Path(ph.get("outdir", os.environ.get("ESPRESSO_TMPDIR", "./")))
+    s, l = ph.get("start_irr"), ph.get("last_irr")
+    if s is None or s != l or s < 1:
+        raise InputFileError(infile, f"start_irr = {s}, last_irr = {l}: capture needs one irrep per "
+                                     "ph.x run (start_irr = last_irr ≥ 1), since irreps overwrite "
+                                     "each other's δψ")
+    if ph.get("ldisp"):
+        raise InputFileError(infile, "ldisp = .true.: capture handles single-q runs only")
+    qline = [ln for ln in rest if ln.strip() and len(ln.split()) >= 3]
+    try:
+        q = [float(v.replace("d", "e").replace("D", "e")) for v in qline[-1].split()[:3]]
+    except (IndexError, ValueError):
+        raise InputFileError(infile, "no q-point line after the &inputph namelist") from None
+    qdir = Path(a.dir).resolve()
+    outdir_abs = (Path.cwd() / outdir).resolve()
+    ph0 = outdir_abs / "_ph0"
+    out_log = Path(a.log) if a.log else qdir / f"ph.irr{s}.out"
+    dwf, drho = capture.captured_run(cmd, out_log, Path.cwd(), ph0, prefix, qdir / "capture",
+                                     f"irr{s}", ph.get("fildrho"))
+    man = read_manifest(qdir)
+    man.update({"prefix": prefix, "outdir": os.path.relpath(outdir_abs, qdir), "q_tpiba": q})
+    if ph.get("fildyn"):
+        man["fildyn"] = os.path.relpath((Path.cwd() / ph["fildyn"]).resolve(), qdir)
+    man.setdefault("captures", {})[str(s)] = {
+        "dwf": [os.path.relpath(d, qdir) for d in dwf],
+        "drho": os.path.relpath(drho, qdir) if drho else None}
+    write_manifest(qdir, man)
+    print(f"captured irrep {s}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
+          + (f", fildrho copy {drho.name}" if drho else ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dfptmag",
+        description="Phonon-induced magnetization of non-magnetic spin-orbit materials from real "
+                    "Quantum ESPRESSO DFPT runs. Reports the " + ONE_SIDED_NOTE + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"dfptmag {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log details")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="run ld1.x, pw.x and ph.x (δψ captured) and analyze",
+                       description="Run a declarative workflow: pseudopotentials from ld1.x inputs, "
+                                   "pw.x scf (noncolin, lspinorb, nosym, noinv), then per q one "
+                                   "only_wfc ph.x run and one recover ph.x run per displacement "
+                                   "pattern with the δψ buffer captured. Resumable: finished steps "
+                                   "are skipped. Then analyze and write HDF5.")
+    r.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
+                   help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
+    r.add_argument("--q", action="append", help="q-point: K, -K, M, G or crystal 'x,y,z'; repeat for "
+                                                "several (default: the workflow's [ph] q)")
+    r.add_argument("--patterns", help="comma-separated pattern numbers, 1-based (default: all 3·nat)")
+    r.add_argument("--run-dir", help="where QE runs (default: runs/<workflow name>)")
+    r.add_argument("-o", "--output", help="HDF5 output (default: <run-dir>/dfptmag.h5)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+
+    a = sub.add_parser("analyze", help="post-process finished q-run directories",
+                       description="Post-process every q-run directory (holding dfptmag-q.json) at or "
+                                   "below RUN_DIR. A run made with your own scripts qualifies when "
+                                   "it has: the pw.x scf outdir; a ph.x only_wfc=.true. run for the "
+                                   "q; one ph.x run per irrep made through 'dfptmag capture' (which "
+                                   "writes the manifest); optionally fildrho (oracle) and a final "
+                                   "recover run for fildyn. See README.")
+    a.add_argument("run_dir")
+    a.add_argument("-o", "--output", default="dfptmag.h5", help="HDF5 output (default: dfptmag.h5)")
+    a.add_argument("--amplitude", choices=["zero-point", "fixed"], default="zero-point",
+                   help="mode amplitude: one phonon quantum sqrt(ħ/2ω) (default) or fixed")
+    a.add_argument("--amplitude-bohr", type=float, default=0.01,
+                   help="total displacement for --amplitude fixed, bohr (default 0.01)")
+    a.add_argument("--no-field", action="store_true", help="skip the real-space field (G = 0 only)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    a.set_defaults(func=cmd_analyze)
+
+    c = sub.add_parser("capture", help="run a ph.x command keeping its δψ buffer",
+                       description="Run one ph.x command line (one irrep: start_irr = last_irr) and "
+                                   "keep its δψ buffer, which ph.x deletes at the end, by hard links "
+                                   "made before it starts. Records the capture in DIR/dfptmag-q.json. "
+                                   "Example: dfptmag capture --dir qK -- mpirun -np 4 ph.x -nk 4 -in ph.irr3.in")
+    c.add_argument("--dir", default=".", help="q-run directory for the manifest and capture/ (default .)")
+    c.add_argument("--log", help="ph.x output file (default DIR/ph.irrN.out)")
+    c.add_argument("command", nargs=argparse.REMAINDER, help="-- then the ph.x command line")
+    c.set_defaults(func=cmd_capture)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except DfptmagError as exc:
+        print(f"dfptmag: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dfptmag: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""Plain-text tables of analysis results for the terminal."""
+from __future__ import annotations
+
+import numpy as np
+
+from . import ONE_SIDED_NOTE
+from .kernel import modes as km
+from .results import amplitude_text
+
+
+def mode_table(label: str, r: dict) -> str:
+    lines = [f"q = {label}  (crystal {np.round(r['q_crystal'], 6).tolist()}), "
+             f"{r['nk']} k-points, {r['nocc']} occupied bands, QE {r['qe_version']}"]
+    if "drho_relative_error" in r and np.any(np.isfinite(r["drho_relative_error"])):
+        lines.append(f"charge oracle: max ‖2·Tr δñ − drho(ph.x)‖/‖drho‖ = "
+                     f"{np.nanmax(r['drho_relative_error']):.2e} over {np.sum(np.isfinite(r['drho_relative_error']))} patterns")
+    if "mode_cell_integral" not in r:
+        lines.append("modes: " + r.get("modes_missing_reason", "not available"))
+        lines.append("per pattern |∫δn| (e/bohr), |∫δm_x|, |∫δm_y|, |∫δm_z| (μB/bohr):")
+        for idx, ci in zip(r["pattern_index"], r["pattern_cell_integral"]):
+            lines.append(f"  pattern {idx:3d}  " + "  ".join(f"{v:10.3e}" for v in np.abs(ci)))
+        return "\n".join(lines)
+    mev = km.ry_to_mev(r["frequency_ry"])
+    cm1 = km.ry_to_cm1(r["frequency_ry"])
+    ci = np.abs(r["mode_cell_integral"])
+    lines.append(amplitude_text(r["amplitude"], r["amplitude_bohr"]))
+    lines.append("cell integrals ∫_Ω d³r per unit cell: |δn| in electrons, |δm_α| in μB "
+                 "(m_α = Tr σ_α δñ, QE convention)")
+    lines.append(f"{'mode':>4} {'meV':>9} {'cm-1':>9} {'|dn| e':>11} {'|dm_x| uB':>11} "
+                 f"{'|dm_y| uB':>11} {'|dm_z| uB':>11} {'group':>5}")
+    for n in range(len(mev)):
+        lines.append(f"{n + 1:4d} {mev[n]:9.3f} {cm1[n]:9.3f} " + " ".join(f"{v:11.3e}" for v in ci[n])
+                     + f" {r['degenerate_group'][n]:5d}")
+    if "fildyn_freq_cm1" in r:
+        lines.append(f"max |ω(dfptmag) − ω(ph.x)| = {np.max(np.abs(cm1 - r['fildyn_freq_cm1'])):.2e} cm-1")
+    lines.append("object: " + ONE_SIDED_NOTE)
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""Keep ph.x's δψ buffer alive: ph.x deletes ``_ph0/<prefix>.dwf*`` at the end of every q.
+
+Before ph.x starts, an empty ``<prefix>.dwf[N]`` is created for every MPI rank and hard-linked
+into a capture directory; ph.x opens the existing file in place (status='unknown'), so when it
+deletes its name the data survive under the link. One ph.x run must compute one irrep
+(start_irr = last_irr), because irreps overwrite each other's δψ records.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..errors import DfptmagError, QERunError, UnsupportedError
+
+ENV_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+
+
+def qe_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        env.update(ENV_ROOT)
+    return env
+
+
+def parse_parallel(cmd: list[str]) -> tuple[int, int]:
+    """(number of MPI ranks, number of pools) from a command line such as
+    ``mpirun -np 4 ph.x -nk 4 -in ph.in``."""
+    nranks, npool = 1, 1
+    for i, tok in enumerate(cmd[:-1]):
+        if tok in ("-np", "-n", "--np", "-c"):
+            nranks = int(cmd[i + 1])
+        if tok in ("-nk", "-npool", "-npools", "-nkpools", "-pools"):
+            npool = int(cmd[i + 1])
+    return nranks, npool
+
+
+def check_layout(cmd: list[str]) -> int:
+    nranks, npool = parse_parallel(cmd)
+    if nranks > 1 and npool != nranks:
+        raise UnsupportedError(" ".join(cmd), f"{nranks} MPI ranks in {npool} pools is a "
+                                              "plane-wave (R&G) parallel layout: each rank's δψ "
+                                              "file would hold a slice of every vector; use "
+                                              f"-nk {nranks}")
+    return nranks
+
+
+def prepare(ph0: Path, prefix: str, dest: Path, tag: str, nranks: int) -> list[tuple[Path, Path]]:
+    ph0.mkdir(parents=True, exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    links = []
+    for rank in [0] + list(range(1, nranks + 1)):
+        src = ph0 / (f"{prefix}.dwf" + (str(rank) if rank else ""))
+        dst = dest / f"dwf.{tag}.{rank}"
+        for p in (src, dst):
+            if p.exists() or p.is_symlink():
+                p.unlink()
+        src.touch()
+        os.link(src, dst)
+        links.append((src, dst))
+    return links
+
+
+def finish(links, ph0: Path, prefix: str, fildrho: str | None, dest: Path, tag: str):
+    """Drop empty captures; copy the fildrho file; return (dwf files in rank order, drho path)."""
+    kept = []
+    for src, dst in links:
+        if src.exists() and src.stat().st_size == 0:
+            src.unlink()
+        if dst.stat().st_size == 0:
+            dst.unlink()
+        else:
+            kept.append(dst)
+    drho = None
+    if fildrho:
+        cands = [p for p in ph0.glob(f"{prefix}.{fildrho}*")
+                 if re.fullmatch(re.escape(f"{prefix}.{fildrho}") + r"\d*", p.name)]
+        if cands:
+            src = max(cands, key=lambda p: p.stat().st_size)
+            drho = dest / f"drho.{tag}"
+            tmp = drho.with_suffix(".part")
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, drho)
+    return kept, drho
+
+
+def run_logged(cmd: list[str], out_path: Path, cwd: Path) -> None:
+    """Run a QE executable with output to out_path; raise QERunError with the output's tail."""
+    with open(out_path, "w") as out:
+        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=qe_env(),
+                              stdin=subprocess.DEVNULL)
+    text = out_path.read_text(errors="replace")
+    if proc.returncode != 0 or "JOB DONE" not in text:
+        tail = "\n".join(text.splitlines()[-25:])
+        raise QERunError(f"{shlex.join(cmd)} failed (exit {proc.returncode}) in {cwd}; "
+                         f"output {out_path} ends with:\n{tail}")
+
+
+def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: str,
+                 dest: Path, tag: str, fildrho: str | None):
+    nranks = check_layout(cmd)
+    links = prepare(ph0, prefix, dest, tag, nranks)
+    try:
+        run_logged(cmd, out_path, cwd)
+    except DfptmagError:
+        for src, dst in links:
+            if dst.exists():
+                dst.unlink()
+        raise
+    return finish(links, ph0, prefix, fildrho, dest, tag)

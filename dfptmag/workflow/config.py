@@ -1,0 +1,128 @@
+"""Workflow TOML schema, validated with errors that name the file and the key."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputFileError
+
+# named q-points for a 2D hexagonal lattice, crystal coordinates of the reciprocal lattice
+HEX_POINTS = {
+    "G": (0.0, 0.0, 0.0), "Γ": (0.0, 0.0, 0.0),
+    "M": (0.5, 0.0, 0.0),
+    "K": (1.0 / 3.0, 1.0 / 3.0, 0.0),
+    "-K": (-1.0 / 3.0, -1.0 / 3.0, 0.0), "K'": (-1.0 / 3.0, -1.0 / 3.0, 0.0),
+}
+
+
+@dataclasses.dataclass
+class QPoint:
+    label: str
+    crystal: np.ndarray
+
+
+@dataclasses.dataclass
+class Workflow:
+    path: Path
+    name: str
+    prefix: str
+    structure: Path
+    vacuum_angstrom: float
+    pseudopotentials: dict[str, Path]   # element -> ld1.x input
+    pw: dict
+    ph: dict
+    qpoints: list[QPoint]
+    patterns: list[int] | None          # None = all
+    nproc: int
+    npool: int
+    mpirun: str
+    analysis: dict
+
+
+def parse_q(spec, where) -> QPoint:
+    """'K', '-K', 'M', 'G' or three numbers (crystal coordinates) like '0.5,0,0'."""
+    if isinstance(spec, str) and spec.strip() in HEX_POINTS:
+        s = spec.strip()
+        return QPoint("G" if s == "Γ" else ("-K" if s == "K'" else s), np.array(HEX_POINTS[s]))
+    try:
+        vals = [float(v) for v in (spec.split(",") if isinstance(spec, str) else spec)]
+    except (TypeError, ValueError):
+        vals = []
+    if len(vals) != 3:
+        raise InputFileError(where, f"q-point {spec!r}: give a name ({', '.join(HEX_POINTS)}) or "
+                                    "three crystal coordinates such as 0.5,0,0")
+    label = "q_" + "_".join(f"{v:.4f}" for v in vals)
+    return QPoint(label, np.array(vals))
+
+
+def load(path) -> Workflow:
+    path = Path(path).resolve()
+    if not path.is_file():
+        raise InputFileError(path, "workflow file not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise InputFileError(path, f"invalid TOML: {exc}") from None
+    base = path.parent
+
+    def section(name):
+        sec = data.get(name, {})
+        if not isinstance(sec, dict):
+            raise InputFileError(path, f"[{name}] must be a table")
+        return sec
+
+    def need(sec, key, name, kind):
+        if key not in sec:
+            raise InputFileError(path, f"missing key '{key}' in [{name}]")
+        val = sec[key]
+        if kind is float and isinstance(val, int):
+            val = float(val)
+        if not isinstance(val, kind):
+            raise InputFileError(path, f"[{name}] {key} = {val!r}: expected {kind.__name__}")
+        return val
+
+    wf, st, pp = section("workflow"), section("structure"), section("pseudopotentials")
+    pw, ph, par, an = section("pw"), section("ph"), section("parallel"), section("analysis")
+    structure = (base / need(st, "file", "structure", str)).resolve()
+    if not structure.is_file():
+        raise InputFileError(path, f"[structure] file {structure} not found")
+    if not pp:
+        raise InputFileError(path, "[pseudopotentials] is empty: map each element to an ld1.x input")
+    pseudos = {}
+    for el, rel in pp.items():
+        p = (base / rel).resolve()
+        if not p.is_file():
+            raise InputFileError(path, f"[pseudopotentials] {el}: {p} not found")
+        pseudos[el] = p
+    need(pw, "ecutwfc_ry", "pw", float)
+    kgrid = pw.get("kgrid")
+    if not (isinstance(kgrid, list) and len(kgrid) == 3 and all(isinstance(k, int) and k > 0 for k in kgrid)):
+        raise InputFileError(path, f"[pw] kgrid = {kgrid!r}: expected three positive integers")
+    qspec = ph.get("q", ["K"])
+    qpoints = [parse_q(q, path) for q in qspec]
+    pats = ph.get("patterns", "all")
+    if pats == "all":
+        patterns = None
+    elif isinstance(pats, list) and all(isinstance(p, int) and p >= 1 for p in pats):
+        patterns = sorted(set(pats))
+    else:
+        raise InputFileError(path, f"[ph] patterns = {pats!r}: 'all' or a list of pattern numbers (1-based)")
+    nproc, npool = int(par.get("nproc", 1)), int(par.get("npool", par.get("nproc", 1)))
+    if nproc < 1 or npool < 1 or nproc != npool:
+        raise InputFileError(path, f"[parallel] nproc = {nproc}, npool = {npool}: dfptmag supports "
+                                   "serial or pools-only runs (npool = nproc); plane-wave parallel "
+                                   "layouts split δψ across files and are refused")
+    amp = an.get("amplitude", "zero-point")
+    if amp not in ("zero-point", "fixed"):
+        raise InputFileError(path, f"[analysis] amplitude = {amp!r}: 'zero-point' or 'fixed'")
+    return Workflow(
+        path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
+        structure=structure, vacuum_angstrom=float(need(st, "vacuum_angstrom", "structure", float)),
+        pseudopotentials=pseudos, pw=pw, ph=ph, qpoints=qpoints, patterns=patterns,
+        nproc=nproc, npool=npool, mpirun=par.get("mpirun", "mpirun"),
+        analysis={"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
+                  "realspace": bool(an.get("realspace", True))},
+    )

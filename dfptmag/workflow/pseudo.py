@@ -1,0 +1,90 @@
+"""Pseudopotentials generated with ld1.x from inputs kept in the repository.
+
+Each UPF is cached by the SHA-256 of its ld1.x input (in ``$DFPTMAG_CACHE`` or
+``~/.cache/dfptmag/pseudo``) and checked: fully relativistic (has_so), norm-conserving, and no
+ghost state in ld1.x's Bessel-basis test.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from ..errors import InputFileError, QERunError
+from ..io.upf import read_upf_header
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("DFPTMAG_CACHE") or os.path.join(Path.home(), ".cache", "dfptmag")
+    return Path(root) / "pseudo"
+
+
+def upf_name(ld1_input: str, where) -> str:
+    m = re.search(r"file_pseudopw\s*=\s*'([^']+)'", ld1_input)
+    if not m:
+        raise InputFileError(where, "no file_pseudopw='...' in the ld1.x input")
+    return m.group(1)
+
+
+def ghost_report(ld1_output: str, tol_ry: float = 0.01) -> list[str]:
+    """Channels whose lowest Bessel-basis eigenvalue (largest cutoff) lies more than tol_ry below
+    the lowest pseudo-atom eigenvalue of that (l, j): a ghost."""
+    ps = {}
+    test = ld1_output.split("Testing the pseudopotential")[-1].split("basis set of Bessel")[0]
+    for m in re.finditer(r"^\s*\d+\s+(\d)\s+([\d.]+)\s+\w+\s+\d+\(\s*[\d.]+\)\s+([-\d.]+)\s+([-\d.]+)",
+                         test, re.M):
+        key = (int(m.group(1)), float(m.group(2)))
+        ps[key] = min(ps.get(key, 1e9), float(m.group(4)))
+    blocks = ld1_output.split("Cutoff (Ry) :")
+    if len(blocks) < 2 or not ps:
+        return ["ld1.x output has no Bessel-basis test"]
+    last = blocks[-1]
+    bad = []
+    for m in re.finditer(r"E\(L=(\d),J=([\d.]+)\)\s*=\s*([-\d.]+)", last):
+        key = (int(m.group(1)), float(m.group(2)))
+        e1 = float(m.group(3))
+        if key in ps and e1 < ps[key] - tol_ry:
+            bad.append(f"l={key[0]} j={key[1]}: Bessel-basis {e1:.4f} Ry below pseudo-atom {ps[key]:.4f} Ry")
+    return bad
+
+
+def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
+    """Return the path of the UPF for this ld1.x input inside dest_dir, generating if needed."""
+    ld1_input_path = Path(ld1_input_path)
+    text = ld1_input_path.read_text()
+    name = upf_name(text, ld1_input_path)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    cached = cache_dir() / digest / name
+    if not cached.is_file():
+        if shutil.which(ld1x) is None:
+            raise QERunError(f"{ld1x} not found on PATH: install QE (Debian package quantum-espresso)")
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run([ld1x], input=text, capture_output=True, text=True, cwd=tmp)
+            out = proc.stdout
+            upf = Path(tmp) / name
+            if proc.returncode != 0 or not upf.is_file():
+                raise QERunError(f"ld1.x failed on {ld1_input_path}:\n" + "\n".join(out.splitlines()[-15:]))
+            ghosts = ghost_report(out)
+            if ghosts:
+                raise InputFileError(ld1_input_path, "ghost state in ld1.x's test: " + "; ".join(ghosts))
+            head = read_upf_header(upf)
+            if not head["has_so"]:
+                raise InputFileError(ld1_input_path, "generated UPF has no spin-orbit data (has_so): "
+                                                     "use rel=2 in &input")
+            if head["pseudo_type"] != "NC":
+                raise InputFileError(ld1_input_path, f"generated a {head['pseudo_type']} pseudopotential; "
+                                                     "dfptmag needs norm-conserving (pseudotype=2, tm=.true.)")
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            (cached.parent / "ld1.out").write_text(out)
+            tmpcopy = cached.with_suffix(".part")
+            shutil.copy2(upf, tmpcopy)
+            os.replace(tmpcopy, cached)
+    dest = Path(dest_dir) / name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.is_file() or dest.read_bytes() != cached.read_bytes():
+        shutil.copy2(cached, dest)
+    return dest

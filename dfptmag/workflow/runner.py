@@ -1,0 +1,177 @@
+"""Run a workflow: ld1.x pseudopotentials, pw.x scf, then per q a ph.x ``only_wfc`` run, an
+irrep-0 run (the irrep-independent part of the dynamical matrix), one ``recover`` run per
+displacement pattern with the δψ buffer captured and fildrho written, and a final run that
+assembles fildyn. Every step leaves a ``.done`` marker holding the hash of its input and of
+every step before it, so an interrupted run resumes where it stopped and a changed input
+redoes what depends on it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..errors import QERunError
+from ..qrun import MANIFEST, read_manifest, write_manifest
+from . import capture, inputs, pseudo
+from .config import QPoint, Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class StepLog:
+    ran: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)
+
+
+class Runner:
+    def __init__(self, wf: Workflow, run_dir, progress: bool = True):
+        self.wf = wf
+        self.run_dir = Path(run_dir).resolve()
+        self.progress = progress
+        self.steps = StepLog()
+        self.atoms = inputs.build_atoms(wf)
+
+    # -- helpers ---------------------------------------------------------------
+    def _cmd(self, exe: str, infile: str) -> list[str]:
+        if shutil.which(exe) is None:
+            raise QERunError(f"{exe} not found on PATH: install Quantum ESPRESSO "
+                             "(Debian: apt-get install quantum-espresso)")
+        base = [exe, "-in", infile]
+        if self.wf.npool > 1:
+            base += ["-nk", str(self.wf.npool)]
+        if self.wf.nproc > 1:
+            return shlex.split(self.wf.mpirun) + ["-np", str(self.wf.nproc)] + base
+        return base
+
+    @staticmethod
+    def _hash(*parts: str) -> str:
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+    def _step(self, workdir: Path, name: str, text: str, parent: str, action) -> str:
+        """Write input ``name.in`` and run ``action`` unless a marker with the same hash exists."""
+        h = self._hash(text, parent)
+        marker = workdir / f"{name}.done"
+        if marker.is_file():
+            try:
+                if json.loads(marker.read_text()).get("hash") == h:
+                    self.steps.skipped.append(f"{workdir.name}/{name}")
+                    return h
+            except json.JSONDecodeError:
+                pass
+            marker.unlink()
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / f"{name}.in").write_text(text)
+        t0 = time.time()
+        action(f"{name}.in", workdir / f"{name}.out")
+        tmp = marker.with_suffix(".part")
+        tmp.write_text(json.dumps({"hash": h, "seconds": round(time.time() - t0, 2),
+                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        os.replace(tmp, marker)
+        self.steps.ran.append(f"{workdir.name}/{name}")
+        return h
+
+    # -- stages ----------------------------------------------------------------
+    def pseudopotentials(self) -> dict[str, str]:
+        names = {}
+        for el, ld1 in self.wf.pseudopotentials.items():
+            names[el] = pseudo.generate(ld1, self.run_dir / "pseudo").name
+        return names
+
+    def scf(self, upf_names) -> str:
+        work = self.run_dir / "scf"
+        text = inputs.pw_input(self.wf, self.atoms, upf_names, "out", "../pseudo")
+        upf_hash = self._hash(*[(self.run_dir / "pseudo" / n).read_text() for n in sorted(upf_names.values())])
+        return self._step(work, "pw.scf", text, upf_hash,
+                          lambda i, o: capture.run_logged(self._cmd("pw.x", i), o, work))
+
+    def qpoint(self, q: QPoint, scf_hash: str, patterns: list[int] | None, bar=None) -> Path:
+        wf = self.wf
+        work = self.run_dir / f"q_{q.label}"
+        q_tpiba = inputs.q_crystal_to_tpiba(self.atoms, q.crystal)
+        nmodes = 3 * len(self.atoms)
+        pats = list(range(1, nmodes + 1)) if patterns is None else patterns
+        bad = [p for p in pats if not 1 <= p <= nmodes]
+        if bad:
+            raise QERunError(f"patterns {bad} out of range 1..{nmodes}")
+        save_src = self.run_dir / "scf" / "out" / f"{wf.prefix}.save"
+        ph0 = work / "out" / "_ph0"
+        tr2 = float(wf.ph.get("tr2_ph", 1e-14))
+
+        def fresh_copy(i, o):
+            if (work / "out").exists():
+                shutil.rmtree(work / "out")
+            shutil.copytree(save_src, work / "out" / f"{wf.prefix}.save")
+            man = read_manifest(work)
+            man.pop("captures", None)
+            write_manifest(work, man)
+            capture.run_logged(self._cmd("ph.x", i), o, work)
+
+        common = dict(prefix=wf.prefix, outdir="out", q_tpiba=q_tpiba, tr2_ph=tr2, fildyn="dyn")
+        man = read_manifest(work)
+        man.update({"prefix": wf.prefix, "outdir": "out", "fildyn": "dyn", "label": q.label,
+                    "q_tpiba": [float(v) for v in q_tpiba],
+                    "q_crystal": [float(v) for v in q.crystal]})
+        work.mkdir(parents=True, exist_ok=True)
+        write_manifest(work, man)
+        h = self._step(work, "ph.wfc", inputs.ph_input(**common, only_wfc=True), scf_hash, fresh_copy)
+        if bar is not None:
+            bar.update(1)
+        h = self._step(work, "ph.irr0", inputs.ph_input(**common, recover=True, start_irr=0, last_irr=0), h,
+                       lambda i, o: capture.run_logged(self._cmd("ph.x", i), o, work))
+        if bar is not None:
+            bar.update(1)
+        for p in pats:
+            def run_pattern(i, o, p=p):
+                dwf, drho = capture.captured_run(self._cmd("ph.x", i), o, work, ph0, wf.prefix,
+                                                 work / "capture", f"irr{p}", "drho")
+                m = read_manifest(work)
+                m.setdefault("captures", {})[str(p)] = {
+                    "dwf": [str(d.relative_to(work)) for d in dwf],
+                    "drho": str(drho.relative_to(work)) if drho else None}
+                write_manifest(work, m)
+            self._step(work, f"ph.irr{p}",
+                       inputs.ph_input(**common, recover=True, start_irr=p, last_irr=p, fildrho="drho"),
+                       h, run_pattern)
+            if bar is not None:
+                bar.set_postfix_str(f"q={q.label} pattern {p}")
+                bar.update(1)
+        if len(pats) == nmodes:
+            self._step(work, "ph.final", inputs.ph_input(**common, recover=True),
+                       self._hash(h, *[str(p) for p in pats]),
+                       lambda i, o: capture.run_logged(self._cmd("ph.x", i), o, work))
+        if bar is not None:
+            bar.update(1)
+        return work
+
+    def run(self, qpoints=None, patterns=None) -> list[Path]:
+        qpoints = qpoints or self.wf.qpoints
+        patterns = patterns if patterns is not None else self.wf.patterns
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        nmodes = 3 * len(self.atoms)
+        npat = nmodes if patterns is None else len(patterns)
+        total = 2 + len(qpoints) * (npat + 3)
+        with tqdm(total=total, desc="QE steps", unit="step", disable=not self.progress) as bar:
+            bar.set_postfix_str("ld1.x")
+            names = self.pseudopotentials()
+            bar.update(1)
+            bar.set_postfix_str("pw.x scf")
+            h = self.scf(names)
+            bar.update(1)
+            out = []
+            for q in qpoints:
+                bar.set_postfix_str(f"q={q.label} ph.x")
+                out.append(self.qpoint(q, h, patterns, bar))
+        return out
+
+
+__all__ = ["Runner", "MANIFEST"]
