@@ -136,12 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "are skipped. Then analyze and write HDF5.")
     r.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
                    help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
-    r.add_argument("--q", action="append", help="q-point: K, -K, M, G or crystal 'x,y,z'; repeat for "
+    r.add_argument("--q", action="append", help="q-point: K, K' (= -K; write --q=-K), M, G or crystal 'x,y,z'; repeat for "
                                                 "several (default: the workflow's [ph] q)")
     r.add_argument("--patterns", help="comma-separated pattern numbers, 1-based (default: all 3·nat)")
     r.add_argument("--run-dir", help="where QE runs (default: runs/<workflow name>)")
     r.add_argument("-o", "--output", help="HDF5 output (default: <run-dir>/dfptmag.h5)")
-    r.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
 
     a = sub.add_parser("analyze", help="post-process finished q-run directories",
@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--amplitude-bohr", type=float, default=0.01,
                    help="total displacement for --amplitude fixed, bohr (default 0.01)")
     a.add_argument("--no-field", action="store_true", help="skip the real-space field (G = 0 only)")
-    a.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_analyze)
 
     c = sub.add_parser("capture", help="run a ph.x command keeping its δψ buffer",

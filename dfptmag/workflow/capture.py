@@ -111,4 +111,9 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
             if dst.exists():
                 dst.unlink()
         raise
-    return finish(links, ph0, prefix, fildrho, dest, tag)
+    dwf, drho = finish(links, ph0, prefix, fildrho, dest, tag)
+    if not dwf:
+        raise QERunError(f"{shlex.join(cmd)} wrote no δψ ({out_path}): was this irrep already done "
+                         "(a recover run skips irreps marked done in _ph0/<prefix>.phsave), or "
+                         "does ph.x write its buffers elsewhere (wf_collect / outdir)?")
+    return dwf, drho

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything dfptmag needs on a fresh Debian/Ubuntu machine:
+# Quantum ESPRESSO 6.7 (Debian package quantum-espresso: pw.x, ph.x, ld1.x, MPI build) and the
+# Python package with its test dependencies. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+if ! command -v pw.x >/dev/null || ! command -v ph.x >/dev/null || ! command -v ld1.x >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq quantum-espresso >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib" 
+command -v pw.x ph.x ld1.x >/dev/null
+echo "dfptmag installed; QE: $(command -v pw.x)"
