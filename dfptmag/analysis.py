@@ -179,8 +179,9 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         g0 += dm.g0_contribution(wk.coeffs[..., i_k], dpsi[..., i_q], weights[ik])
         if field is not None:
             u = dm.periodic_part(wk.coeffs, wk.miller, shape, x.omega)
-            du = dm.periodic_part(dpsi, wq.miller, shape, x.omega)
-            field += dm.realspace_contribution(u, du, weights[ik])
+            for n in range(npat):      # one pattern at a time bounds memory to nocc·2 grids
+                du = dm.periodic_part(dpsi[n:n + 1], wq.miller, shape, x.omega)
+                field[n:n + 1] += dm.realspace_contribution(u, du, weights[ik])
 
     cell_integral = pauli_from_matrix(g0)                     # (npat, 4)
     result = {
