@@ -3,6 +3,7 @@
     dfptmag run WORKFLOW.toml       run ld1.x/pw.x/ph.x with δψ capture, then analyze
     dfptmag analyze RUN_DIR         post-process finished q-run directories
     dfptmag capture -- CMD...       run a ph.x command line keeping its δψ buffer
+    dfptmag snapshot RESULT.h5      real-space figures, movies and exports of one mode
 """
 from __future__ import annotations
 
@@ -53,7 +54,16 @@ def cmd_run(a):
     opts = AnalysisOptions(realspace=wf.analysis["realspace"], amplitude=wf.analysis["amplitude"],
                            amplitude_bohr=wf.analysis["amplitude_bohr"], progress=not a.quiet)
     out = Path(a.output or run_dir / "dfptmag.h5")
-    _analyze_dirs(qdirs, out, opts)
+    res = _analyze_dirs(qdirs, out, opts)
+    if wf.analysis["realspace"] and not a.no_snapshots:
+        from .snapshot_job import run_snapshot, strongest_modes
+        for label, r in res.items():
+            if "mode_cell_integral" not in r:
+                continue
+            for kind, mode in strongest_modes(out, label).items():
+                for f in run_snapshot(out, label, mode=mode, formats=("png", "pdf"),
+                                      outdir=run_dir / "snapshots"):
+                    print(f"wrote {f}  (largest {kind.replace('inplane', 'in-plane').replace('outofplane', 'out-of-plane')} magnetization)")
 
 
 def cmd_analyze(a):
@@ -118,6 +128,35 @@ def cmd_capture(a):
           + (f", fildrho copy {drho.name}" if drho else ""))
 
 
+def _cells(text):
+    try:
+        n, m = (int(v) for v in text.lower().split("x"))
+        return n, m
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cells must look like 4x4, not {text!r}") from None
+
+
+def _grid(text):
+    try:
+        g = tuple(int(v) for v in text.split(","))
+        assert len(g) == 3
+        return g
+    except (ValueError, AssertionError):
+        raise argparse.ArgumentTypeError(f"grid must look like 36,36,108, not {text!r}") from None
+
+
+def cmd_snapshot(a):
+    from .snapshot_job import run_snapshot
+    if (a.mode is None) == (a.pattern is None):
+        raise DfptmagError("give one of --mode N or --pattern N")
+    files = run_snapshot(a.result, a.q, mode=a.mode, pattern=a.pattern, cells=a.cells, t=a.time,
+                         plane=a.plane, formats=[f.strip() for f in a.format.split(",") if f.strip()],
+                         movie=a.movie, frames=a.frames, outdir=a.outdir, grid=a.grid,
+                         progress=not a.quiet)
+    for f in files:
+        print(f"wrote {f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dfptmag",
@@ -141,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--patterns", help="comma-separated pattern numbers, 1-based (default: all 3·nat)")
     r.add_argument("--run-dir", help="where QE runs (default: runs/<workflow name>)")
     r.add_argument("-o", "--output", help="HDF5 output (default: <run-dir>/dfptmag.h5)")
+    r.add_argument("--no-snapshots", action="store_true",
+                   help="skip the snapshot figures of the modes with the largest in-plane and out-of-plane magnetization")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
 
@@ -170,6 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--log", help="ph.x output file (default DIR/ph.irrN.out)")
     c.add_argument("command", nargs=argparse.REMAINDER, help="-- then the ph.x command line")
     c.set_defaults(func=cmd_capture)
+    s = sub.add_parser("snapshot", help="real-space pictures, movies and VESTA/ParaView exports of one mode",
+                       description="The induced magnetization and charge of one phonon mode (or one "
+                                   "displacement pattern) in real space: Re[δñ(r) e^{i(q·r − ωt)}] over "
+                                   "N×M cells at time t (in periods), with the atoms at R⁰ + Re[U e^{i(q·R − ωt)}]. "
+                                   "PNG/PDF figures (in-plane δm arrows, δm_z and δn maps), XSF and cube "
+                                   "(one file per component), VTK (vector δm + scalar δn, ParaView), HDF5 "
+                                   "(raw complex amplitudes), and a GIF/MP4 movie over one period. "
+                                   "Reports the " + ONE_SIDED_NOTE + ".")
+    s.add_argument("result", help="HDF5 file from 'dfptmag run' or 'dfptmag analyze' (with fields)")
+    s.add_argument("--q", default="K", help="q label in the file (default K)")
+    s.add_argument("--mode", type=int, help="phonon mode, 1-based, ascending frequency")
+    s.add_argument("--pattern", type=int, help="displacement pattern, 1-based (instead of --mode)")
+    s.add_argument("--cells", type=_cells, default=(4, 4), help="supercell N x M (default 4x4)")
+    s.add_argument("--time", type=float, default=0.0, help="time in periods, 0..1 (default 0)")
+    s.add_argument("--plane", default="W", help="element symbol (plane of its first atom), z=<Å>, or avg (default W)")
+    s.add_argument("--format", default="png,pdf", help=f"comma list of {', '.join(('png', 'pdf', 'xsf', 'vtk', 'cube', 'h5'))} (default png,pdf)")
+    s.add_argument("--movie", choices=["gif", "mp4"], help="also write one period as a movie")
+    s.add_argument("--frames", type=int, default=48, help="movie frames per period (default 48)")
+    s.add_argument("--grid", type=_grid, help="Fourier-interpolate to this grid n1,n2,n3 (default: QE's FFT grid)")
+    s.add_argument("--outdir", default="snapshots", help="output directory (default snapshots/)")
+    s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_snapshot)
     return p
 
 

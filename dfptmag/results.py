@@ -18,6 +18,7 @@ Layout, one group per q-point under ``/q/<label>``::
     modes/rms_inplane, modes/rms_outofplane (nmode,)
     modes/rms_subspace (nmode, 4)        basis-independent totals of the degenerate subspace
     modes/degenerate_group (nmode,)
+    modes/pattern_coefficients (nmode, npat) complex c[ν, μ] with U_ν = Σ_μ c[ν, μ] u_μ
     checks/drho_relative_error (npat,)   ‖2 Tr δñ − drho‖/‖drho‖ on the FFT grid (NaN: no fildrho)
     checks/drho_g0_relative_error (npat,)
     checks/frequency_minus_phx_cm1 (nmode,)
@@ -108,6 +109,8 @@ def _write_q(g, r: dict):
         _ds(m, "rms_inplane", inp, "Bohr magnetons per unit cell")
         _ds(m, "rms_outofplane", outp, "Bohr magnetons per unit cell")
         _ds(m, "rms_subspace", r["mode_rms_subspace"], units)
+        _ds(m, "pattern_coefficients", r["mode_coefficients"],
+            "bohr; U_nu = sum_mu c[nu, mu] u_mu, so any pattern quantity maps to modes linearly")
     else:
         g.attrs["modes_missing_reason"] = r.get("modes_missing_reason", "")
 

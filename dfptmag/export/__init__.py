@@ -1,0 +1,1 @@
+"""Writers of real-space fields for VESTA, XCrySDen, ParaView and other tools."""

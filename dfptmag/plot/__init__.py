@@ -1,0 +1,1 @@
+"""Matplotlib figures (no computation beyond arranging arrays for display)."""

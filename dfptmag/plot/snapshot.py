@@ -1,0 +1,171 @@
+"""Figures like the paper's Figs. 1–2: one plane of the time-dependent induced magnetization
+and charge of a phonon over N×M cells, with the displaced atoms."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..constants import BOHR_RADIUS_ANGS
+from ..snapshot import Amplitude, plane_index, supercell_atoms, supercell_field
+
+A3 = BOHR_RADIUS_ANGS ** 3      # bohr³ in Å³: densities per bohr³ ÷ A3 = per Å³
+
+
+def _mpl():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plane_data(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str = "W", field=None):
+    """Arrays for one snapshot plane: X, Y (Å), components (4, N n1, M n2) per Å³, atoms."""
+    N, M = cells
+    f = supercell_field(amp.field if field is None else field, amp.q_crystal, (N, M, 1), t)
+    k = plane_index(amp, plane)
+    sl = f[..., k] if k is not None else f.mean(axis=-1)
+    sl = sl / A3
+    n1, n2 = amp.field.shape[-3], amp.field.shape[-2]
+    u = np.arange(N * n1) / n1
+    v = np.arange(M * n2) / n2
+    a = amp.cell_bohr * BOHR_RADIUS_ANGS
+    X = u[:, None] * a[0, 0] + v[None, :] * a[1, 0]
+    Y = u[:, None] * a[0, 1] + v[None, :] * a[1, 1]
+    syms, pos, disp = supercell_atoms(amp, (N, M, 1), t)
+    return {"X": X, "Y": Y, "comp": sl, "symbols": syms, "pos": pos * BOHR_RADIUS_ANGS,
+            "disp": disp * BOHR_RADIUS_ANGS, "plane_index": k}
+
+
+def _atoms(ax, d, scale, zlim):
+    """W (first species, the metal plane) as circles coloured by their z displacement; atoms
+    above/below that plane as up/down triangles; crosses at equilibrium; in-plane displacement
+    arrows (scaled by ``scale``)."""
+    syms = np.array(d["symbols"])
+    z0 = np.median(d["pos"][syms == syms[0], 2])
+    import matplotlib
+    cmap = matplotlib.colormaps["PiYG"]
+    for s, p, u in zip(syms, d["pos"], d["disp"]):
+        q = p + scale * u
+        ax.plot(p[0], p[1], "+", color="0.2", ms=5, mew=0.8, zorder=4)
+        if p[2] > z0 + 0.1:
+            ax.scatter(q[0], q[1], marker="^", s=38, facecolor="#d98c00", edgecolor="k", linewidths=0.6, zorder=5)
+        elif p[2] < z0 - 0.1:
+            ax.scatter(q[0], q[1], marker="v", s=38, facecolor="white", edgecolor="#d98c00", linewidths=1.0, zorder=5)
+        else:
+            c = cmap(0.5 + 0.5 * u[2] / zlim) if zlim > 0 else "white"
+            ax.scatter(q[0], q[1], marker="o", s=70, facecolor=c, edgecolor="k", linewidths=0.8, zorder=5)
+        if np.hypot(*u[:2]) * scale > 0.03:
+            ax.annotate("", xy=(q[0], q[1]), xytext=(p[0], p[1]),
+                        arrowprops=dict(arrowstyle="-|>", lw=0.7, color="k", mutation_scale=6), zorder=6)
+
+
+def _q_arrow(ax, amp, X, Y):
+    b = np.linalg.inv(amp.cell_bohr).T            # rows b_i / 2π, 1/bohr
+    qc = amp.q_crystal @ b
+    if np.hypot(qc[0], qc[1]) < 1e-12:
+        return
+    d = qc[:2] / np.hypot(qc[0], qc[1])
+    x0, y0 = X.min() + 0.5, Y.max() - 1.0
+    ax.annotate("", xy=(x0 + 1.5 * d[0], y0 + 1.5 * d[1]), xytext=(x0, y0),
+                arrowprops=dict(arrowstyle="-|>", lw=1.5, color="m"))
+    ax.text(x0 + 1.8 * d[0], y0 + 1.8 * d[1], "q", color="m", fontsize=11, ha="center", va="center")
+
+
+def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str = "W",
+                    arrows_every: int = 3, disp_scale: float | None = None, fixed_limits: bool = False):
+    """Three panels: in-plane δm (arrows coloured by magnitude), δm_z and δn (diverging maps).
+    With ``fixed_limits`` the colour ranges are the bounds over a whole period (|complex
+    amplitude|), as a movie needs. Returns (figure, data) with exactly the plotted arrays."""
+    plt = _mpl()
+    d = plane_data(amp, cells, t, plane)
+    X, Y, comp = d["X"], d["Y"], d["comp"]
+    umax = np.abs(d["disp"]).max()
+    if disp_scale is None:
+        disp_scale = 0.35 / umax if umax > 0 else 1.0
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.0), constrained_layout=True)
+    where = f"plane {plane}" if d["plane_index"] is not None else "average over z"
+    title = (f"q = {amp.label}, {amp.what}"
+             + (f" ({amp.frequency_mev:.2f} meV)" if amp.frequency_mev is not None else "")
+             + f", t = {t:.3f} T, {where}, {cells[0]}×{cells[1]} cells")
+    fig.suptitle(title + "\n" + amp.amplitude_note
+                 + f"; in-plane displacements drawn ×{disp_scale:.3g} (arrows), W colour = z displacement"
+                 + "; one-sided amplitude of Eq. 1", fontsize=10)
+    # (a) in-plane magnetization
+    ax = axes[0]
+    s = slice(None, None, arrows_every)
+    mx, my = comp[1][s, s], comp[2][s, s]
+    mag = np.hypot(mx, my)
+    if fixed_limits:
+        lim = {c: np.abs(amp.field[c]).max() / A3 for c in range(4)}
+        lim_xy = np.sqrt(np.abs(amp.field[1]) ** 2 + np.abs(amp.field[2]) ** 2).max() / A3
+    else:
+        lim = {c: np.abs(comp[c]).max() for c in range(4)}
+        lim_xy = mag.max()
+    qv = ax.quiver(X[s, s], Y[s, s], mx, my, mag, cmap="viridis", pivot="middle", clim=(0, lim_xy),
+                   scale=lim_xy * 20 if lim_xy > 0 else None, width=0.0035, headwidth=3.5)
+    fig.colorbar(qv, ax=ax, shrink=0.75, label=r"$|\delta m_{xy}|$ ($\mu_B$/Å$^3$)")
+    ax.set_title(r"in-plane magnetization $\delta m_x, \delta m_y$")
+    # (b), (c) out-of-plane magnetization and charge
+    for ax, c, lab, name in ((axes[1], 3, r"$\delta m_z$ ($\mu_B$/Å$^3$)", "out-of-plane magnetization"),
+                             (axes[2], 0, r"$\delta n$ (e/Å$^3$)", "induced charge")):
+        v = lim[c] or 1.0
+        pc = ax.pcolormesh(X, Y, comp[c], cmap="RdBu_r", vmin=-v, vmax=v, shading="nearest", rasterized=True)
+        fig.colorbar(pc, ax=ax, shrink=0.75, label=lab)
+        ax.set_title(name)
+    zlim = np.abs(d["disp"][:, 2]).max()
+    for ax in axes:
+        _atoms(ax, d, disp_scale, zlim)
+        _q_arrow(ax, amp, X, Y)
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (Å)")
+        ax.set_ylabel("y (Å)")
+    d.update(mx=mx, my=my, disp_scale=disp_scale)
+    return fig, d
+
+
+def movie(amp: Amplitude, path, frames: int = 48, cells=(4, 4), plane: str = "W", fps: int = 12,
+          dpi: int = 70, progress: bool = False):
+    """One period as GIF (Pillow) or MP4 (ffmpeg; a clear error when it is missing).
+    Displacement scale and colour limits are fixed over the period."""
+    import io
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    from ..errors import DfptmagError
+    plt = _mpl()
+    path = Path(path)
+    if path.suffix not in (".gif", ".mp4"):
+        raise DfptmagError(f"{path}: movie format must be .gif or .mp4")
+    if path.suffix == ".mp4" and shutil.which("ffmpeg") is None:
+        raise DfptmagError("MP4 needs ffmpeg, which is not installed (Debian: apt-get install ffmpeg); "
+                           "use --movie gif instead")
+    umax = np.abs(plane_data(amp, cells, 0.0, plane)["disp"]).max()
+    scale = 0.35 / umax if umax > 0 else 1.0
+    it = range(frames)
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(it, desc="movie frames", unit="frame", leave=False)
+    images = []
+    for i in it:
+        fig, _ = snapshot_figure(amp, cells, i / frames, plane, disp_scale=scale, fixed_limits=True)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=dpi)
+        plt.close(fig)
+        buf.seek(0)
+        images.append(Image.open(buf).convert("RGB"))
+    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
+    if path.suffix == ".gif":
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(1000 / fps), loop=0)
+    else:
+        with tempfile.TemporaryDirectory() as d:
+            for i, im in enumerate(images):
+                im.save(Path(d) / f"f{i:05d}.png")
+            subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", str(fps), "-i",
+                            str(Path(d) / "f%05d.png"), "-pix_fmt", "yuv420p", "-vf",
+                            "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-f", "mp4", str(tmp)], check=True)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,71 @@
+"""Write the pictures, movie and exports of one snapshot (used by ``dfptmag snapshot`` and by
+``dfptmag run``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DfptmagError
+from .snapshot import load, resample, supercell_field
+
+FORMATS = ("png", "pdf", "xsf", "vtk", "cube", "h5")
+
+
+def run_snapshot(result, label: str, mode: int | None = None, pattern: int | None = None,
+                 cells=(4, 4), t: float = 0.0, plane: str = "W", formats=("png",),
+                 movie: str | None = None, frames: int = 48, outdir=".", grid=None,
+                 progress: bool = False) -> list[Path]:
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise DfptmagError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
+    amp = load(result, label, mode=mode, pattern=pattern)
+    if grid is not None:
+        amp.field = resample(amp.field, grid)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    stem = f"snapshot_{label}_{amp.what.replace(' ', '')}_t{t:.3f}"
+    written = []
+    if "png" in formats or "pdf" in formats:
+        from .plot.snapshot import _mpl, snapshot_figure
+        plt = _mpl()
+        fig, _ = snapshot_figure(amp, cells, t, plane)
+        for ext in ("png", "pdf"):
+            if ext in formats:
+                p = outdir / f"{stem}.{ext}"
+                tmp = p.with_name(f".{p.stem}.part.{ext}")
+                fig.savefig(tmp, dpi=150)
+                tmp.replace(p)
+                written.append(p)
+        plt.close(fig)
+    need_grid = {"xsf", "vtk", "cube"} & set(formats)
+    if need_grid:
+        from .constants import BOHR_RADIUS_ANGS
+        from .export import grids
+        atoms = grids.supercell_ase(amp, (cells[0], cells[1], 1), t)
+        comp = supercell_field(amp.field, amp.q_crystal, (cells[0], cells[1], 1), t)   # per bohr³
+        if "xsf" in formats:
+            for c, name in enumerate(("n", "mx", "my", "mz")):
+                written.append(grids.write_xsf(outdir / f"{stem}_{name}.xsf", atoms,
+                                               comp[c] / BOHR_RADIUS_ANGS ** 3, f"d{name}_per_A3"))
+        if "cube" in formats:
+            for c, name in enumerate(("n", "mx", "my", "mz")):
+                written.append(grids.write_cube(outdir / f"{stem}_{name}.cube", atoms, comp[c]))
+        if "vtk" in formats:
+            written.append(grids.write_vtk(outdir / f"{stem}.vtk", atoms, comp / BOHR_RADIUS_ANGS ** 3))
+    if "h5" in formats:
+        from .export import grids
+        written.append(grids.write_h5(outdir / f"{stem}.h5", amp, cells, t))
+    if movie:
+        from .plot.snapshot import movie as make_movie
+        written.append(make_movie(amp, outdir / f"movie_{label}_{amp.what.replace(' ', '')}.{movie}",
+                                  frames=frames, cells=cells, plane=plane, progress=progress))
+    return written
+
+
+def strongest_modes(result, label: str) -> dict[str, int]:
+    """1-based indices of the modes with the largest in-plane and out-of-plane RMS magnetization."""
+    from . import results
+    d = results.read_q(result, label)
+    return {"inplane": int(np.argmax(d["modes/rms_inplane"])) + 1,
+            "outofplane": int(np.argmax(d["modes/rms_outofplane"])) + 1}
