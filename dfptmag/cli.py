@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+
+import numpy as np
 import os
 import sys
 from pathlib import Path
@@ -157,6 +159,73 @@ def cmd_snapshot(a):
         print(f"wrote {f}")
 
 
+def _floats(text):
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}") from None
+
+
+def _krange(text):
+    """'1,5,10' or 'start:stop:n' (log-spaced)."""
+    if ":" in text:
+        a, b, n = text.split(":")
+        return list(np.geomspace(float(a), float(b), int(n)))
+    return _floats(text)
+
+
+def cmd_model(a):
+    from .model import closed_forms  # noqa: F401  (documented special cases)
+    from .model.core import Bath, Level, Model, crossover_temperature, frequency_grid
+    from .model.figures import dos_figure, moment_figure
+    import h5py
+    outdir = Path(a.outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    u1 = a.u1 + [0.0] * (3 - len(a.u1))
+    models = {f"c = {c:g}": Model(Level(a.eps0, tuple(a.eps1 + [0.0] * (3 - len(a.eps1))), a.mu),
+                                  Bath(c=c, qc=a.qc, dim=a.dim), a.u0, tuple(u1), a.delta) for c in a.c}
+    axis = tuple(u1) if any(u1) else (0.0, 0.0, 1.0)
+    print("units: meV; moment m = Tr(σρ) in μB per electron spin; bath: ω = c q, q in a "
+          f"{a.dim}-D ball of radius {a.qc}, per-mode normalised; δ = {a.delta} meV")
+    if a.what == "dos":
+        m0 = next(iter(models.values()))
+        w = frequency_grid(m0, window=a.window)
+        fig, data = dos_figure(models, a.kT, w, spin_axis=axis, xlim=(a.eps0 - a.xrange, a.eps0 + a.xrange))
+        for ext in ("png", "pdf"):
+            fig.savefig(outdir / f"model_dos.{ext}", dpi=150)
+        with h5py.File(outdir / "model_dos.h5", "w") as f:
+            f["omega_meV"] = w
+            f.attrs["spin_axis"] = axis
+            for (name, kT), (tot, up, dn) in data.items():
+                g = f.create_group(f"{name}/kT={kT:g}")
+                g["dos"], g["dos_up"], g["dos_down"] = tot, up, dn
+                print(f"{name:>10}  kT = {kT:6.2f} meV  ∫DOS dω = {np.trapezoid(tot, w):.4f}")
+        print(f"wrote {outdir / 'model_dos.png'}, .pdf and model_dos.h5")
+        return
+    curves, rows = {}, []
+    n = np.asarray(axis) / np.linalg.norm(axis)
+    for name, m in models.items():
+        M = np.array([m.moment_matsubara(kT) @ n for kT in a.kT])
+        curves[name] = (np.array(a.kT), M)
+        txo = crossover_temperature(lambda t: float(m.moment_matsubara(t) @ n), np.array(a.kT))
+        rows.append((name, txo))
+    if a.what == "moment":
+        fig = moment_figure(curves, f"M along {np.round(n, 3).tolist()} (μB)")
+        for ext in ("png", "pdf"):
+            fig.savefig(outdir / f"model_moment.{ext}", dpi=150)
+        with h5py.File(outdir / "model_moment.h5", "w") as f:
+            f.attrs["axis"] = n
+            for name, (kT, M) in curves.items():
+                f[f"{name}/kT_meV"], f[f"{name}/M_muB"] = kT, M
+        print(f"{'velocity':>10} " + " ".join(f"{t:9.3g}" for t in a.kT[:8]) + (" ..." if len(a.kT) > 8 else ""))
+        for name, (kT, M) in curves.items():
+            print(f"{name:>10} " + " ".join(f"{v:9.2e}" for v in M[:8]))
+        print(f"wrote {outdir / 'model_moment.png'}, .pdf and model_moment.h5")
+    for name, txo in rows:
+        print(f"{name:>10}: T_xo = " + (f"{txo:.6g} meV (k_B T)" if txo is not None
+                                          else f"none: M does not change sign for k_BT in [{min(a.kT):g}, {max(a.kT):g}] meV"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dfptmag",
@@ -233,6 +302,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outdir", default="snapshots", help="output directory (default snapshots/)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_snapshot)
+    mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
+                        description="The model of shared/seeds/localized-level-spin-phonon-model.txt: a "
+                                    "level ε = ε0σ0 + ε1·σ coupled to acoustic phonons ω = c q by U = u0σ0 + "
+                                    "u1·σ, second-order self-energy with bare propagators, 2×2 Dyson equation. "
+                                    "All energies in meV. 'dos' plots DOS and spin-DOS (spin axis along u1, or z); "
+                                    "'moment' plots M(k_BT) along u1 (Matsubara sum, δ → 0); 'crossover' prints "
+                                    "the temperature where M changes sign.")
+    mo.add_argument("what", choices=["dos", "moment", "crossover"])
+    mo.add_argument("--eps0", type=float, default=0.1, help="level energy ε0, meV (default 0.1)")
+    mo.add_argument("--eps1", type=_floats, default=[0.0, 0.0, 0.0], help="spin splitting vector ε1, meV (default 0,0,0)")
+    mo.add_argument("--mu", type=float, default=0.0, help="chemical potential, meV (default 0)")
+    mo.add_argument("--u0", type=float, default=0.01, help="charge coupling u0, meV (default 0.01)")
+    mo.add_argument("--u1", type=_floats, default=[0.0, 0.0, 0.0], help="spin coupling vector u1, meV (default 0,0,0)")
+    mo.add_argument("--c", type=_floats, default=[0.01], help="phonon velocities, meV per unit q (comma list)")
+    mo.add_argument("--kT", type=_krange, default=[1, 5, 10, 15, 20],
+                    help="temperatures k_BT in meV: list '1,5,10' or log range 'start:stop:n'")
+    mo.add_argument("--qc", type=float, default=1.0, help="q cutoff (dimensionless, default 1)")
+    mo.add_argument("--dim", type=int, default=3, help="dimension of the q ball (default 3)")
+    mo.add_argument("--delta", type=float, default=0.01, help="broadening δ of retarded functions, meV (default 0.01)")
+    mo.add_argument("--window", type=float, default=40.0, help="half width of the frequency grid, meV (default 40)")
+    mo.add_argument("--xrange", type=float, default=4.0, help="plotted energy half range around ε0, meV (default 4)")
+    mo.add_argument("--outdir", default="model", help="output directory (default model/)")
+    mo.set_defaults(func=cmd_model)
     return p
 
 

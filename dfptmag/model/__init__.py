@@ -1,0 +1,9 @@
+"""A localized spin-degenerate level coupled to a thermal phonon bath by charge (u0) and spin
+(u1) couplings (shared/seeds/localized-level-spin-phonon-model.txt, Eqs. 9-16).
+
+All energies in meV (the paper's parameters ε0 = 0.1, u0 = 0.01, c = 0.01 ... are read as meV;
+the phonon velocity c is in meV per unit of the dimensionless wave number, see
+:class:`dfptmag.model.core.Bath`). Moments are m = Tr(σ ρ) (electron spin, in units of μB per
+electron spin, the same convention as the first-principles part).
+"""
+from .core import Bath, Level, Model, crossover_temperature  # noqa: F401
