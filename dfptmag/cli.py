@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-
-import numpy as np
-import os
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from . import ONE_SIDED_NOTE, __version__
 from .errors import DfptmagError
@@ -81,52 +80,10 @@ def cmd_analyze(a):
 
 
 def cmd_capture(a):
-    from ase.io.espresso import read_fortran_namelist
-    from .errors import InputFileError
-    from .qrun import read_manifest, write_manifest
-    from .workflow import capture
+    from .workflow.capture import capture_user_command
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
-    if not cmd:
-        raise DfptmagError("give the ph.x command line after --, e.g. "
-                           "dfptmag capture -- mpirun -np 4 ph.x -nk 4 -in ph.in")
-    infile = None
-    for flag in ("-in", "-inp", "-input", "-i"):
-        if flag in cmd[:-1]:
-            infile = Path(cmd[cmd.index(flag) + 1])
-    if infile is None or not infile.is_file():
-        raise InputFileError(infile or "<stdin>", "capture needs the ph.x input given with -in FILE")
-    with open(infile) as f:
-        nml, rest = read_fortran_namelist(f)
-    ph = nml.get("inputph", {})
-    prefix = ph.get("prefix", "pwscf")
-    outdir = Path(ph.get("outdir", os.environ.get("ESPRESSO_TMPDIR", "./")))
-    s, l = ph.get("start_irr"), ph.get("last_irr")
-    if s is None or s != l or s < 1:
-        raise InputFileError(infile, f"start_irr = {s}, last_irr = {l}: capture needs one irrep per "
-                                     "ph.x run (start_irr = last_irr ≥ 1), since irreps overwrite "
-                                     "each other's δψ")
-    if ph.get("ldisp"):
-        raise InputFileError(infile, "ldisp = .true.: capture handles single-q runs only")
-    qline = [ln for ln in rest if ln.strip() and len(ln.split()) >= 3]
-    try:
-        q = [float(v.replace("d", "e").replace("D", "e")) for v in qline[-1].split()[:3]]
-    except (IndexError, ValueError):
-        raise InputFileError(infile, "no q-point line after the &inputph namelist") from None
-    qdir = Path(a.dir).resolve()
-    outdir_abs = (Path.cwd() / outdir).resolve()
-    ph0 = outdir_abs / "_ph0"
-    out_log = Path(a.log) if a.log else qdir / f"ph.irr{s}.out"
-    dwf, drho = capture.captured_run(cmd, out_log, Path.cwd(), ph0, prefix, qdir / "capture",
-                                     f"irr{s}", ph.get("fildrho"))
-    man = read_manifest(qdir)
-    man.update({"prefix": prefix, "outdir": os.path.relpath(outdir_abs, qdir), "q_tpiba": q})
-    if ph.get("fildyn"):
-        man["fildyn"] = os.path.relpath((Path.cwd() / ph["fildyn"]).resolve(), qdir)
-    man.setdefault("captures", {})[str(s)] = {
-        "dwf": [os.path.relpath(d, qdir) for d in dwf],
-        "drho": os.path.relpath(drho, qdir) if drho else None}
-    write_manifest(qdir, man)
-    print(f"captured irrep {s}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
+    irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log)
+    print(f"captured irrep {irr}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
           + (f", fildrho copy {drho.name}" if drho else ""))
 
 
@@ -175,55 +132,9 @@ def _krange(text):
 
 
 def cmd_model(a):
-    from .model import closed_forms  # noqa: F401  (documented special cases)
-    from .model.core import Bath, Level, Model, crossover_temperature, frequency_grid
-    from .model.figures import dos_figure, moment_figure
-    import h5py
-    outdir = Path(a.outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    u1 = a.u1 + [0.0] * (3 - len(a.u1))
-    models = {f"c = {c:g}": Model(Level(a.eps0, tuple(a.eps1 + [0.0] * (3 - len(a.eps1))), a.mu),
-                                  Bath(c=c, qc=a.qc, dim=a.dim), a.u0, tuple(u1), a.delta) for c in a.c}
-    axis = tuple(u1) if any(u1) else (0.0, 0.0, 1.0)
-    print("units: meV; moment m = Tr(σρ) in μB per electron spin; bath: ω = c q, q in a "
-          f"{a.dim}-D ball of radius {a.qc}, per-mode normalised; δ = {a.delta} meV")
-    if a.what == "dos":
-        m0 = next(iter(models.values()))
-        w = frequency_grid(m0, window=a.window)
-        fig, data = dos_figure(models, a.kT, w, spin_axis=axis, xlim=(a.eps0 - a.xrange, a.eps0 + a.xrange))
-        for ext in ("png", "pdf"):
-            fig.savefig(outdir / f"model_dos.{ext}", dpi=150)
-        with h5py.File(outdir / "model_dos.h5", "w") as f:
-            f["omega_meV"] = w
-            f.attrs["spin_axis"] = axis
-            for (name, kT), (tot, up, dn) in data.items():
-                g = f.create_group(f"{name}/kT={kT:g}")
-                g["dos"], g["dos_up"], g["dos_down"] = tot, up, dn
-                print(f"{name:>10}  kT = {kT:6.2f} meV  ∫DOS dω = {np.trapezoid(tot, w):.4f}")
-        print(f"wrote {outdir / 'model_dos.png'}, .pdf and model_dos.h5")
-        return
-    curves, rows = {}, []
-    n = np.asarray(axis) / np.linalg.norm(axis)
-    for name, m in models.items():
-        M = np.array([m.moment_matsubara(kT) @ n for kT in a.kT])
-        curves[name] = (np.array(a.kT), M)
-        txo = crossover_temperature(lambda t: float(m.moment_matsubara(t) @ n), np.array(a.kT))
-        rows.append((name, txo))
-    if a.what == "moment":
-        fig = moment_figure(curves, f"M along {np.round(n, 3).tolist()} (μB)")
-        for ext in ("png", "pdf"):
-            fig.savefig(outdir / f"model_moment.{ext}", dpi=150)
-        with h5py.File(outdir / "model_moment.h5", "w") as f:
-            f.attrs["axis"] = n
-            for name, (kT, M) in curves.items():
-                f[f"{name}/kT_meV"], f[f"{name}/M_muB"] = kT, M
-        print(f"{'velocity':>10} " + " ".join(f"{t:9.3g}" for t in a.kT[:8]) + (" ..." if len(a.kT) > 8 else ""))
-        for name, (kT, M) in curves.items():
-            print(f"{name:>10} " + " ".join(f"{v:9.2e}" for v in M[:8]))
-        print(f"wrote {outdir / 'model_moment.png'}, .pdf and model_moment.h5")
-    for name, txo in rows:
-        print(f"{name:>10}: T_xo = " + (f"{txo:.6g} meV (k_B T)" if txo is not None
-                                          else f"none: M does not change sign for k_BT in [{min(a.kT):g}, {max(a.kT):g}] meV"))
+    from .model.jobs import run_model
+    run_model(a.what, eps0=a.eps0, eps1=a.eps1, mu=a.mu, u0=a.u0, u1=a.u1, velocities=a.c, kTs=a.kT,
+              qc=a.qc, dim=a.dim, delta=a.delta, window=a.window, xrange=a.xrange, outdir=a.outdir)
 
 
 def build_parser() -> argparse.ArgumentParser:

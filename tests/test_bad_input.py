@@ -1,6 +1,5 @@
 """Bad input: each case is real QE output made wrong in one way, and must give a one-line
 error naming the file and the problem — never a numpy traceback, never a silent number."""
-import os
 import re
 import shutil
 import subprocess
@@ -10,7 +9,7 @@ import h5py
 import pytest
 
 from dfptmag.analysis import AnalysisOptions, analyze_qrun
-from dfptmag.errors import DfptmagError, InputFileError, UnsupportedError
+from dfptmag.errors import InputFileError, UnsupportedError
 from dfptmag.qrun import read_manifest, write_manifest
 from dfptmag.workflow import capture
 

@@ -1,6 +1,5 @@
 """Kernels on synthetic arrays with exact answers (no QE needed)."""
 import numpy as np
-import pytest
 
 from dfptmag.io.planewaves import internal_order, match_miller
 from dfptmag.kernel import density_matrix as dm

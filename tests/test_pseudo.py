@@ -16,7 +16,7 @@ def test_repository_pseudopotentials(element, qe_cache, tmp_path):
     upf = pseudo.generate(ROOT / "workflows" / "pseudo" / f"{element}.rel-pbe-nc.ld1.in", tmp_path)
     head = read_upf_header(upf)
     assert head["has_so"] and head["pseudo_type"] == "NC" and head["element"] == element
-    out = next(qe_cache.glob(f"pseudo/*/ld1.out"))   # the cached ld1.x log exists
+    out = next(qe_cache.glob("pseudo/*/ld1.out"))   # the cached ld1.x log exists
     assert out.is_file()
 
 

@@ -6,4 +6,6 @@ the phonon velocity c is in meV per unit of the dimensionless wave number, see
 :class:`dfptmag.model.core.Bath`). Moments are m = Tr(σ ρ) (electron spin, in units of μB per
 electron spin, the same convention as the first-principles part).
 """
-from .core import Bath, Level, Model, crossover_temperature  # noqa: F401
+from .core import Bath, Level, Model, crossover_temperature  # noqa: F401  (public API)
+
+__all__ = ["Bath", "Level", "Model", "crossover_temperature"]

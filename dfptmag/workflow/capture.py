@@ -117,3 +117,52 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
                          "(a recover run skips irreps marked done in _ph0/<prefix>.phsave), or "
                          "does ph.x write its buffers elsewhere (wf_collect / outdir)?")
     return dwf, drho
+
+
+def capture_user_command(cmd: list[str], qdir=".", log=None):
+    """``dfptmag capture``: run a user's ph.x command line (one irrep) with the δψ buffer kept,
+    and record it in the q-run manifest. Returns (irrep, dwf files, drho copy, q directory)."""
+    from ase.io.espresso import read_fortran_namelist
+
+    from ..errors import InputFileError
+    from ..qrun import read_manifest, write_manifest
+    if not cmd:
+        raise DfptmagError("give the ph.x command line after --, e.g. "
+                           "dfptmag capture -- mpirun -np 4 ph.x -nk 4 -in ph.in")
+    infile = None
+    for flag in ("-in", "-inp", "-input", "-i"):
+        if flag in cmd[:-1]:
+            infile = Path(cmd[cmd.index(flag) + 1])
+    if infile is None or not infile.is_file():
+        raise InputFileError(infile or "<stdin>", "capture needs the ph.x input given with -in FILE")
+    with open(infile) as f:
+        nml, rest = read_fortran_namelist(f)
+    ph = nml.get("inputph", {})
+    prefix = ph.get("prefix", "pwscf")
+    outdir = Path(ph.get("outdir", os.environ.get("ESPRESSO_TMPDIR", "./")))
+    s, last = ph.get("start_irr"), ph.get("last_irr")
+    if s is None or s != last or s < 1:
+        raise InputFileError(infile, f"start_irr = {s}, last_irr = {last}: capture needs one irrep per "
+                                     "ph.x run (start_irr = last_irr ≥ 1), since irreps overwrite "
+                                     "each other's δψ")
+    if ph.get("ldisp"):
+        raise InputFileError(infile, "ldisp = .true.: capture handles single-q runs only")
+    qline = [ln for ln in rest if ln.strip() and len(ln.split()) >= 3]
+    try:
+        q = [float(v.replace("d", "e").replace("D", "e")) for v in qline[-1].split()[:3]]
+    except (IndexError, ValueError):
+        raise InputFileError(infile, "no q-point line after the &inputph namelist") from None
+    qdir = Path(qdir).resolve()
+    outdir_abs = (Path.cwd() / outdir).resolve()
+    out_log = Path(log) if log else qdir / f"ph.irr{s}.out"
+    dwf, drho = captured_run(cmd, out_log, Path.cwd(), outdir_abs / "_ph0", prefix, qdir / "capture",
+                             f"irr{s}", ph.get("fildrho"))
+    man = read_manifest(qdir)
+    man.update({"prefix": prefix, "outdir": os.path.relpath(outdir_abs, qdir), "q_tpiba": q})
+    if ph.get("fildyn"):
+        man["fildyn"] = os.path.relpath((Path.cwd() / ph["fildyn"]).resolve(), qdir)
+    man.setdefault("captures", {})[str(s)] = {
+        "dwf": [os.path.relpath(d, qdir) for d in dwf],
+        "drho": os.path.relpath(drho, qdir) if drho else None}
+    write_manifest(qdir, man)
+    return s, dwf, drho, qdir
