@@ -30,7 +30,8 @@ def qe_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, qe_cache):
-    """Run the tiny workflow at K and −K; return (runner, {label: q-run dir})."""
+    """Run the tiny workflow at K and −K (all patterns) and at Γ (patterns 3 and 9);
+    return (runner, {label: q-run dir})."""
     if shutil.which("pw.x") is None:
         pytest.skip("Quantum ESPRESSO not installed")
     from dfptmag.workflow import config
@@ -40,11 +41,19 @@ def tiny_run(tmp_path_factory, qe_cache):
     runner = Runner(wf, run_dir, progress=False)
     qs = [config.parse_q("K", "test"), config.parse_q("-K", "test")]
     dirs = runner.run(qs, None)
-    return runner, {"K": dirs[0], "-K": dirs[1]}
+    gamma = runner.run([config.parse_q("G", "test")], [3, 9])[0]
+    return runner, {"K": dirs[0], "-K": dirs[1], "G": gamma}
 
 
 @pytest.fixture(scope="session")
 def analyzed(tiny_run):
     from dfptmag.analysis import AnalysisOptions, analyze_qrun
     _, dirs = tiny_run
-    return {label: analyze_qrun(d, AnalysisOptions()) for label, d in dirs.items()}
+    return {label: analyze_qrun(d, AnalysisOptions()) for label, d in dirs.items() if label != "G"}
+
+
+@pytest.fixture(scope="session")
+def analyzed_gamma(tiny_run):
+    from dfptmag.analysis import AnalysisOptions, analyze_qrun
+    _, dirs = tiny_run
+    return analyze_qrun(dirs["G"], AnalysisOptions())

@@ -99,3 +99,22 @@ def test_mode_transform_is_linear_combination_of_patterns(analyzed):
     U = r["displacement_bohr"].reshape(9, 9)
     assert np.allclose(c @ r["pattern_vectors"], U, atol=1e-12)
     assert np.allclose(r["mode_cell_integral"], c @ r["pattern_cell_integral"])
+
+
+def test_gamma_point_laws(analyzed_gamma):
+    """q = Γ (no nscf: ψ from pw.x): the charge oracle holds; time reversal maps q onto itself,
+    so the one-sided magnetization amplitude is purely imaginary and the charge real, pointwise,
+    to ph.x precision. The code reports whether the cell average of δm vanishes too: it does,
+    to the same precision (and ∫δn = 0 by charge conservation)."""
+    r = analyzed_gamma
+    assert list(r["pattern_index"]) == [3, 9]
+    assert np.all(r["drho_relative_error"] <= 1e-6)
+    f = r["pattern_field"]
+    for n in range(2):
+        scale = np.abs(f[n]).max()
+        assert np.abs(f[n, 1:].imag).max() > 1e-2 * scale            # a real magnetization amplitude exists
+        assert np.abs(f[n, 1:].real).max() <= 1e-4 * np.abs(f[n, 1:].imag).max()
+        assert np.abs(f[n, 0].imag).max() <= 1e-4 * np.abs(f[n, 0].real).max()
+    ci = r["pattern_cell_integral"]
+    assert np.abs(ci).max() <= 1e-4 * np.abs(f).max() * r["omega_bohr3"]
+    assert "modes_missing_reason" in r          # only 2 of 9 patterns: no modes, said so

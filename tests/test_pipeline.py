@@ -18,11 +18,14 @@ pytestmark = pytest.mark.qe
 
 def test_resume_runs_nothing_twice(tiny_run):
     runner, _ = tiny_run
-    assert len(runner.steps.ran) == 1 + 2 * 12          # scf + (wfc, irr0, 9 patterns, final) per q
+    # scf + (wfc, irr0, 9 patterns, final) at K and −K + (wfc, irr0, 2 patterns) at Γ
+    assert len(runner.steps.ran) == 1 + 2 * 12 + 4
     again = Runner(runner.wf, runner.run_dir, progress=False)
     again.run([config.parse_q("K", "t"), config.parse_q("-K", "t")], None)
     assert again.steps.ran == []
     assert len(again.steps.skipped) == 1 + 2 * 12
+    again.run([config.parse_q("G", "t")], [3, 9])
+    assert again.steps.ran == []
 
 
 def test_changed_input_redoes_dependent_steps(tiny_run, tmp_path):
@@ -30,7 +33,7 @@ def test_changed_input_redoes_dependent_steps(tiny_run, tmp_path):
     runner, dirs = tiny_run
     import shutil
     run2 = tmp_path / "run2"
-    shutil.copytree(runner.run_dir, run2, ignore=shutil.ignore_patterns("q_-K"))
+    shutil.copytree(runner.run_dir, run2, ignore=shutil.ignore_patterns("q_-K", "q_G"))
     wf = config.load(runner.wf.path)
     wf.ph = dict(wf.ph, tr2_ph=1e-13)
     r2 = Runner(wf, run2, progress=False)
@@ -98,7 +101,7 @@ def test_cli_analyze_and_help(tiny_run, tmp_path):
                            "--no-field", "--quiet"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "max |ω(dfptmag) − ω(ph.x)|" in proc.stdout and "one-sided" in proc.stdout
-    assert sorted(results.labels(out)) == ["-K", "K"]
+    assert sorted(results.labels(out)) == ["-K", "G", "K"]
     for sub in ("run", "analyze", "capture"):
         h = subprocess.run([sys.executable, "-m", "dfptmag.cli", sub, "--help"], capture_output=True, text=True)
         assert h.returncode == 0 and "usage" in h.stdout
