@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import h5py
 import numpy as np
 import scipy.fft
 
@@ -68,7 +69,7 @@ def load(path, label: str, mode: int | None = None, pattern: int | None = None) 
     if not 1 <= mode <= c.shape[0]:
         raise InputFileError(path, f"mode {mode} out of range 1..{c.shape[0]}")
     field = np.tensordot(c[mode - 1], pf, axes=(0, 0))
-    with __import__("h5py").File(path) as f:
+    with h5py.File(path) as f:
         note = str(f["q"][label]["modes"].attrs.get("amplitude", ""))
     return Amplitude(what=f"mode {mode}", field=field, displacement=d["modes/displacement_bohr"][mode - 1],
                      cell_integral=d["modes/cell_integral"][mode - 1],
