@@ -16,6 +16,7 @@ import numpy as np
 
 from . import ONE_SIDED_NOTE, __version__
 from .errors import DfptmagError
+from .export import FORMATS
 
 DEFAULT_WORKFLOW = Path(__file__).resolve().parent.parent / "workflows" / "wse2-tiny.toml"
 
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cells", type=_cells, default=(4, 4), help="supercell N x M (default 4x4)")
     s.add_argument("--time", type=float, default=0.0, help="time in periods, 0..1 (default 0)")
     s.add_argument("--plane", default="W", help="element symbol (plane of its first atom), z=<Å>, or avg (default W)")
-    s.add_argument("--format", default="png,pdf", help=f"comma list of {', '.join(('png', 'pdf', 'xsf', 'vtk', 'cube', 'h5'))} (default png,pdf)")
+    s.add_argument("--format", default="png,pdf", help=f"comma list of {', '.join(FORMATS)} (default png,pdf)")
     s.add_argument("--movie", choices=["gif", "mp4"], help="also write one period as a movie")
     s.add_argument("--frames", type=int, default=48, help="movie frames per period (default 48)")
     s.add_argument("--grid", type=_grid, help="Fourier-interpolate to this grid n1,n2,n3 (default: QE's FFT grid)")

@@ -9,7 +9,7 @@ import numpy as np
 from .errors import DfptmagError
 from .snapshot import load, resample, supercell_field
 
-FORMATS = ("png", "pdf", "xsf", "vtk", "cube", "h5")
+from .export import FORMATS
 
 
 def run_snapshot(result, label: str, mode: int | None = None, pattern: int | None = None,
@@ -65,7 +65,8 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
 
 def strongest_modes(result, label: str) -> dict[str, int]:
     """1-based indices of the modes with the largest in-plane and out-of-plane RMS magnetization."""
-    from . import results
-    d = results.read_q(result, label)
-    return {"inplane": int(np.argmax(d["modes/rms_inplane"])) + 1,
-            "outofplane": int(np.argmax(d["modes/rms_outofplane"])) + 1}
+    import h5py
+    with h5py.File(result, "r") as f:       # only the two RMS arrays, not the real-space fields
+        m = f["q"][label]["modes"]
+        return {"inplane": int(np.argmax(m["rms_inplane"][()])) + 1,
+                "outofplane": int(np.argmax(m["rms_outofplane"][()])) + 1}
