@@ -220,6 +220,12 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         log.warning("no modes for %s: %s", files.root, why)
         result["modes_missing_reason"] = why
         return result
+    if km.is_time_reversal_invariant(result["q_crystal"]):
+        # q ≡ −q (Γ, M): time reversal makes D(q) real in QE's phase convention (e^{-iq·R}, R
+        # lattice vectors; D(−q) = D(q)*, D(q + G) = D(q)). ph.x imposes this too (symdynph_gq,
+        # minus_q); we impose it and record the size of what it removes.
+        result["dynmat_imag_removed"] = float(np.abs(dyn.imag).max() / np.abs(dyn).max())
+        dyn = dyn.real.astype(complex)
     masses = result["masses_amu"]
     omega, e = km.diagonalize(dyn, masses)
     U = km.displacements(e, masses, omega, options.amplitude, options.amplitude_bohr)

@@ -4,6 +4,8 @@
     dfptmag analyze RUN_DIR         post-process finished q-run directories
     dfptmag capture -- CMD...       run a ph.x command line keeping its δψ buffer
     dfptmag snapshot RESULT.h5      real-space figures, movies and exports of one mode
+    dfptmag bands WORKFLOW.toml     magnetization bands along a q path (the paper's Fig. 3)
+    dfptmag plot bands BANDS.h5     redraw the band figures without recomputing
 """
 from __future__ import annotations
 
@@ -86,6 +88,34 @@ def cmd_capture(a):
     irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log)
     print(f"captured irrep {irr}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
           + (f", fildrho copy {drho.name}" if drho else ""))
+
+
+def cmd_bands(a):
+    from .bands_job import run_bands
+    formats = [f.strip() for f in a.format.split(",") if f.strip()]
+    r = run_bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
+                  output=a.output, progress=not a.quiet, figures=formats, nproc=a.nproc)
+    print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
+    if not a.quiet:
+        from .bands_file import read
+        from .report import bands_table
+        print(bands_table(read(r.output)))
+    print(f"wrote {r.output}")
+    for f in r.figures:
+        print(f"wrote {f}")
+    if r.failures:
+        msg = "\n\n".join(f"[{k}] {v}" for k, v in r.failures.items())
+        raise DfptmagError(f"{len(r.failures)} job(s) failed; bands.h5 has NaN there "
+                           f"(path/computed = False). Rerun the same command to retry them.\n{msg}")
+
+
+def cmd_plot(a):
+    from .bands_file import read
+    from .plot.bands import save_figures
+    formats = [f.strip() for f in a.format.split(",") if f.strip()]
+    out = Path(a.outdir) if a.outdir else Path(a.file).parent
+    for f in save_figures(read(a.file), out, formats=formats, stem=Path(a.file).stem):
+        print(f"wrote {f}")
 
 
 def _cells(text):
@@ -214,6 +244,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outdir", default="snapshots", help="output directory (default snapshots/)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_snapshot)
+    bd = sub.add_parser("bands", help="magnetization bands along a q path (paper Fig. 3)",
+                        description="For every q on a band path (default Γ–M–K–Γ of the workflow's "
+                                    "[bands] section) run all displacement patterns with δψ captured, "
+                                    "analyze, connect modes into branches by eigenvector overlap, and "
+                                    "write bands.h5 and figures (three stacked panels: dispersion, "
+                                    "in-plane and out-of-plane RMS magnetization; and fat bands). With a "
+                                    "[dispersion] section the dispersion is also interpolated from a "
+                                    "coarse DFPT q-grid (ph.x ldisp, q2r.x, matdyn.x). q-points run as "
+                                    "independent jobs, up to --workers at a time; a failed job is reported "
+                                    "with its output tail and the others go on. Re-running resumes: "
+                                    "finished QE steps are skipped. Reports the " + ONE_SIDED_NOTE + ".")
+    bd.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
+                    help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
+    bd.add_argument("--path", help="path in ASE syntax, e.g. GMKG (default: the workflow's [bands] path); "
+                                   "K' is written Kp, a comma starts a disconnected segment")
+    bd.add_argument("--npoints", type=int, help="points along the path, special points included "
+                                                "(default: the workflow's [bands] npoints)")
+    bd.add_argument("--workers", type=int, help="q-points run at once, each with the workflow's "
+                                                "[parallel] nproc (default: [parallel] workers)")
+    bd.add_argument("--nproc", type=int, help="MPI processes per QE run, as pools (default: [parallel] nproc); "
+                                              "e.g. --workers 2 --nproc 1 on a 2-core machine")
+    bd.add_argument("--run-dir", help="where QE runs (default: runs/<workflow name>)")
+    bd.add_argument("-o", "--output", help="HDF5 output (default: <run-dir>/bands.h5); figures go next to it")
+    bd.add_argument("--format", default="png,pdf", help="figure formats (default png,pdf)")
+    bd.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    bd.set_defaults(func=cmd_bands)
+    pl = sub.add_parser("plot", help="redraw figures from a results file",
+                        description="Redraw the figures of 'dfptmag bands' from its bands.h5 without "
+                                    "recomputing: <stem>_magnetization.{png,pdf} and <stem>_fat.{png,pdf}.")
+    pl.add_argument("what", choices=["bands"])
+    pl.add_argument("file", help="bands.h5")
+    pl.add_argument("--format", default="png,pdf", help="figure formats (default png,pdf)")
+    pl.add_argument("--outdir", help="output directory (default: next to the file)")
+    pl.set_defaults(func=cmd_plot)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
                         description="The model of shared/seeds/localized-level-spin-phonon-model.txt: a "
                                     "level ε = ε0σ0 + ε1·σ coupled to acoustic phonons ω = c q by U = u0σ0 + "

@@ -35,3 +35,24 @@ def mode_table(label: str, r: dict) -> str:
         lines.append(f"max |ω(dfptmag) − ω(ph.x)| = {np.max(np.abs(cm1 - r['fildyn_freq_cm1'])):.2e} cm-1")
     lines.append("object: " + ONE_SIDED_NOTE)
     return "\n".join(lines)
+
+
+def bands_table(b: dict) -> str:
+    """Per q-point and branch: frequency (meV), in-plane and out-of-plane RMS magnetization."""
+    from .plot.bands import per_branch
+    w = per_branch(b, "modes/frequency_meV")
+    mi = per_branch(b, "modes/rms_inplane")
+    mo = per_branch(b, "modes/rms_outofplane")
+    labels = dict(zip(b["path/label_index"], b["path/labels"]))
+    lines = [b["attrs"].get("amplitude", ""),
+             "per branch: ω (meV) / RMS in-plane M (μB per cell) / RMS out-of-plane M (μB per cell)",
+             "object: " + ONE_SIDED_NOTE]
+    for iq, q in enumerate(b["path/q_crystal"]):
+        lab = labels.get(iq, "")
+        if not b["path/computed"][iq]:
+            lines.append(f"q = {np.round(q, 4).tolist()} {lab}: not computed")
+            continue
+        lines.append(f"q = {np.round(q, 4).tolist()} {lab}")
+        for br in range(w.shape[1]):
+            lines.append(f"  branch {br + 1:2d}  {w[iq, br]:9.3f} meV  {mi[iq, br]:10.3e}  {mo[iq, br]:10.3e}")
+    return "\n".join(lines)

@@ -98,6 +98,10 @@ def _write_q(g, r: dict):
     _ds(m, "displacement_bohr", r["displacement_bohr"], "bohr")
     _ds(m, "degenerate_group", r["degenerate_group"], "index")
     _ds(c, "dynmat_cartesian", r["dynmat_cartesian"], "Ry/bohr^2")
+    if "dynmat_imag_removed" in r:
+        c.attrs["dynmat_imag_removed"] = r["dynmat_imag_removed"]
+        c.attrs["dynmat_imag_removed_note"] = ("q = -q modulo G: D(q) made real (time reversal, as ph.x's "
+                                               "symdynph_gq); value = max|Im D|/max|D| before")
     if "fildyn_freq_cm1" in r:
         _ds(c, "frequency_minus_phx_cm1", cm1 - r["fildyn_freq_cm1"], "cm^-1")
     if "mode_cell_integral" in r:

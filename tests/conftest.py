@@ -57,3 +57,43 @@ def analyzed_gamma(tiny_run):
     from dfptmag.analysis import AnalysisOptions, analyze_qrun
     _, dirs = tiny_run
     return analyze_qrun(dirs["G"], AnalysisOptions())
+
+
+def done_markers(run_dir: Path) -> dict[str, str]:
+    """Every step marker under a run directory: {relative path: content (hash + timestamps)}."""
+    return {str(p.relative_to(run_dir)): p.read_text() for p in sorted(Path(run_dir).rglob("*.done"))}
+
+
+@pytest.fixture(scope="session")
+def band_run(tiny_run, tmp_path_factory):
+    """The tiny band workflow on Γ–M–K (Γ, one point, M, K) plus its 3×3×1 interpolated
+    dispersion, two q-points at a time with one process each. It starts from a copy of the tiny
+    run (scf and K already done) and is interrupted with SIGINT after three more QE steps
+    finish, then resumed in-process. Returns a dict with the markers before/after the interrupt,
+    the exit code, the resumed BandsRun and the bands.h5 contents."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from dfptmag.bands_file import read
+    from dfptmag.bands_job import run_bands
+    runner, _ = tiny_run
+    run_dir = tmp_path_factory.mktemp("bands") / "run"
+    shutil.copytree(runner.run_dir, run_dir, ignore=shutil.ignore_patterns("q_G", "q_-K"))
+    before = done_markers(run_dir)
+    args = dict(path="GMK", npoints=4, workers=2, nproc=1)
+    cmd = [sys.executable, "-m", "dfptmag.cli", "bands", str(TINY), "--path", "GMK", "--npoints", "4",
+           "--workers", "2", "--nproc", "1", "--run-dir", str(run_dir), "--quiet", "--format", "png"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
+    t0 = time.time()
+    while proc.poll() is None and len(done_markers(run_dir)) < len(before) + 3 and time.time() - t0 < 900:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    interrupted = done_markers(run_dir)
+    result = run_bands(TINY, run_dir=run_dir, progress=False, figures=("png",), **args)
+    return {"before": before, "interrupted": interrupted, "returncode": proc.returncode,
+            "stderr": err.decode(errors="replace"), "result": result, "bands": read(result.output),
+            "run_dir": run_dir, "args": args}

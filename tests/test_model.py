@@ -124,6 +124,27 @@ def test_crossover_root_bracketing():
     assert crossover_temperature(lambda t: 1.0 / t, grid) is None
 
 
+def test_printed_eq14_is_not_the_model_moment(grid):
+    """The paper's Eq. 14 as printed (dω/4π) against the moment of its own Eq. 13 (dω/2π): the
+    printed form changes sign (here from − to + at T_xo ≈ 0.03–0.08 meV, depending on c) and
+    tends to 1/8 at high T, where the consistent moment vanishes and never changes sign. This
+    pins down why the model cannot show the paper's crossover (closing note of the model issue)."""
+    kTs = np.geomspace(0.01, 1.0, 10)
+    txo = {}
+    for c in (0.001, 0.05):
+        m = model((0.01, 0, 0), c)
+        w = frequency_grid(m, window=8.0)                    # kT ≤ 1 meV: tails beyond ±8 meV negligible
+        printed = lambda t, m=m, w=w: cf.moment_u1_x_as_printed(m, w, t)   # noqa: E731
+        txo[c] = crossover_temperature(printed, kTs)
+        assert txo[c] is not None and printed(0.5 * txo[c]) < 0 < printed(2 * txo[c])
+        consistent = [cf.moment_u1_x(m, w, t) for t in kTs]
+        assert np.all(np.array(consistent) > 0)              # no sign change in the model itself
+    wide = frequency_grid(m)
+    assert cf.moment_u1_x_as_printed(m, wide, 30.0) == pytest.approx(0.125, abs=1e-3)
+    assert abs(cf.moment_u1_x(m, wide, 30.0)) < 1e-4 * max(consistent)
+    assert txo[0.001] > 2 * txo[0.05]                        # c-dependent (0.084 vs 0.034 meV)
+
+
 def test_model_cli(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dfptmag.cli", "model", "crossover", "--u1", "0.01,0,1",
                           "--c", "0.01", "--kT", "0.5:20:8", "--outdir", str(tmp_path)],

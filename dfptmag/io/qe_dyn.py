@@ -54,30 +54,7 @@ def read_dyn(path) -> DynFile:
             i += 1
         ityp = np.array([int(lines[i + a].split()[1]) - 1 for a in range(nat)])
         i += nat
-        q_points, matrices = [], []
-        diag_q, freqs = None, []
-        while i < len(lines):
-            line = lines[i]
-            if "Dynamical  Matrix in cartesian axes" in line:
-                q = _Q.search(lines[i + 2])
-                q_points.append(np.array([float(x) for x in q.groups()]))
-                i += 4
-                d = np.zeros((3 * nat, 3 * nat), dtype=complex)
-                for _ in range(nat * nat):
-                    a, b = (int(x) - 1 for x in lines[i].split()[:2])
-                    for al in range(3):
-                        v = np.array(lines[i + 1 + al].split(), dtype=float)
-                        d[3 * a + al, 3 * b:3 * b + 3] = v[0::2] + 1j * v[1::2]
-                    i += 4
-                matrices.append(d)
-                continue
-            if "Diagonalizing the dynamical matrix" in line:
-                q = _Q.search(lines[i + 2])
-                diag_q = np.array([float(x) for x in q.groups()])
-            m = _FREQ.search(line)
-            if m:
-                freqs.append((float(m.group(2)), float(m.group(3))))
-            i += 1
+        q_points, matrices, diag_q, freqs = _blocks(lines, i, nat)
     except (IndexError, ValueError, AttributeError) as exc:
         raise InputFileError(path, f"cannot parse fildyn near line {i + 1} ({exc!r}); truncated?") from None
     if not matrices:
@@ -86,3 +63,47 @@ def read_dyn(path) -> DynFile:
     return DynFile(path=path, nat=nat, species=species, masses_ry=np.array(masses), ityp=ityp,
                    q_points=q_points, matrices=matrices, diag_q=diag_q,
                    freq_thz=freqs[:, 0], freq_cm1=freqs[:, 1])
+
+
+def _blocks(lines, i, nat):
+    """The "Dynamical  Matrix in cartesian axes" blocks and printed frequencies from line i on."""
+    q_points, matrices = [], []
+    diag_q, freqs = None, []
+    while i < len(lines):
+        line = lines[i]
+        if "Dynamical  Matrix in cartesian axes" in line:
+            q = _Q.search(lines[i + 2])
+            q_points.append(np.array([float(x) for x in q.groups()]))
+            i += 4
+            d = np.zeros((3 * nat, 3 * nat), dtype=complex)
+            for _ in range(nat * nat):
+                a, b = (int(x) - 1 for x in lines[i].split()[:2])
+                for al in range(3):
+                    v = np.array(lines[i + 1 + al].split(), dtype=float)
+                    d[3 * a + al, 3 * b:3 * b + 3] = v[0::2] + 1j * v[1::2]
+                i += 4
+            matrices.append(d)
+            continue
+        if "Diagonalizing the dynamical matrix" in line:
+            q = _Q.search(lines[i + 2])
+            diag_q = np.array([float(x) for x in q.groups()])
+        m = _FREQ.search(line)
+        if m:
+            freqs.append((float(m.group(2)), float(m.group(3))))
+        i += 1
+    return q_points, matrices, diag_q, freqs
+
+
+def read_dyn_blocks(path, nat: int) -> tuple[np.ndarray, np.ndarray]:
+    """matdyn.x's ``fldyn`` file (header-less blocks, one per q): q (nq, 3) in 2π/alat and the
+    Cartesian dynamical matrices (nq, 3nat, 3nat), Ry/bohr², not mass-scaled."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "matdyn.x dynamical-matrix file (fldyn) not found")
+    try:
+        q_points, matrices, _, _ = _blocks(path.read_text().splitlines(), 0, nat)
+    except (IndexError, ValueError, AttributeError) as exc:
+        raise InputFileError(path, f"cannot parse matdyn.x fldyn ({exc!r}); truncated?") from None
+    if not matrices:
+        raise InputFileError(path, "contains no dynamical matrix")
+    return np.array(q_points), np.array(matrices)

@@ -27,6 +27,12 @@ def diagonalize(dyn: np.ndarray, atom_masses_amu: np.ndarray):
     return omega, z.T.copy()
 
 
+def is_time_reversal_invariant(q_crystal, tol: float = 1e-8) -> bool:
+    """True if −q ≡ q modulo a reciprocal lattice vector (2q integer in crystal coordinates)."""
+    q2 = 2.0 * np.asarray(q_crystal, dtype=float)
+    return bool(np.all(np.abs(q2 - np.round(q2)) < tol))
+
+
 def ry_to_cm1(omega_ry):
     return np.asarray(omega_ry) * RY_TO_CMM1
 

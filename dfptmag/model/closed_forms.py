@@ -51,6 +51,17 @@ def moment_u1_x(model: Model, omega, kT) -> float:
     return float(np.trapezoid(f * (_spectral(g_int) - _spectral(g_free)), omega))
 
 
+def moment_u1_x_as_printed(model: Model, omega, kT) -> float:
+    """Paper Eq. 14 exactly as printed, M = ½ f(ε0) + Im ∫ f(ω) g_int(ω) dω/4π, for comparison
+    only. It does not follow from Eq. 13 (which gives ½[f(ε0) − ∫ f A_int dω], i.e. dω/2π): the
+    interacting branch enters with half its spectral weight, so M does not vanish at high
+    temperature (→ 1/8) and changes sign where the consistent moment does not."""
+    _, g_int, _ = green_u1_x(model, omega, kT)
+    f = fermi(omega, model.level.mu, kT)
+    return float(0.5 * fermi(model.level.eps0, model.level.mu, kT)
+                 + np.trapezoid(f * np.imag(g_int), omega) / (4 * np.pi))
+
+
 def green_u1_xz(model: Model, omega, kT):
     """u1 = u0 (x̂ + ẑ): (G, {s: g_s})."""
     u0 = model.u0

@@ -11,7 +11,9 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
+import threading
 from pathlib import Path
 
 from ..errors import DfptmagError, QERunError, UnsupportedError
@@ -88,11 +90,40 @@ def finish(links, ph0: Path, prefix: str, fildrho: str | None, dest: Path, tag: 
     return kept, drho
 
 
-def run_logged(cmd: list[str], out_path: Path, cwd: Path) -> None:
-    """Run a QE executable with output to out_path; raise QERunError with the output's tail."""
-    with open(out_path, "w") as out:
-        proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=qe_env(),
-                              stdin=subprocess.DEVNULL)
+_RUNNING: set[subprocess.Popen] = set()
+_LOCK = threading.Lock()
+
+
+def terminate_running() -> int:
+    """Stop every QE process started by run_logged (SIGTERM to its process group, which mpirun
+    forwards to its ranks). Used when a parallel run is interrupted. Returns how many."""
+    with _LOCK:
+        procs = list(_RUNNING)
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(procs)
+
+
+def run_logged(cmd: list[str], out_path: Path, cwd: Path, stdin: Path | None = None) -> None:
+    """Run a QE executable with output to out_path (stdin from a file for q2r.x/matdyn.x);
+    raise QERunError with the output's tail."""
+    with open(out_path, "w") as out, open(stdin if stdin else os.devnull) as inp:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=qe_env(),
+                                stdin=inp, start_new_session=True)
+        with _LOCK:
+            _RUNNING.add(proc)
+        try:
+            proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait()
+            raise
+        finally:
+            with _LOCK:
+                _RUNNING.discard(proc)
     text = out_path.read_text(errors="replace")
     if proc.returncode != 0 or "JOB DONE" not in text:
         tail = "\n".join(text.splitlines()[-25:])
@@ -103,6 +134,12 @@ def run_logged(cmd: list[str], out_path: Path, cwd: Path) -> None:
 def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: str,
                  dest: Path, tag: str, fildrho: str | None):
     nranks = check_layout(cmd)
+    # An interrupted irrep leaves ph.x's mid-irrep restart data (<prefix>.recover, .restart_k);
+    # a recover run would resume from it and read δψ from the buffer — which capture replaces by
+    # a fresh empty file. Drop it so that the irrep is recomputed from its start.
+    for ext in ("recover", "restart_k"):
+        for stale in ph0.glob(f"{prefix}.{ext}*"):
+            stale.unlink()
     links = prepare(ph0, prefix, dest, tag, nranks)
     try:
         run_logged(cmd, out_path, cwd)

@@ -40,6 +40,12 @@ class Workflow:
     npool: int
     mpirun: str
     analysis: dict
+    bands: dict = dataclasses.field(default_factory=lambda: dict(BANDS_DEFAULTS))
+    dispersion: dict | None = None     # None: no interpolated dispersion
+
+
+BANDS_DEFAULTS = {"path": "GMKG", "npoints": 7, "workers": 1, "extra_points": {}}
+DISPERSION_METHODS = ("matdyn",)
 
 
 def parse_q(spec, where) -> QPoint:
@@ -118,6 +124,8 @@ def load(path) -> Workflow:
     amp = an.get("amplitude", "zero-point")
     if amp not in ("zero-point", "fixed"):
         raise InputFileError(path, f"[analysis] amplitude = {amp!r}: 'zero-point' or 'fixed'")
+    bands = _bands_section(path, section("bands"), par)
+    dispersion = _dispersion_section(path, data.get("dispersion"))
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
         structure=structure, vacuum_angstrom=float(need(st, "vacuum_angstrom", "structure", float)),
@@ -125,4 +133,49 @@ def load(path) -> Workflow:
         nproc=nproc, npool=npool, mpirun=par.get("mpirun", "mpirun"),
         analysis={"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
                   "realspace": bool(an.get("realspace", True))},
+        bands=bands, dispersion=dispersion,
     )
+
+
+def _bands_section(path, bs: dict, par: dict) -> dict:
+    out = dict(BANDS_DEFAULTS)
+    out.update({k: v for k, v in bs.items()})
+    if not isinstance(out["path"], str) or not out["path"]:
+        raise InputFileError(path, f"[bands] path = {out['path']!r}: a path string such as 'GMKG'")
+    if not isinstance(out["npoints"], int) or out["npoints"] < 2:
+        raise InputFileError(path, f"[bands] npoints = {out['npoints']!r}: an integer ≥ 2")
+    workers = par.get("workers", out.pop("workers"))
+    if not isinstance(workers, int) or workers < 1:
+        raise InputFileError(path, f"[parallel] workers = {workers!r}: a positive integer")
+    out["workers"] = workers
+    extra = out.get("extra_points") or {}
+    if not isinstance(extra, dict):
+        raise InputFileError(path, "[bands] extra_points must be a table name = [x, y, z]")
+    for k, v in extra.items():
+        if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
+            raise InputFileError(path, f"[bands] extra_points {k} = {v!r}: three crystal coordinates")
+    unknown = set(out) - set(BANDS_DEFAULTS)
+    if unknown:
+        raise InputFileError(path, f"[bands] unknown keys {sorted(unknown)}; known: path, npoints, extra_points")
+    return out
+
+
+def _dispersion_section(path, ds) -> dict | None:
+    if ds is None:
+        return None
+    if not isinstance(ds, dict):
+        raise InputFileError(path, "[dispersion] must be a table")
+    qgrid = ds.get("qgrid")
+    if not (isinstance(qgrid, list) and len(qgrid) == 3 and all(isinstance(k, int) and k > 0 for k in qgrid)):
+        raise InputFileError(path, f"[dispersion] qgrid = {qgrid!r}: three positive integers (a coarse "
+                                   "DFPT q-grid for q2r.x, e.g. [6, 6, 1])")
+    out = {"qgrid": qgrid, "method": ds.get("method", "matdyn"), "asr": ds.get("asr", "simple"),
+           "loto_2d": bool(ds.get("loto_2d", False)), "npoints": int(ds.get("npoints", 150))}
+    if out["method"] not in DISPERSION_METHODS:
+        raise InputFileError(path, f"[dispersion] method = {out['method']!r}: one of {DISPERSION_METHODS}")
+    if out["asr"] not in ("no", "simple", "crystal"):
+        raise InputFileError(path, f"[dispersion] asr = {out['asr']!r}: 'no', 'simple' or 'crystal'")
+    unknown = set(ds) - set(out)
+    if unknown:
+        raise InputFileError(path, f"[dispersion] unknown keys {sorted(unknown)}")
+    return out

@@ -32,14 +32,18 @@ def q_crystal_to_tpiba(atoms: Atoms, q_crystal) -> np.ndarray:
 
 
 def pw_input(wf: Workflow, atoms: Atoms, upf_names: dict[str, str], outdir: str,
-             pseudo_dir: str) -> str:
+             pseudo_dir: str, symmetry: bool = False) -> str:
+    """pw.x scf input. ``symmetry=False`` (the δψ runs): nosym and noinv, so that ph.x keeps the
+    full k list and its ψ buffer matches the collected wavefunctions point by point.
+    ``symmetry=True``: crystal symmetry on, for the coarse q-grid of the interpolated dispersion."""
     pw = wf.pw
     species = sorted(set(atoms.get_chemical_symbols()), key=atoms.get_chemical_symbols().index)
     control = {"calculation": "scf", "prefix": wf.prefix, "outdir": outdir,
                "pseudo_dir": pseudo_dir, "verbosity": "high"}
     system = {"ibrav": 0, "nat": len(atoms), "ntyp": len(species),
               "ecutwfc": float(pw["ecutwfc_ry"]), "ecutrho": pw.get("ecutrho_ry"),
-              "noncolin": True, "lspinorb": True, "nosym": True, "noinv": True,
+              "noncolin": True, "lspinorb": True,
+              "nosym": None if symmetry else True, "noinv": None if symmetry else True,
               "occupations": "fixed", "nbnd": pw.get("nbnd"),
               "assume_isolated": pw.get("assume_isolated")}
     electrons = {"conv_thr": float(pw.get("conv_thr", 1e-10)),
@@ -64,10 +68,29 @@ def pw_input(wf: Workflow, atoms: Atoms, upf_names: dict[str, str], outdir: str,
 
 
 def ph_input(prefix: str, outdir: str, q_tpiba, tr2_ph: float, **extra) -> str:
+    """ph.x input; ``q_tpiba=None`` for ldisp runs (no q line)."""
     values = {"prefix": prefix, "outdir": outdir, "tr2_ph": float(tr2_ph)}
     values.update({k: v for k, v in extra.items() if v is not None})
+    if q_tpiba is None:
+        return "phonons (dfptmag)\n" + namelist("inputph", values)
     q = " ".join(f"{x:.15f}" for x in q_tpiba)
     return "phonons (dfptmag)\n" + namelist("inputph", values) + q + "\n"
 
 
-__all__ = ["build_atoms", "alat_bohr", "q_crystal_to_tpiba", "pw_input", "ph_input", "fortran_value"]
+def q2r_input(fildyn: str, flfrc: str, zasr: str, loto_2d: bool) -> str:
+    """q2r.x input; ``loto_2d`` must match matdyn.x's, or the dipole term subtracted here and the
+    one added back there differ and the interpolation misses the grid points."""
+    return namelist("input", {"fildyn": fildyn, "zasr": zasr, "flfrc": flfrc, "loto_2d": bool(loto_2d)})
+
+
+def matdyn_input(flfrc: str, fldyn: str, flfrq: str, asr: str, loto_2d: bool, q_crystal) -> str:
+    """matdyn.x on an explicit list of q (crystal coordinates), writing the interpolated dynamical
+    matrices (fldyn) so that dfptmag diagonalises them exactly as the DFPT ones."""
+    head = namelist("input", {"flfrc": flfrc, "fldyn": fldyn, "flfrq": flfrq, "asr": asr,
+                              "loto_2d": bool(loto_2d), "q_in_cryst_coord": True,
+                              "q_in_band_form": False, "flvec": "matdyn.modes"})
+    q = np.asarray(q_crystal, dtype=float)
+    return head + f"{len(q)}\n" + "".join(" ".join(f"{x:.15f}" for x in v) + "\n" for v in q)
+
+
+__all__ = ["build_atoms", "alat_bohr", "q_crystal_to_tpiba", "pw_input", "ph_input", "q2r_input", "matdyn_input", "fortran_value"]

@@ -14,12 +14,15 @@ import logging
 import os
 import shlex
 import shutil
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
+
 
 from tqdm import tqdm
 
-from ..errors import QERunError
+from ..errors import DfptmagError, QERunError
 from ..qrun import MANIFEST, read_manifest, write_manifest
 from . import capture, inputs, pseudo
 from .config import QPoint, Workflow
@@ -33,6 +36,17 @@ class StepLog:
     skipped: list[str] = dataclasses.field(default_factory=list)
 
 
+class Cancelled(DfptmagError):
+    """The run was interrupted; finished steps are kept."""
+
+
+@dataclasses.dataclass
+class ParallelResult:
+    qdirs: dict[str, Path]              # label -> finished q-run directory
+    failures: dict[str, str]            # label (or 'dispersion') -> error message with output tail
+    dispersion: Path | None = None      # matdyn.x fldyn file
+
+
 class Runner:
     def __init__(self, wf: Workflow, run_dir, progress: bool = True):
         self.wf = wf
@@ -40,12 +54,19 @@ class Runner:
         self.progress = progress
         self.steps = StepLog()
         self.atoms = inputs.build_atoms(wf)
+        self.stop = threading.Event()
+        self._lock = threading.Lock()
+        self._running: list[str] = []
+        self.bar = None
 
     # -- helpers ---------------------------------------------------------------
-    def _cmd(self, exe: str, infile: str) -> list[str]:
+    def _cmd(self, exe: str, infile: str | None) -> list[str]:
+        """The command line; ``infile=None``: serial, input on stdin (q2r.x, matdyn.x)."""
         if shutil.which(exe) is None:
             raise QERunError(f"{exe} not found on PATH: install Quantum ESPRESSO "
                              "(Debian: apt-get install quantum-espresso)")
+        if infile is None:
+            return [exe]
         base = [exe, "-in", infile]
         if self.wf.npool > 1:
             base += ["-nk", str(self.wf.npool)]
@@ -64,21 +85,40 @@ class Runner:
         if marker.is_file():
             try:
                 if json.loads(marker.read_text()).get("hash") == h:
-                    self.steps.skipped.append(f"{workdir.name}/{name}")
+                    with self._lock:
+                        self.steps.skipped.append(f"{workdir.name}/{name}")
                     return h
             except json.JSONDecodeError:
                 pass
             marker.unlink()
+        if self.stop.is_set():
+            raise Cancelled(f"interrupted before {workdir.name}/{name}")
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / f"{name}.in").write_text(text)
         t0 = time.time()
-        action(f"{name}.in", workdir / f"{name}.out")
+        tag = f"{workdir.name}/{name}"
+        self._show(add=tag)
+        try:
+            action(f"{name}.in", workdir / f"{name}.out")
+        finally:
+            self._show(remove=tag)
         tmp = marker.with_suffix(".part")
         tmp.write_text(json.dumps({"hash": h, "seconds": round(time.time() - t0, 2),
                                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}))
         os.replace(tmp, marker)
-        self.steps.ran.append(f"{workdir.name}/{name}")
+        with self._lock:
+            self.steps.ran.append(f"{workdir.name}/{name}")
         return h
+
+    def _show(self, add=None, remove=None):
+        """Keep the progress bar's postfix listing the QE steps running now."""
+        with self._lock:
+            if add:
+                self._running.append(add)
+            if remove and remove in self._running:
+                self._running.remove(remove)
+            if self.bar is not None:
+                self.bar.set_postfix_str("running " + ", ".join(self._running) if self._running else "")
 
     # -- stages ----------------------------------------------------------------
     def pseudopotentials(self) -> dict[str, str]:
@@ -87,12 +127,41 @@ class Runner:
             names[el] = pseudo.generate(ld1, self.run_dir / "pseudo").name
         return names
 
+    def _upf_hash(self, upf_names) -> str:
+        return self._hash(*[(self.run_dir / "pseudo" / n).read_text() for n in sorted(upf_names.values())])
+
     def scf(self, upf_names) -> str:
         work = self.run_dir / "scf"
         text = inputs.pw_input(self.wf, self.atoms, upf_names, "out", "../pseudo")
-        upf_hash = self._hash(*[(self.run_dir / "pseudo" / n).read_text() for n in sorted(upf_names.values())])
-        return self._step(work, "pw.scf", text, upf_hash,
+        return self._step(work, "pw.scf", text, self._upf_hash(upf_names),
                           lambda i, o: capture.run_logged(self._cmd("pw.x", i), o, work))
+
+    def dispersion(self, upf_names, q_crystal, bar=None) -> Path:
+        """Coarse-grid DFPT for the interpolated dispersion, in ``dispersion/``: a symmetric pw.x
+        scf, one ph.x ldisp run on [dispersion] qgrid (dielectric tensor and Born charges at Γ
+        included, as ph.x does for insulators), q2r.x, and matdyn.x on ``q_crystal``.
+        Returns matdyn.x's dynamical-matrix file."""
+        cfg = self.wf.dispersion
+        work = self.run_dir / "dispersion"
+        run = lambda exe: (lambda i, o: capture.run_logged(self._cmd(exe, i), o, work))  # noqa: E731
+        serial = lambda exe: (lambda i, o: capture.run_logged(self._cmd(exe, None), o, work,  # noqa: E731
+                                                              stdin=work / i))
+        h = self._step(work, "pw.scf", inputs.pw_input(self.wf, self.atoms, upf_names, "out", "../pseudo",
+                                                       symmetry=True),
+                       self._upf_hash(upf_names), run("pw.x"))
+        nq = cfg["qgrid"]
+        h = self._step(work, "ph.grid", inputs.ph_input(self.wf.prefix, "out", None,
+                                                        float(self.wf.ph.get("tr2_ph", 1e-14)),
+                                                        fildyn="dyn", ldisp=True, nq1=nq[0], nq2=nq[1], nq3=nq[2]),
+                       h, run("ph.x"))
+        if bar is not None:
+            bar.update(1)
+        h = self._step(work, "q2r", inputs.q2r_input("dyn", "fc", cfg["asr"], cfg["loto_2d"]), h, serial("q2r.x"))
+        self._step(work, "matdyn", inputs.matdyn_input("fc", "matdyn.dyn", "matdyn.freq", cfg["asr"],
+                                                       cfg["loto_2d"], q_crystal), h, serial("matdyn.x"))
+        if bar is not None:
+            bar.update(1)
+        return work / "matdyn.dyn"
 
     def qpoint(self, q: QPoint, scf_hash: str, patterns: list[int] | None, bar=None) -> Path:
         wf = self.wf
@@ -143,7 +212,6 @@ class Runner:
                        inputs.ph_input(**common, recover=True, start_irr=p, last_irr=p, fildrho="drho"),
                        h, run_pattern)
             if bar is not None:
-                bar.set_postfix_str(f"q={q.label} pattern {p}")
                 bar.update(1)
         if len(pats) == nmodes:
             self._step(work, "ph.final", inputs.ph_input(**common, recover=True),
@@ -174,4 +242,55 @@ class Runner:
         return out
 
 
-__all__ = ["Runner", "MANIFEST"]
+    def run_parallel(self, qpoints, patterns=None, workers: int = 1, dispersion_q=None) -> ParallelResult:
+        """Pseudopotentials and scf, then every q-point (and, with ``dispersion_q``, the coarse-grid
+        dispersion) as independent jobs, up to ``workers`` at a time, each in its own directory
+        with the workflow's MPI/pool layout. A failed job is recorded with its output tail and
+        does not stop the others. Ctrl-C stops the QE processes and keeps finished steps."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        nmodes = 3 * len(self.atoms)
+        npat = nmodes if patterns is None else len(patterns)
+        total = 2 + len(qpoints) * (npat + 3) + (2 if dispersion_q is not None else 0)
+        failures, qdirs, disp = {}, {}, None
+        with tqdm(total=total, desc="QE steps", unit="step", disable=not self.progress) as bar:
+            self.bar = bar
+            bar.set_postfix_str("ld1.x")
+            names = self.pseudopotentials()
+            bar.update(1)
+            h = self.scf(names)
+            bar.update(1)
+            jobs = {}
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                if dispersion_q is not None:
+                    jobs[pool.submit(self.dispersion, names, dispersion_q, bar)] = "dispersion"
+                for q in qpoints:
+                    jobs[pool.submit(self.qpoint, q, h, patterns, bar)] = q.label
+                pending = set(jobs)
+                try:
+                    while pending:
+                        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                        for fut in done:
+                            label = jobs[fut]
+                            try:
+                                out = fut.result()
+                            except Cancelled:
+                                continue
+                            except DfptmagError as exc:
+                                failures[label] = str(exc)
+                                log.error("%s failed: %s", label, exc)
+                                continue
+                            if label == "dispersion":
+                                disp = out
+                            else:
+                                qdirs[label] = out
+                except KeyboardInterrupt:
+                    self.stop.set()
+                    for fut in jobs:
+                        fut.cancel()
+                    capture.terminate_running()
+                    raise
+        self.bar = None
+        return ParallelResult(qdirs=qdirs, failures=failures, dispersion=disp)
+
+
+__all__ = ["Runner", "ParallelResult", "Cancelled", "MANIFEST"]

@@ -1,0 +1,109 @@
+"""Connect phonon modes across q into branches by eigenvector overlap, not by frequency order.
+
+Each branch carries a reference vector. At the next q the modes are assigned to branches by a
+maximum-overlap matching (Hungarian algorithm) of |⟨ref_b|e_ν⟩|², where a degenerate subspace
+is scored as a whole (Σ over its members), since inside it the eigenvectors are arbitrary.
+After the assignment the reference of a branch becomes its new eigenvector, or, inside a
+degenerate subspace, the projection of the old reference onto that subspace — so a branch keeps
+its character through a degeneracy (e.g. at Γ or at a crossing) instead of picking an arbitrary
+basis vector. Pure functions: arrays in, arrays out.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+
+TIE_BREAK = 1e-3
+
+
+def _projector_overlaps(ref: np.ndarray, e: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """S[b, ν] = Σ_{ν' in group(ν)} |⟨ref_b|e_ν'⟩|² + TIE_BREAK·|⟨ref_b|e_ν⟩|².
+
+    The subspace term makes the matching independent of the basis inside a degenerate group;
+    the small individual term decides inside the group when its eigenvectors do have distinct
+    characters (modes closer than the tolerance but not truly degenerate, e.g. at a crossing)."""
+    ov = np.abs(ref.conj() @ e.T) ** 2            # (nbranch, nmode)
+    s = TIE_BREAK * ov
+    for g in np.unique(groups):
+        sel = groups == g
+        s[:, sel] += ov[:, sel].sum(axis=1, keepdims=True)
+    return s
+
+
+def match(ref: np.ndarray, e: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every mode ν of ``e`` the row of ``ref`` it continues (maximum total overlap, degenerate
+    groups of ``e`` scored as subspaces), and the matched overlap."""
+    s = _projector_overlaps(ref, e, np.asarray(groups))
+    rows, cols = linear_sum_assignment(-s)
+    which = np.empty(len(e), dtype=int)
+    score = np.empty(len(e))
+    which[cols] = rows
+    score[cols] = s[rows, cols] / (1 + TIE_BREAK)
+    return which, score
+
+
+def track(eigvecs: np.ndarray, groups: np.ndarray, breaks=()) -> tuple[np.ndarray, np.ndarray]:
+    """Branch index of every mode along a path.
+
+    eigvecs: (nq, nmode, ndof) complex, rows orthonormal at every q (mass-scaled eigenvectors).
+    groups: (nq, nmode) degenerate-group ids per q.
+    breaks: indices where a disconnected segment starts (tracking restarts from the previous
+    point's references anyway: there is nothing better to compare with).
+
+    Returns (branch, score): branch[iq, ν] = branch of mode ν at iq (at iq = 0, branch = ν);
+    score[iq, ν] = the matched overlap (1 = identical character, small = ambiguous step).
+    """
+    eigvecs = np.asarray(eigvecs)
+    nq, nmode, _ = eigvecs.shape
+    branch = np.empty((nq, nmode), dtype=int)
+    score = np.ones((nq, nmode))
+    branch[0] = np.arange(nmode)
+    ref = eigvecs[0].copy()                       # ref[b] for branch b
+    for iq in range(1, nq):
+        e, g = eigvecs[iq], np.asarray(groups[iq])
+        s = _projector_overlaps(ref, e, g)
+        rows, cols = linear_sum_assignment(-s)   # rows = branches, cols = modes
+        branch[iq, cols] = rows
+        score[iq, cols] = s[rows, cols] / (1 + TIE_BREAK)
+        new_ref = np.empty_like(ref)
+        for b, nu in zip(rows, cols):
+            sel = g == g[nu]
+            if sel.sum() == 1:
+                new_ref[b] = e[nu]
+            else:                                 # project the old character onto the subspace
+                sub = e[sel]
+                v = sub.T @ (sub.conj() @ ref[b])
+                n = np.linalg.norm(v)
+                new_ref[b] = v / n if n > 1e-8 else e[nu]
+        ref = new_ref
+    return branch, score
+
+
+def by_branch(values: np.ndarray, branch: np.ndarray) -> np.ndarray:
+    """Reorder per-mode values (nq, nmode, ...) into per-branch values: out[iq, b] = values[iq, ν]
+    with branch[iq, ν] = b."""
+    out = np.empty_like(values)
+    for iq in range(len(values)):
+        out[iq, branch[iq]] = values[iq]
+    return out
+
+
+def mirror_parity(eigvecs: np.ndarray, positions: np.ndarray, z0: float, tol: float = 1e-3) -> np.ndarray:
+    """⟨e|σ_h|e⟩ for the horizontal mirror z → 2 z0 − z: +1 for even (in-plane-like) modes, −1
+    for odd (flexural-like) ones.
+
+    eigvecs: (..., nat·3) complex; positions: (nat, 3) Cartesian with in-plane x, y (atoms that
+    differ by a lattice vector must be given in the same cell); z0: the mirror plane.
+    Raises ValueError if the structure has no such mirror.
+    """
+    pos = np.asarray(positions, dtype=float)
+    mirrored = pos * np.array([1.0, 1.0, -1.0]) + np.array([0.0, 0.0, 2.0 * z0])
+    d = np.linalg.norm(mirrored[:, None, :] - pos[None, :, :], axis=-1)
+    partner = np.argmin(d, axis=1)
+    if np.any(d[np.arange(len(pos)), partner] > tol):
+        raise ValueError("structure has no horizontal mirror plane at z0")
+    nat = len(pos)
+    e = np.asarray(eigvecs).reshape(eigvecs.shape[:-1] + (nat, 3))
+    me = e[..., partner, :] * np.array([1.0, 1.0, -1.0])
+    return np.real(np.sum(e.conj() * me, axis=(-2, -1)))
