@@ -304,8 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop_on_sigterm():
+    """SIGTERM (a batch scheduler's time limit, kill) stops like Ctrl-C: QE processes are
+    stopped, finished steps kept, and the same command resumes."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:          # not in the main thread (embedded use): leave it alone
+        pass
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    _stop_on_sigterm()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

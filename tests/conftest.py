@@ -68,8 +68,8 @@ def done_markers(run_dir: Path) -> dict[str, str]:
 def band_run(tiny_run, tmp_path_factory):
     """The tiny band workflow on Γ–M–K (Γ, one point, M, K) plus its 3×3×1 interpolated
     dispersion, two q-points at a time with one process each. It starts from a copy of the tiny
-    run (scf and K already done) and is interrupted with SIGINT after three more QE steps
-    finish, then resumed in-process. Returns a dict with the markers before/after the interrupt,
+    run (scf and K already done) and is stopped with SIGTERM (what a batch scheduler sends; SIGINT
+    may be ignored in background jobs) after three more QE steps finish, then resumed in-process. Returns a dict with the markers before/after the interrupt,
     the exit code, the resumed BandsRun and the bands.h5 contents."""
     import os
     import signal
@@ -90,7 +90,7 @@ def band_run(tiny_run, tmp_path_factory):
     t0 = time.time()
     while proc.poll() is None and len(done_markers(run_dir)) < len(before) + 3 and time.time() - t0 < 900:
         time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     interrupted = done_markers(run_dir)
     result = run_bands(TINY, run_dir=run_dir, progress=False, figures=("png",), **args)

@@ -89,8 +89,8 @@ qe = pytest.mark.qe
 
 @qe
 def test_band_run_resumes_after_interrupt_without_recomputing(band_run):
-    """SIGINT stops the run (exit 130); the resumed run skips every step finished before and
-    leaves its marker (hash and finish time) untouched."""
+    """SIGTERM stops the run (exit 130, QE processes stopped); the resumed run skips every step
+    finished before and leaves its marker (hash and finish time) untouched."""
     before, inter, res = band_run["before"], band_run["interrupted"], band_run["result"]
     assert band_run["returncode"] == 130, band_run["stderr"][-2000:]
     assert "rerun the same command to resume" in band_run["stderr"]

@@ -92,34 +92,56 @@ def finish(links, ph0: Path, prefix: str, fildrho: str | None, dest: Path, tag: 
 
 _RUNNING: set[subprocess.Popen] = set()
 _LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGTERM to the process group (mpirun forwards it to its ranks); SIGKILL after ``grace``
+    seconds: QE may trap SIGTERM and carry on to a checkpoint."""
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def terminate_running() -> int:
-    """Stop every QE process started by run_logged (SIGTERM to its process group, which mpirun
-    forwards to its ranks). Used when a parallel run is interrupted. Returns how many."""
+    """Stop every QE process started by run_logged and refuse to start new ones until
+    :func:`allow_running`. Used when a parallel run is interrupted. Returns how many."""
+    _STOPPING.set()
     with _LOCK:
         procs = list(_RUNNING)
-    for p in procs:
-        try:
-            os.killpg(p.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+    threads = [threading.Thread(target=_kill_group, args=(p,)) for p in procs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return len(procs)
+
+
+def allow_running() -> None:
+    _STOPPING.clear()
 
 
 def run_logged(cmd: list[str], out_path: Path, cwd: Path, stdin: Path | None = None) -> None:
     """Run a QE executable with output to out_path (stdin from a file for q2r.x/matdyn.x);
     raise QERunError with the output's tail."""
     with open(out_path, "w") as out, open(stdin if stdin else os.devnull) as inp:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=qe_env(),
-                                stdin=inp, start_new_session=True)
         with _LOCK:
+            if _STOPPING.is_set():
+                raise QERunError(f"{shlex.join(cmd)} not started in {cwd}: the run was interrupted")
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=qe_env(),
+                                    stdin=inp, start_new_session=True)
             _RUNNING.add(proc)
         try:
             proc.wait()
         except BaseException:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
+            _kill_group(proc)
             raise
         finally:
             with _LOCK:

@@ -248,6 +248,7 @@ class Runner:
         with the workflow's MPI/pool layout. A failed job is recorded with its output tail and
         does not stop the others. Ctrl-C stops the QE processes and keeps finished steps."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        capture.allow_running()
         nmodes = 3 * len(self.atoms)
         npat = nmodes if patterns is None else len(patterns)
         total = 2 + len(qpoints) * (npat + 3) + (2 if dispersion_q is not None else 0)
