@@ -51,10 +51,9 @@ def _reciprocal_angstrom(atoms) -> np.ndarray:
 
 def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | None = None) -> BandPath:
     """Points along ``path`` (ASE syntax: 'GMKG'; a comma starts a disconnected segment, e.g.
-    'GMK,GA'; K' may be written Kp). ``npoints`` is the total number of points; every straight piece gets at least
-    one interval, so each special point is on the path exactly."""
+    'GMK,GA'; K' may be written Kp). ``npoints`` is the total number of points; every straight
+    piece gets at least one interval, so each special point is on the path exactly."""
     pts = special_points(atoms, extra)
-    names = sorted(pts, key=len, reverse=True)
     try:
         segments = parse_path_string(path.replace("Γ", "G").replace("K'", "Kp"))
     except Exception as exc:       # ASE raises several kinds for malformed strings
@@ -63,9 +62,9 @@ def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | N
         pts["Kp"] = pts["K'"]
     for seg in segments:
         for name in seg:
-            if name not in pts or pts[name] is None:
+            if name not in pts:
                 raise DfptmagError(f"band path {path!r}: unknown point {name!r}; known: "
-                                   f"{', '.join(n for n in names if n != 'Kp')}")
+                                   f"{', '.join(sorted(n for n in pts if n != 'Kp'))}")
         if len(seg) < 2:
             raise DfptmagError(f"band path {path!r}: segment {''.join(seg)!r} needs two points")
     B = _reciprocal_angstrom(atoms)

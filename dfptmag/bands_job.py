@@ -77,7 +77,7 @@ def assemble(bp: bandpath.BandPath, per_point: list[dict | None], tol_cm1: float
     return out
 
 
-def dispersion_modes(q_tpiba: np.ndarray, dyn: np.ndarray, masses_amu, tol_cm1: float):
+def dispersion_modes(dyn: np.ndarray, masses_amu, tol_cm1: float):
     """Frequencies (Ry), eigenvectors and degenerate groups of matdyn.x's interpolated matrices."""
     w, e, g = [], [], []
     for d in dyn:
@@ -163,10 +163,10 @@ def run_bands(workflow, path: str | None = None, npoints: int | None = None, wor
     dense = None
     if res.dispersion is not None:
         nat = len(atoms)
-        q_tp, dyn = read_dyn_blocks(res.dispersion, nat)
+        _, dyn = read_dyn_blocks(res.dispersion, nat)
         if len(dyn) != dense_bp.nq:
             raise DfptmagError(f"{res.dispersion}: {len(dyn)} q-points, expected {dense_bp.nq}")
-        w, e, g = dispersion_modes(q_tp, dyn, b["attrs"]["masses_amu"], tol_cm1)
+        w, e, g = dispersion_modes(dyn, b["attrs"]["masses_amu"], tol_cm1)
         dense = {"eig": e, "groups": g, "breaks": dense_bp.breaks, "dfpt_index": dfpt_index}
         b.update({"dispersion/q_crystal": dense_bp.q_crystal, "dispersion/distance": dense_bp.distance,
                   "dispersion/frequency_meV": km.ry_to_mev(w), "dispersion/dfpt_index": dfpt_index})

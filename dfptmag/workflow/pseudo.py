@@ -30,6 +30,12 @@ def upf_name(ld1_input: str, where) -> str:
     return m.group(1)
 
 
+def content_key(upf_text: str) -> str:
+    """The UPF text without ld1.x's "Generation date" line: two generations of the same input on
+    different days are the same pseudopotential (for resume hashes and the copy into a run)."""
+    return "\n".join(ln for ln in upf_text.splitlines() if "Generation date" not in ln)
+
+
 def ghost_report(ld1_output: str, tol_ry: float = 0.01) -> list[str]:
     """Channels whose lowest Bessel-basis eigenvalue (largest cutoff) lies more than tol_ry below
     the lowest pseudo-atom eigenvalue of that (l, j): a ghost."""
@@ -85,6 +91,7 @@ def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
             os.replace(tmpcopy, cached)
     dest = Path(dest_dir) / name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.is_file() or dest.read_bytes() != cached.read_bytes():
+    if not dest.is_file() or content_key(dest.read_text(errors="replace")) != content_key(
+            cached.read_text(errors="replace")):
         shutil.copy2(cached, dest)
     return dest

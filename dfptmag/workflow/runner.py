@@ -128,7 +128,8 @@ class Runner:
         return names
 
     def _upf_hash(self, upf_names) -> str:
-        return self._hash(*[(self.run_dir / "pseudo" / n).read_text() for n in sorted(upf_names.values())])
+        return self._hash(*[pseudo.content_key((self.run_dir / "pseudo" / n).read_text())
+                            for n in sorted(upf_names.values())])
 
     def scf(self, upf_names) -> str:
         work = self.run_dir / "scf"
