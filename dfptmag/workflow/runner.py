@@ -19,7 +19,6 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 
-
 from tqdm import tqdm
 
 from ..errors import DfptmagError, QERunError
