@@ -92,9 +92,8 @@ def cmd_capture(a):
 
 def cmd_bands(a):
     from .bands_job import run_bands
-    formats = [f.strip() for f in a.format.split(",") if f.strip()]
     r = run_bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
-                  output=a.output, progress=not a.quiet, figures=formats, nproc=a.nproc)
+                  output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
     if not a.quiet:
         from .bands_file import read
@@ -112,9 +111,8 @@ def cmd_bands(a):
 def cmd_plot(a):
     from .bands_file import read
     from .plot.bands import save_figures
-    formats = [f.strip() for f in a.format.split(",") if f.strip()]
     out = Path(a.outdir) if a.outdir else Path(a.file).parent
-    for f in save_figures(read(a.file), out, formats=formats, stem=Path(a.file).stem):
+    for f in save_figures(read(a.file), out, formats=_names(a.format), stem=Path(a.file).stem):
         print(f"wrote {f}")
 
 
@@ -140,11 +138,16 @@ def cmd_snapshot(a):
     if (a.mode is None) == (a.pattern is None):
         raise DfptmagError("give one of --mode N or --pattern N")
     files = run_snapshot(a.result, a.q, mode=a.mode, pattern=a.pattern, cells=a.cells, t=a.time,
-                         plane=a.plane, formats=[f.strip() for f in a.format.split(",") if f.strip()],
+                         plane=a.plane, formats=_names(a.format),
                          movie=a.movie, frames=a.frames, outdir=a.outdir, grid=a.grid,
                          progress=not a.quiet)
     for f in files:
         print(f"wrote {f}")
+
+
+def _names(text):
+    """'png, pdf' -> ['png', 'pdf'] (empty items dropped)."""
+    return [f.strip() for f in text.split(",") if f.strip()]
 
 
 def _floats(text):

@@ -139,7 +139,7 @@ def load(path) -> Workflow:
 
 def _bands_section(path, bs: dict, par: dict) -> dict:
     out = dict(BANDS_DEFAULTS)
-    out.update({k: v for k, v in bs.items()})
+    out.update(bs)
     if not isinstance(out["path"], str) or not out["path"]:
         raise InputFileError(path, f"[bands] path = {out['path']!r}: a path string such as 'GMKG'")
     if not isinstance(out["npoints"], int) or out["npoints"] < 2:
