@@ -1,6 +1,10 @@
 """Shared fixtures: one real tiny QE run (ld1.x, pw.x, ph.x at q = K and q = −K, all nine
 patterns each), built once per test session in a temporary directory. Nothing is cached
-between sessions: a fresh clone rebuilds everything."""
+between sessions: a fresh clone rebuilds everything.
+
+For development only: with ``DFPTMAG_TEST_WORKDIR=/some/dir`` the pseudopotential cache and the
+tiny run live in that directory and are reused by the next session (the runner's resume markers
+skip every finished step, and redo exactly what a code change invalidates). CI never sets it."""
 from __future__ import annotations
 
 import shutil
@@ -15,10 +19,21 @@ needs_qe = pytest.mark.skipif(shutil.which("pw.x") is None or shutil.which("ph.x
                               reason="Quantum ESPRESSO (pw.x, ph.x) not installed")
 
 
+def _session_dir(tmp_path_factory, name: str) -> Path:
+    """A fresh temporary directory, or ``$DFPTMAG_TEST_WORKDIR/name`` kept between sessions."""
+    import os
+    keep = os.environ.get("DFPTMAG_TEST_WORKDIR")
+    if keep:
+        path = Path(keep) / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+    return tmp_path_factory.mktemp(name)
+
+
 @pytest.fixture(scope="session")
 def qe_cache(tmp_path_factory):
     import os
-    cache = tmp_path_factory.mktemp("cache")
+    cache = _session_dir(tmp_path_factory, "cache")
     old = os.environ.get("DFPTMAG_CACHE")
     os.environ["DFPTMAG_CACHE"] = str(cache)
     yield cache
@@ -37,7 +52,7 @@ def tiny_run(tmp_path_factory, qe_cache):
     from dfptmag.workflow import config
     from dfptmag.workflow.runner import Runner
     wf = config.load(TINY)
-    run_dir = tmp_path_factory.mktemp("wse2_tiny")
+    run_dir = _session_dir(tmp_path_factory, "wse2_tiny")
     runner = Runner(wf, run_dir, progress=False)
     qs = [config.parse_q("K", "test"), config.parse_q("-K", "test")]
     dirs = runner.run(qs, None)
