@@ -40,6 +40,11 @@ class AnalysisOptions:
     amplitude_bohr: float = 0.01    # for amplitude="fixed"
     degeneracy_tol_cm1: float = 0.5
     progress: bool = False
+    # The charge oracle (fildrho = 2 Tr δñ, exact algebra for a norm-conserving insulator; measured
+    # ≤ 4e-16 on the grid and ≤ 1e-12 at G = 0) is enforced whenever a fildrho copy exists:
+    # above this relative error the analysis stops, naming the pattern and the files.
+    charge_tolerance: float = 1e-6
+    allow_charge_mismatch: bool = False   # write the numbers anyway; recorded in the output
 
 
 def check_supported(x: QEData) -> int:
@@ -127,7 +132,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     # captured δψ per global pattern
     if not files.captures:
         raise InputFileError(files.root, "no captured δψ buffers listed in the manifest")
-    pattern_ids, dwf_of, drho_of = [], {}, {}
+    pattern_ids, dwf_of, drho_of, dwf_paths = [], {}, {}, {}
     offset = {}
     start = 0
     for irr in sorted(set(pats.irreps)):
@@ -146,6 +151,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
             pattern_ids.append(mu)
             dwf_of[mu] = (buf, ip)
             drho_of[mu] = cap["drho"]
+            dwf_paths[mu] = cap["dwf"]
     pattern_ids.sort()
     npat = len(pattern_ids)
     shape = x.fft_grid
@@ -198,22 +204,12 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         "pattern_cell_integral": cell_integral,
         "object": ONE_SIDED_NOTE,
     }
+    comp = None
     if field is not None:
         comp = pauli_from_matrix(field)                        # (npat, 4, n1, n2, n3)
         result["pattern_field"] = comp
-        # charge oracle: ph.x's drho = 2 × (one-sided charge)
-        errs, errs0 = np.full(npat, np.nan), np.full(npat, np.nan)
-        for n, mu in enumerate(pattern_ids):
-            path = drho_of.get(mu)
-            if path is None or not Path(path).is_file():
-                continue
-            drho = read_grid_record(path, mu + 1, shape)[0]
-            ours = 2.0 * comp[n, 0]
-            errs[n] = np.linalg.norm(ours - drho) / np.linalg.norm(drho)
-            errs0[n] = abs(ours.mean() - drho.mean()) / max(abs(drho.mean()), 1e-300)
-        result["drho_relative_error"] = errs
-        result["drho_g0_relative_error"] = errs0
         result["cell_average_vs_g0"] = np.max(np.abs(comp.mean(axis=(2, 3, 4)) * x.omega - cell_integral))
+    _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, x.omega, comp)
 
     dyn, why = _full_dynmat(files, pats.vectors, max(pats.irreps))
     if dyn is None:
@@ -250,6 +246,61 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         d = read_dyn(files.fildyn)
         result["fildyn_freq_cm1"] = d.freq_cm1
     return result
+
+
+class ChargeCheckError(InputFileError):
+    """The captured δψ does not reproduce ph.x's own charge response (fildrho)."""
+
+
+def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omega, comp):
+    """ph.x's fildrho = 2 × (one-sided charge) for every pattern with a fildrho copy: on the FFT
+    grid when the field was built, and always at G = 0 (cell average, relative to the RMS of
+    fildrho, so that it stays meaningful where the cell integral vanishes, e.g. at Γ).
+    Enforced: an error above ``options.charge_tolerance`` stops the analysis unless
+    ``options.allow_charge_mismatch``, which is recorded."""
+    npat = len(pattern_ids)
+    errs, errs0 = np.full(npat, np.nan), np.full(npat, np.nan)
+    ci = result["pattern_cell_integral"]
+    for n, mu in enumerate(pattern_ids):
+        path = drho_of.get(mu)
+        if path is None or not Path(path).is_file():
+            continue
+        drho = read_grid_record(path, mu + 1, shape)[0]
+        scale = np.linalg.norm(drho)
+        if comp is not None:
+            errs[n] = np.linalg.norm(2.0 * comp[n, 0] - drho) / max(scale, 1e-300)
+        rms = scale / np.sqrt(drho.size)
+        errs0[n] = abs(2.0 * ci[n, 0] / omega - drho.mean()) / max(rms, 1e-300)
+    result["drho_relative_error"] = errs
+    result["drho_g0_relative_error"] = errs0
+    result["charge_tolerance"] = options.charge_tolerance
+    checked = ~np.isnan(errs0)
+    if not checked.any():
+        result["charge_check"] = "not checked: no fildrho copy in the q-run (only the capture checksums guard the δψ)"
+        return
+    worst = np.fmax(np.nan_to_num(errs, nan=0.0), np.nan_to_num(errs0, nan=0.0))
+    bad = [n for n in range(npat) if checked[n] and worst[n] > options.charge_tolerance]
+    unchecked = [int(pattern_ids[n]) + 1 for n in range(npat) if not checked[n]]
+    note = f"; patterns {unchecked} have no fildrho" if unchecked else ""
+    if not bad:
+        result["charge_check"] = (f"passed: max relative error {np.nanmax(worst[checked]):.1e} "
+                                  f"≤ {options.charge_tolerance:.0e} for {int(checked.sum())} patterns{note}")
+        return
+    n = max(bad, key=lambda i: worst[i])
+    mu = pattern_ids[n]
+    dwf = dwf_paths.get(mu) or []
+    which = "on the grid" if comp is not None and errs[n] >= errs0[n] else "at G = 0"
+    msg = (f"charge check failed for pattern {mu + 1} ({len(bad)} of {npat} patterns fail): "
+           f"‖2 Tr δñ − fildrho‖/‖fildrho‖ {which} = {worst[n]:.2e} > {options.charge_tolerance:.0e}; "
+           f"the captured δψ ({', '.join(str(p) for p in dwf if p)}) does not reproduce ph.x's charge "
+           "response: zeroed, swapped, truncated or from another run. Recapture the pattern, or "
+           "pass --allow-charge-mismatch to write the numbers anyway (recorded in the output)")
+    if not options.allow_charge_mismatch:
+        raise ChargeCheckError(drho_of[mu], msg)
+    log.warning("%s: %s", drho_of[mu], msg)
+    result["charge_check"] = ("FAILED, overridden by --allow-charge-mismatch: "
+                              f"patterns {[int(pattern_ids[i]) + 1 for i in bad]} exceed "
+                              f"{options.charge_tolerance:.0e} (worst {worst[n]:.2e})")
 
 
 def _check_wfc(w, x: QEData, ik: int, nocc: int):

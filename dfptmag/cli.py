@@ -23,41 +23,90 @@ from .export import FORMATS
 DEFAULT_WORKFLOW = Path(__file__).resolve().parent.parent / "workflows" / "wse2-tiny.toml"
 
 
+FIGURE_FORMATS = ("png", "pdf", "svg", "eps")
+
+
+def _output_file(path, what="output") -> Path:
+    """An output file name that can be written: not a directory, its parent not a file."""
+    path = Path(path)
+    if path.is_dir():
+        raise DfptmagError(f"{path}: is a directory; give a file name for the {what}, e.g. {path / 'dfptmag.h5'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise DfptmagError(f"{path}: cannot write the {what}: {parent} is a file, not a directory")
+            break
+    return path
+
+
 def _analyze_dirs(qdirs, out, options, quiet=False):
+    """Analyze q-run directories and write ``out``. Duplicate labels are an error; with several
+    q-points, one that fails is reported and recorded in the file, the others are written, and
+    the command exits non-zero."""
     from . import results
     from .analysis import analyze_qrun
     from .qrun import read_manifest
     from .report import mode_table
-    res = {}
+    labels: dict[str, Path] = {}
     for qd in qdirs:
         label = read_manifest(qd).get("label") or Path(qd).name
-        r = analyze_qrun(qd, options)
+        if not isinstance(label, str) or not label:
+            raise DfptmagError(f"{Path(qd) / 'dfptmag-q.json'}: 'label' = {label!r} is not a name")
+        if label in labels:
+            raise DfptmagError(f"{Path(qd) / 'dfptmag-q.json'}: q label {label!r} is also the label of "
+                               f"{labels[label]}; both would be written to /q/{label}. Give one of them "
+                               "another \"label\" in its dfptmag-q.json")
+        labels[label] = Path(qd)
+    res, failures = {}, {}
+    for label, qd in labels.items():
+        try:
+            r = analyze_qrun(qd, options)
+        except DfptmagError as exc:
+            if len(labels) == 1:
+                raise
+            failures[label] = str(exc)
+            print(f"dfptmag: error: q {label}: {exc}", file=sys.stderr)
+            continue
         res[label] = r
         if not quiet:
             print(mode_table(label, r))
             print()
-    results.write(out, res)
-    print(f"wrote {out}")
+    if res:
+        results.write(out, res, failures)
+        print(f"wrote {out}" + (f" ({len(res)} of {len(labels)} q-points)" if failures else ""))
+    if failures:
+        raise DfptmagError(f"{len(failures)} of {len(labels)} q-points failed ({', '.join(failures)}): "
+                           + (f"the others are in {out} (attribute complete = False, failures recorded)"
+                              if res else "nothing written"))
     return res
 
 
-def cmd_run(a):
+def _options(a, realspace, amplitude, amplitude_bohr):
     from .analysis import AnalysisOptions
+    return AnalysisOptions(realspace=realspace, amplitude=amplitude, amplitude_bohr=amplitude_bohr,
+                           progress=not a.quiet, allow_charge_mismatch=a.allow_charge_mismatch)
+
+
+def _run_dir(text) -> Path:
+    run_dir = Path(text)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise DfptmagError(f"{run_dir}: --run-dir names a file, not a directory")
+    return run_dir
+
+
+def cmd_run(a):
     from .workflow import config
     from .workflow.runner import Runner
     wf = config.load(a.workflow)
     qpoints = [config.parse_q(q, "--q") for q in a.q] if a.q else None
-    patterns = None
-    if a.patterns:
-        patterns = sorted({int(p) for p in a.patterns.split(",")})
-    run_dir = Path(a.run_dir or Path("runs") / wf.name)
+    run_dir = _run_dir(a.run_dir or Path("runs") / wf.name)
+    out = _output_file(a.output or run_dir / "dfptmag.h5")
     runner = Runner(wf, run_dir, progress=not a.quiet)
-    qdirs = runner.run(qpoints, patterns)
+    runner.check_patterns(a.patterns)
+    qdirs = runner.run(qpoints, a.patterns)
     print(f"QE steps run: {len(runner.steps.ran)}, already done: {len(runner.steps.skipped)} "
           f"(run directory {run_dir})")
-    opts = AnalysisOptions(realspace=wf.analysis["realspace"], amplitude=wf.analysis["amplitude"],
-                           amplitude_bohr=wf.analysis["amplitude_bohr"], progress=not a.quiet)
-    out = Path(a.output or run_dir / "dfptmag.h5")
+    opts = _options(a, wf.analysis["realspace"], wf.analysis["amplitude"], wf.analysis["amplitude_bohr"])
     res = _analyze_dirs(qdirs, out, opts)
     if wf.analysis["realspace"] and not a.no_snapshots:
         from .snapshot_job import run_snapshot, strongest_modes
@@ -71,15 +120,15 @@ def cmd_run(a):
 
 
 def cmd_analyze(a):
-    from .analysis import AnalysisOptions
     from .errors import InputFileError
     from .qrun import MANIFEST, find_qruns
+    if not Path(a.run_dir).is_dir():
+        raise InputFileError(a.run_dir, "not a directory (give a run directory or a q-run directory)")
+    out = _output_file(a.output)
     qdirs = find_qruns(a.run_dir)
     if not qdirs:
         raise InputFileError(a.run_dir, f"no q-run directory ({MANIFEST}) found at or below it")
-    opts = AnalysisOptions(realspace=not a.no_field, amplitude=a.amplitude,
-                           amplitude_bohr=a.amplitude_bohr, progress=not a.quiet)
-    _analyze_dirs(qdirs, a.output, opts)
+    _analyze_dirs(qdirs, out, _options(a, not a.no_field, a.amplitude, a.amplitude_bohr))
 
 
 def cmd_capture(a):
@@ -92,6 +141,10 @@ def cmd_capture(a):
 
 def cmd_bands(a):
     from .bands_job import run_bands
+    if a.output:
+        _output_file(a.output)
+    if a.run_dir:
+        _run_dir(a.run_dir)
     r = run_bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
                   output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
@@ -111,7 +164,11 @@ def cmd_bands(a):
 def cmd_plot(a):
     from .bands_file import read
     from .plot.bands import save_figures
+    if not Path(a.file).is_file():
+        raise DfptmagError(f"{a.file}: file not found")
     out = Path(a.outdir) if a.outdir else Path(a.file).parent
+    if out.exists() and not out.is_dir():
+        raise DfptmagError(f"{out}: --outdir names a file, not a directory")
     for f in save_figures(read(a.file), out, formats=_names(a.format), stem=Path(a.file).stem):
         print(f"wrote {f}")
 
@@ -119,18 +176,82 @@ def cmd_plot(a):
 def _cells(text):
     try:
         n, m = (int(v) for v in text.lower().split("x"))
-        return n, m
     except ValueError:
         raise argparse.ArgumentTypeError(f"cells must look like 4x4, not {text!r}") from None
+    if n < 1 or m < 1 or n * m > 10000:
+        raise argparse.ArgumentTypeError(f"cells {text!r}: N and M must be ≥ 1 (and N·M ≤ 10000)")
+    return n, m
 
 
 def _grid(text):
     try:
         g = tuple(int(v) for v in text.split(","))
-        assert len(g) == 3
-        return g
-    except (ValueError, AssertionError):
-        raise argparse.ArgumentTypeError(f"grid must look like 36,36,108, not {text!r}") from None
+    except ValueError:
+        g = ()
+    if len(g) != 3:
+        raise argparse.ArgumentTypeError(f"grid must look like 36,36,108, not {text!r}")
+    if min(g) < 1 or g[0] * g[1] * g[2] > 2 ** 28:
+        raise argparse.ArgumentTypeError(f"grid {text!r}: three positive integers (at most 2^28 points)")
+    return g
+
+
+def _int_at_least(lo):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, not {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"{v}: must be ≥ {lo}")
+        return v
+    return parse
+
+
+def _finite(lo=None, hi=None, above=None):
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+        if not np.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
+        if above is not None and not v > above:
+            raise argparse.ArgumentTypeError(f"{v}: must be > {above}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"{v}: must be in [{lo}, {hi}]")
+        return v
+    return parse
+
+
+def _patterns(text):
+    """'1,3' -> [1, 3] (sorted, unique, ≥ 1; the upper bound 3·nat is checked against the structure)."""
+    try:
+        pats = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated pattern numbers such as 1,3, not {text!r}") from None
+    if not pats or pats[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: pattern numbers start at 1")
+    return pats
+
+
+def _qspec(text):
+    from .errors import InputFileError
+    from .workflow import config
+    try:
+        config.parse_q(text, "--q")
+    except InputFileError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+    return text
+
+
+def _formats(allowed):
+    def parse(text):
+        names = _names(text)
+        bad = [f for f in names if f not in allowed]
+        if bad or not names:
+            raise argparse.ArgumentTypeError(f"{text!r}: formats are a comma list of {', '.join(allowed)}")
+        return text
+    return parse
 
 
 def cmd_snapshot(a):
@@ -171,8 +292,19 @@ def cmd_model(a):
               qc=a.qc, dim=a.dim, delta=a.delta, window=a.window, xrange=a.xrange, outdir=a.outdir)
 
 
+CHARGE_HELP = ("write the results even if the charge oracle fails (2 Tr δñ ≠ ph.x's fildrho beyond "
+               "1e-6 relative); the failure is recorded in the output's checks")
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Errors in the arguments: exit 2 with one line, no usage block."""
+
+    def error(self, message):
+        self.exit(2, f"dfptmag: error: {self.prog.removeprefix('dfptmag').strip() or 'dfptmag'}: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="dfptmag",
         description="Phonon-induced magnetization of non-magnetic spin-orbit materials from real "
                     "Quantum ESPRESSO DFPT runs. Reports the " + ONE_SIDED_NOTE + ".",
@@ -189,14 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "are skipped. Then analyze and write HDF5.")
     r.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
                    help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
-    r.add_argument("--q", action="append", help="q-point: K, K' (= -K; write --q=-K), M, G or crystal 'x,y,z'; repeat for "
+    r.add_argument("--q", action="append", type=_qspec, help="q-point: K, K' (= -K; write --q=-K), M, G or crystal 'x,y,z'; repeat for "
                                                 "several (default: the workflow's [ph] q)")
-    r.add_argument("--patterns", help="comma-separated pattern numbers, 1-based (default: all 3·nat)")
+    r.add_argument("--patterns", type=_patterns, help="comma-separated pattern numbers, 1-based (default: all 3·nat)")
     r.add_argument("--run-dir", help="where QE runs (default: runs/<workflow name>)")
     r.add_argument("-o", "--output", help="HDF5 output (default: <run-dir>/dfptmag.h5)")
     r.add_argument("--no-snapshots", action="store_true",
                    help="skip the snapshot figures of the modes with the largest in-plane and out-of-plane magnetization")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--allow-charge-mismatch", action="store_true", help=CHARGE_HELP)
     r.set_defaults(func=cmd_run)
 
     a = sub.add_parser("analyze", help="post-process finished q-run directories",
@@ -210,10 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", default="dfptmag.h5", help="HDF5 output (default: dfptmag.h5)")
     a.add_argument("--amplitude", choices=["zero-point", "fixed"], default="zero-point",
                    help="mode amplitude: one phonon quantum sqrt(ħ/2ω) (default) or fixed")
-    a.add_argument("--amplitude-bohr", type=float, default=0.01,
+    a.add_argument("--amplitude-bohr", type=_finite(above=0), default=0.01,
                    help="total displacement for --amplitude fixed, bohr (default 0.01)")
     a.add_argument("--no-field", action="store_true", help="skip the real-space field (G = 0 only)")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
+    a.add_argument("--allow-charge-mismatch", action="store_true", help=CHARGE_HELP)
     a.set_defaults(func=cmd_analyze)
 
     c = sub.add_parser("capture", help="run a ph.x command keeping its δψ buffer",
@@ -235,14 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Reports the " + ONE_SIDED_NOTE + ".")
     s.add_argument("result", help="HDF5 file from 'dfptmag run' or 'dfptmag analyze' (with fields)")
     s.add_argument("--q", default="K", help="q label in the file (default K)")
-    s.add_argument("--mode", type=int, help="phonon mode, 1-based, ascending frequency")
-    s.add_argument("--pattern", type=int, help="displacement pattern, 1-based (instead of --mode)")
+    s.add_argument("--mode", type=_int_at_least(1), help="phonon mode, 1-based, ascending frequency")
+    s.add_argument("--pattern", type=_int_at_least(1), help="displacement pattern, 1-based (instead of --mode)")
     s.add_argument("--cells", type=_cells, default=(4, 4), help="supercell N x M (default 4x4)")
-    s.add_argument("--time", type=float, default=0.0, help="time in periods, 0..1 (default 0)")
+    s.add_argument("--time", type=_finite(), default=0.0, help="time in periods, 0..1 (default 0)")
     s.add_argument("--plane", default="W", help="element symbol (plane of its first atom), z=<Å>, or avg (default W)")
-    s.add_argument("--format", default="png,pdf", help=f"comma list of {', '.join(FORMATS)} (default png,pdf)")
+    s.add_argument("--format", type=_formats(FORMATS), default="png,pdf", help=f"comma list of {', '.join(FORMATS)} (default png,pdf)")
     s.add_argument("--movie", choices=["gif", "mp4"], help="also write one period as a movie")
-    s.add_argument("--frames", type=int, default=48, help="movie frames per period (default 48)")
+    s.add_argument("--frames", type=_int_at_least(2), default=48, help="movie frames per period (default 48)")
     s.add_argument("--grid", type=_grid, help="Fourier-interpolate to this grid n1,n2,n3 (default: QE's FFT grid)")
     s.add_argument("--outdir", default="snapshots", help="output directory (default snapshots/)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -262,15 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
     bd.add_argument("--path", help="path in ASE syntax, e.g. GMKG (default: the workflow's [bands] path); "
                                    "K' is written Kp, a comma starts a disconnected segment")
-    bd.add_argument("--npoints", type=int, help="points along the path, special points included "
+    bd.add_argument("--npoints", type=_int_at_least(2), help="points along the path, special points included "
                                                 "(default: the workflow's [bands] npoints)")
-    bd.add_argument("--workers", type=int, help="q-points run at once, each with the workflow's "
+    bd.add_argument("--workers", type=_int_at_least(1), help="q-points run at once, each with the workflow's "
                                                 "[parallel] nproc (default: [parallel] workers)")
-    bd.add_argument("--nproc", type=int, help="MPI processes per QE run, as pools (default: [parallel] nproc); "
+    bd.add_argument("--nproc", type=_int_at_least(1), help="MPI processes per QE run, as pools (default: [parallel] nproc); "
                                               "e.g. --workers 2 --nproc 1 on a 2-core machine")
     bd.add_argument("--run-dir", help="where QE runs (default: runs/<workflow name>)")
     bd.add_argument("-o", "--output", help="HDF5 output (default: <run-dir>/bands.h5); figures go next to it")
-    bd.add_argument("--format", default="png,pdf", help="figure formats (default png,pdf)")
+    bd.add_argument("--format", type=_formats(FIGURE_FORMATS), default="png,pdf",
+                    help=f"figure formats, comma list of {', '.join(FIGURE_FORMATS)} (default png,pdf)")
     bd.add_argument("--quiet", action="store_true", help="no progress bar, no table")
     bd.set_defaults(func=cmd_bands)
     pl = sub.add_parser("plot", help="redraw figures from a results file",
@@ -278,7 +413,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "recomputing: <stem>_magnetization.{png,pdf} and <stem>_fat.{png,pdf}.")
     pl.add_argument("what", choices=["bands"])
     pl.add_argument("file", help="bands.h5")
-    pl.add_argument("--format", default="png,pdf", help="figure formats (default png,pdf)")
+    pl.add_argument("--format", type=_formats(FIGURE_FORMATS), default="png,pdf",
+                    help=f"figure formats, comma list of {', '.join(FIGURE_FORMATS)} (default png,pdf)")
     pl.add_argument("--outdir", help="output directory (default: next to the file)")
     pl.set_defaults(func=cmd_plot)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
@@ -328,11 +464,24 @@ def main(argv=None) -> int:
     try:
         args.func(args)
     except DfptmagError as exc:
-        print(f"dfptmag: error: {exc}", file=sys.stderr)
+        lines = str(exc).splitlines() or [""]
+        print(f"dfptmag: error: {lines[0]}", file=sys.stderr)
+        if len(lines) > 1:          # a QE output tail or per-job reports: after the one-line summary
+            print("\n".join(lines[1:]), file=sys.stderr)
+        return 2
+    except OSError as exc:
+        name = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"dfptmag: error: {name}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dfptmag: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:     # a bug, not bad input: one line, the traceback with -v
+        if args.verbose:
+            raise
+        print(f"dfptmag: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(a bug in dfptmag: rerun with -v for the traceback and please report it)", file=sys.stderr)
+        return 1
     return 0
 
 

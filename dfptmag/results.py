@@ -84,7 +84,11 @@ def _write_q(g, r: dict):
     if "drho_relative_error" in r:
         _ds(c, "drho_relative_error", r["drho_relative_error"], "dimensionless")
         _ds(c, "drho_g0_relative_error", r["drho_g0_relative_error"], "dimensionless")
+    if "cell_average_vs_g0" in r:
         c.attrs["cell_average_vs_g0"] = r["cell_average_vs_g0"]
+    if "charge_check" in r:
+        c.attrs["charge_check"] = r["charge_check"]
+        c.attrs["charge_tolerance"] = r["charge_tolerance"]
     if "frequency_ry" not in r:
         g.attrs["modes_missing_reason"] = r.get("modes_missing_reason", "")
         return
@@ -119,10 +123,27 @@ def _write_q(g, r: dict):
         g.attrs["modes_missing_reason"] = r.get("modes_missing_reason", "")
 
 
-def write(path, results: dict[str, dict]) -> Path:
-    """Write {label: analysis result} to ``path`` atomically (temp file + rename)."""
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files of earlier writers of ``path`` that died (SIGKILL) before the rename."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:
+            pass
+
+
+def write(path, results: dict[str, dict], failures: dict[str, str] | None = None) -> Path:
+    """Write {label: analysis result} to ``path`` atomically (temp file + rename); ``failures``
+    ({label: error}) of q-points that could not be analyzed go to the ``failures`` group's
+    attributes, and the root attribute ``complete`` says whether there were any."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as f:
@@ -131,6 +152,12 @@ def write(path, results: dict[str, dict]) -> Path:
             qg = f.create_group("q")
             for label, r in results.items():
                 _write_q(qg.create_group(label), r)
+            f.attrs["complete"] = not failures
+            if failures:
+                fg = f.create_group("failures")
+                fg.attrs["note"] = "q-points whose analysis failed: label -> error"
+                for label, msg in failures.items():
+                    fg.attrs[label] = msg
         os.replace(tmp, path)
     finally:
         if tmp.exists():

@@ -13,6 +13,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -95,9 +96,17 @@ _LOCK = threading.Lock()
 _STOPPING = threading.Event()
 
 
-def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
-    """SIGTERM to the process group (mpirun forwards it to its ranks); SIGKILL after ``grace``
-    seconds: QE may trap SIGTERM and carry on to a checkpoint."""
+def supervised(cmd: list[str]) -> list[str]:
+    """``cmd`` run under :mod:`dfptmag.workflow.supervise`: the supervisor stops the command and
+    everything it started when it is told to, when the command ends, or when this process dies
+    (SIGKILL included), so that no QE process outlives dfptmag."""
+    return [sys.executable, str(Path(__file__).with_name("supervise.py")), "--parent", str(os.getpid()),
+            "--", *cmd]
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    """SIGTERM to the supervisor (it stops the command's whole session: mpirun, ranks, within its
+    own grace period of 5 s); SIGKILL to its process group after ``grace`` seconds."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
         try:
             os.killpg(proc.pid, sig)
@@ -135,8 +144,8 @@ def run_logged(cmd: list[str], out_path: Path, cwd: Path, stdin: Path | None = N
         with _LOCK:
             if _STOPPING.is_set():
                 raise QERunError(f"{shlex.join(cmd)} not started in {cwd}: the run was interrupted")
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=qe_env(),
-                                    stdin=inp, start_new_session=True)
+            proc = subprocess.Popen(supervised(cmd), stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
+                                    env=qe_env(), stdin=inp, start_new_session=True)
             _RUNNING.add(proc)
         try:
             proc.wait()

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import shlex
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -60,8 +64,126 @@ def parse_q(spec, where) -> QPoint:
     if len(vals) != 3:
         raise InputFileError(where, f"q-point {spec!r}: give a name ({', '.join(HEX_POINTS)}) or "
                                     "three crystal coordinates such as 0.5,0,0")
+    if not all(math.isfinite(v) for v in vals):
+        raise InputFileError(where, f"q-point {spec!r}: coordinates must be finite numbers")
     label = "q_" + "_".join(f"{v:.4f}" for v in vals)
     return QPoint(label, np.array(vals))
+
+
+# Every key a workflow may hold, per section (pseudopotentials: element = ld1.x input).
+KNOWN_KEYS = {
+    "workflow": ("name", "prefix"),
+    "structure": ("file", "vacuum_angstrom"),
+    "pseudopotentials": None,
+    "pw": ("ecutwfc_ry", "ecutrho_ry", "kgrid", "conv_thr", "mixing_mode", "mixing_beta", "nbnd",
+           "assume_isolated", "electron_maxstep"),
+    "ph": ("tr2_ph", "q", "patterns"),
+    "parallel": ("nproc", "npool", "mpirun", "workers"),
+    "analysis": ("amplitude", "amplitude_bohr", "realspace"),
+    "bands": ("path", "npoints", "extra_points"),
+    "dispersion": ("qgrid", "method", "asr", "loto_2d", "npoints"),
+}
+
+
+def _did_you_mean(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_keys(path, data: dict) -> None:
+    """Unknown sections and keys are errors, with the closest known name."""
+    for name, sec in data.items():
+        if name not in KNOWN_KEYS:
+            raise InputFileError(path, f"unknown section [{name}]{_did_you_mean(name, KNOWN_KEYS)}; "
+                                       f"known: {', '.join(KNOWN_KEYS)}")
+        if not isinstance(sec, dict):
+            raise InputFileError(path, f"[{name}] must be a table, not {type(sec).__name__}")
+        known = KNOWN_KEYS[name]
+        if known is None:
+            continue
+        for key in sec:
+            if key not in known:
+                raise InputFileError(path, f"[{name}] unknown key '{key}'{_did_you_mean(key, known)}; "
+                                           f"known: {', '.join(known)}")
+
+
+def _number(path, sec: dict, name: str, key: str, default=None, *, minimum=None, above=None,
+            maximum=None, integer=False):
+    """A finite number (int for ``integer``) in range, or ``default`` when absent."""
+    if key not in sec:
+        return default
+    val = sec[key]
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(val, int) if integer else isinstance(val, (int, float))
+    if isinstance(val, bool) or not ok:
+        raise InputFileError(path, f"[{name}] {key} = {val!r}: expected {kind}")
+    if not math.isfinite(val):
+        raise InputFileError(path, f"[{name}] {key} = {val!r}: must be finite")
+    if above is not None and not val > above:
+        raise InputFileError(path, f"[{name}] {key} = {val!r}: must be > {above}")
+    if minimum is not None and val < minimum:
+        raise InputFileError(path, f"[{name}] {key} = {val!r}: must be ≥ {minimum}")
+    if maximum is not None and val > maximum:
+        raise InputFileError(path, f"[{name}] {key} = {val!r}: must be ≤ {maximum}")
+    return val
+
+
+def _choice(path, sec, name, key, default, choices):
+    val = sec.get(key, default)
+    if val not in choices:
+        raise InputFileError(path, f"[{name}] {key} = {val!r}: one of {', '.join(map(repr, choices))}"
+                                   + (_did_you_mean(val, [c for c in choices if isinstance(c, str)])
+                                      if isinstance(val, str) else ""))
+    return val
+
+
+def _validate_values(path, data: dict) -> None:
+    """Types, ranges and finiteness of the scalar settings, before anything runs."""
+    pw, ph, an = data.get("pw", {}), data.get("ph", {}), data.get("analysis", {})
+    ecut = _number(path, pw, "pw", "ecutwfc_ry", above=0)
+    ecutrho = _number(path, pw, "pw", "ecutrho_ry", above=0)
+    if ecut is not None and ecutrho is not None and ecutrho < ecut:
+        raise InputFileError(path, f"[pw] ecutrho_ry = {ecutrho!r} < ecutwfc_ry = {ecut!r}: the density "
+                                   "cutoff must be at least the wavefunction cutoff (4× for norm-conserving)")
+    _number(path, pw, "pw", "conv_thr", above=0)
+    _number(path, pw, "pw", "mixing_beta", above=0, maximum=1)
+    _number(path, pw, "pw", "nbnd", minimum=1, integer=True)
+    _number(path, pw, "pw", "electron_maxstep", minimum=1, integer=True)
+    _choice(path, pw, "pw", "mixing_mode", "local-TF", ("plain", "TF", "local-TF"))
+    _choice(path, pw, "pw", "assume_isolated", None, (None, "none", "2D", "makov-payne", "m-p", "mp",
+                                                      "martyna-tuckerman", "m-t", "mt", "esm"))
+    _number(path, ph, "ph", "tr2_ph", above=0)
+    _number(path, data.get("structure", {}), "structure", "vacuum_angstrom", minimum=0)
+    _number(path, an, "analysis", "amplitude_bohr", above=0)
+    if "realspace" in an and not isinstance(an["realspace"], bool):
+        raise InputFileError(path, f"[analysis] realspace = {an['realspace']!r}: true or false")
+    par = data.get("parallel", {})
+    for key in ("nproc", "npool", "workers"):
+        _number(path, par, "parallel", key, minimum=1, integer=True)
+    for key in ("name", "prefix"):
+        val = data.get("workflow", {}).get(key)
+        if val is not None and not (isinstance(val, str) and val and "/" not in val and val.strip() == val):
+            raise InputFileError(path, f"[workflow] {key} = {val!r}: a non-empty name without '/' or spaces around")
+    if "mpirun" in par:
+        launcher = par["mpirun"]
+        words = shlex.split(launcher) if isinstance(launcher, str) else []
+        if not words:
+            raise InputFileError(path, f"[parallel] mpirun = {launcher!r}: a launcher command line such as 'mpirun'")
+        if int(par.get("nproc", 1)) > 1 and shutil.which(words[0]) is None:
+            raise InputFileError(path, f"[parallel] mpirun = {launcher!r}: '{words[0]}' not found on PATH")
+
+
+def _structure_elements(path, structure: Path) -> tuple[list[str], int]:
+    try:
+        from ase.io import read
+        atoms = read(structure)
+    except Exception as exc:      # ASE raises many kinds for unreadable files
+        raise InputFileError(structure, f"not a structure file ASE can read ({type(exc).__name__}: "
+                                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    symbols = atoms.get_chemical_symbols()
+    if not symbols:
+        raise InputFileError(structure, "holds no atoms")
+    return sorted(set(symbols)), len(symbols)
 
 
 def load(path) -> Workflow:
@@ -72,6 +194,10 @@ def load(path) -> Workflow:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputFileError(path, f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not a text file (TOML expected)") from None
+    _check_keys(path, data)
+    _validate_values(path, data)
     base = path.parent
 
     def section(name):
@@ -97,8 +223,18 @@ def load(path) -> Workflow:
         raise InputFileError(path, f"[structure] file {structure} not found")
     if not pp:
         raise InputFileError(path, "[pseudopotentials] is empty: map each element to an ld1.x input")
+    elements, nat = _structure_elements(path, structure)
+    missing = [el for el in elements if el not in pp]
+    if missing:
+        raise InputFileError(path, f"[pseudopotentials] has no ld1.x input for {', '.join(missing)} "
+                                   f"(elements of {structure.name}: {', '.join(elements)})")
     pseudos = {}
     for el, rel in pp.items():
+        if el not in elements:
+            raise InputFileError(path, f"[pseudopotentials] {el}: not an element of {structure.name} "
+                                       f"({', '.join(elements)}){_did_you_mean(el, elements)}")
+        if not isinstance(rel, str):
+            raise InputFileError(path, f"[pseudopotentials] {el} = {rel!r}: the path of an ld1.x input")
         p = (base / rel).resolve()
         if not p.is_file():
             raise InputFileError(path, f"[pseudopotentials] {el}: {p} not found")
@@ -108,14 +244,18 @@ def load(path) -> Workflow:
     if not (isinstance(kgrid, list) and len(kgrid) == 3 and all(isinstance(k, int) and k > 0 for k in kgrid)):
         raise InputFileError(path, f"[pw] kgrid = {kgrid!r}: expected three positive integers")
     qspec = ph.get("q", ["K"])
+    if not isinstance(qspec, list) or not qspec:
+        raise InputFileError(path, f"[ph] q = {qspec!r}: a list of q-points such as [\"K\", \"0.5,0,0\"]")
     qpoints = [parse_q(q, path) for q in qspec]
     pats = ph.get("patterns", "all")
     if pats == "all":
         patterns = None
-    elif isinstance(pats, list) and all(isinstance(p, int) and p >= 1 for p in pats):
+    elif (isinstance(pats, list) and pats
+          and all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 3 * nat for p in pats)):
         patterns = sorted(set(pats))
     else:
-        raise InputFileError(path, f"[ph] patterns = {pats!r}: 'all' or a list of pattern numbers (1-based)")
+        raise InputFileError(path, f"[ph] patterns = {pats!r}: 'all' or a list of pattern numbers "
+                                   f"1..{3 * nat} ({nat} atoms)")
     nproc, npool = int(par.get("nproc", 1)), int(par.get("npool", par.get("nproc", 1)))
     if nproc < 1 or npool < 1 or nproc != npool:
         raise InputFileError(path, f"[parallel] nproc = {nproc}, npool = {npool}: dfptmag supports "
@@ -152,7 +292,8 @@ def _bands_section(path, bs: dict, par: dict) -> dict:
     if not isinstance(extra, dict):
         raise InputFileError(path, "[bands] extra_points must be a table name = [x, y, z]")
     for k, v in extra.items():
-        if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
+        if not (isinstance(v, list) and len(v) == 3
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
             raise InputFileError(path, f"[bands] extra_points {k} = {v!r}: three crystal coordinates")
     unknown = set(out) - set(BANDS_DEFAULTS)
     if unknown:
@@ -169,8 +310,11 @@ def _dispersion_section(path, ds) -> dict | None:
     if not (isinstance(qgrid, list) and len(qgrid) == 3 and all(isinstance(k, int) and k > 0 for k in qgrid)):
         raise InputFileError(path, f"[dispersion] qgrid = {qgrid!r}: three positive integers (a coarse "
                                    "DFPT q-grid for q2r.x, e.g. [6, 6, 1])")
+    if not isinstance(ds.get("loto_2d", False), bool):
+        raise InputFileError(path, f"[dispersion] loto_2d = {ds['loto_2d']!r}: true or false")
     out = {"qgrid": qgrid, "method": ds.get("method", "matdyn"), "asr": ds.get("asr", "simple"),
-           "loto_2d": bool(ds.get("loto_2d", False)), "npoints": int(ds.get("npoints", 150))}
+           "loto_2d": ds.get("loto_2d", False),
+           "npoints": _number(path, ds, "dispersion", "npoints", 150, minimum=2, integer=True)}
     if out["method"] not in DISPERSION_METHODS:
         raise InputFileError(path, f"[dispersion] method = {out['method']!r}: one of {DISPERSION_METHODS}")
     if out["asr"] not in ("no", "simple", "crystal"):

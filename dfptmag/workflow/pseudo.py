@@ -69,7 +69,9 @@ def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
         if shutil.which(ld1x) is None:
             raise QERunError(f"{ld1x} not found on PATH: install QE (Debian package quantum-espresso)")
         with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run([ld1x], input=text, capture_output=True, text=True, cwd=tmp)
+            from .capture import supervised     # no ld1.x outlives dfptmag
+            proc = subprocess.run(supervised([ld1x]), input=text, capture_output=True, text=True,
+                                  cwd=tmp, start_new_session=True)
             out = proc.stdout
             upf = Path(tmp) / name
             if proc.returncode != 0 or not upf.is_file():
@@ -93,5 +95,7 @@ def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.is_file() or content_key(dest.read_text(errors="replace")) != content_key(
             cached.read_text(errors="replace")):
-        shutil.copy2(cached, dest)
+        part = dest.with_name(dest.name + f".{os.getpid()}.part")
+        shutil.copy2(cached, part)
+        os.replace(part, dest)
     return dest

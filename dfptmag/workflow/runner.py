@@ -4,6 +4,34 @@ displacement pattern with the δψ buffer captured and fildrho written, and a fi
 assembles fildyn. Every step leaves a ``.done`` marker holding the hash of its input and of
 every step before it, so an interrupted run resumes where it stopped and a changed input
 redoes what depends on it.
+
+Tasks and locks (:mod:`.locks`): the preparation (pseudopotentials + scf) holds the run
+directory's lock, each q-point's chain the lock of its ``q_<label>/`` directory, the dispersion
+chain that of ``dispersion/``. A second command that needs a held lock stops at once (exit 2,
+naming the holder) before it touches anything; a task also refuses to start while QE processes
+still work in its directory. Every QE process runs under a supervisor
+(:mod:`.supervise`) that stops it if dfptmag dies, SIGKILL included.
+
+The q-directory state machine, the one place where it is written down. States, in order (a
+state is reached when its step's ``.done`` marker holds the step's current hash)::
+
+    EMPTY ─ph.wfc→ WFC ─ph.irr0→ IRR0 ─ph.irr<p>→ … (each requested pattern p) ─ph.final→ FINAL
+                                                     (ph.final only when all 3·nat patterns are done)
+
+A step whose marker is missing or stale is redone from a clean state, never resumed from
+whatever a killed run left behind:
+
+- ``ph.wfc``: ``out/`` is deleted, the scf's ``<prefix>.save`` copied anew, the manifest's
+  captures dropped; ψ at k and k+q are recomputed (only_wfc).
+- ``ph.irr0``: ph.x's record of irrep 0 (``_ph0/<prefix>.phsave/dynmat.1.0.xml``) and its
+  mid-irrep restart files (``<prefix>.recover*``, ``.restart_k*``) are removed first.
+- ``ph.irr<p>``: the same for irrep p (``dynmat.1.<p>.xml``: a ph.x that finished p after its
+  dfptmag died has marked it done, and a recover run would skip it and write no δψ); the
+  manifest entry of p is dropped, and δψ is captured anew.
+- ``ph.final``: rerun as is (it only reads the irreps' records and writes fildyn).
+
+The markers chain: a changed input (or a redone earlier step with a new hash) invalidates every
+later step of the chain. Markers, the manifest and outputs are written atomically.
 """
 from __future__ import annotations
 
@@ -23,7 +51,7 @@ from tqdm import tqdm
 
 from ..errors import DfptmagError, QERunError
 from ..qrun import MANIFEST, read_manifest, write_manifest
-from . import capture, inputs, pseudo
+from . import capture, inputs, locks, pseudo
 from .config import QPoint, Workflow
 
 log = logging.getLogger(__name__)
@@ -130,6 +158,14 @@ class Runner:
         return self._hash(*[pseudo.content_key((self.run_dir / "pseudo" / n).read_text())
                             for n in sorted(upf_names.values())])
 
+    def prepare(self) -> tuple[dict[str, str], str]:
+        """Pseudopotentials and scf under the run directory's lock: (UPF names, scf hash)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with locks.locked(self.run_dir):
+            locks.check_no_live_qe(self.run_dir / "scf")
+            names = self.pseudopotentials()
+            return names, self.scf(names)
+
     def scf(self, upf_names) -> str:
         work = self.run_dir / "scf"
         text = inputs.pw_input(self.wf, self.atoms, upf_names, "out", "../pseudo")
@@ -141,8 +177,12 @@ class Runner:
         scf, one ph.x ldisp run on [dispersion] qgrid (dielectric tensor and Born charges at Γ
         included, as ph.x does for insulators), q2r.x, and matdyn.x on ``q_crystal``.
         Returns matdyn.x's dynamical-matrix file."""
-        cfg = self.wf.dispersion
         work = self.run_dir / "dispersion"
+        with locks.task(work):
+            return self._dispersion(work, upf_names, q_crystal, bar)
+
+    def _dispersion(self, work, upf_names, q_crystal, bar) -> Path:
+        cfg = self.wf.dispersion
         run = lambda exe: (lambda i, o: capture.run_logged(self._cmd(exe, i), o, work))  # noqa: E731
         serial = lambda exe: (lambda i, o: capture.run_logged(self._cmd(exe, None), o, work,  # noqa: E731
                                                               stdin=work / i))
@@ -163,15 +203,26 @@ class Runner:
             bar.update(1)
         return work / "matdyn.dyn"
 
-    def qpoint(self, q: QPoint, scf_hash: str, patterns: list[int] | None, bar=None) -> Path:
-        wf = self.wf
-        work = self.run_dir / f"q_{q.label}"
-        q_tpiba = inputs.q_crystal_to_tpiba(self.atoms, q.crystal)
+    def check_patterns(self, patterns: list[int] | None) -> list[int]:
         nmodes = 3 * len(self.atoms)
         pats = list(range(1, nmodes + 1)) if patterns is None else patterns
         bad = [p for p in pats if not 1 <= p <= nmodes]
         if bad:
-            raise QERunError(f"patterns {bad} out of range 1..{nmodes}")
+            raise DfptmagError(f"patterns {bad} out of range: {self.wf.structure} has "
+                               f"{len(self.atoms)} atoms, so patterns are 1..{nmodes}")
+        return pats
+
+    def qpoint(self, q: QPoint, scf_hash: str, patterns: list[int] | None, bar=None) -> Path:
+        """One q-point's ph.x chain under its directory's lock (see the state machine above)."""
+        work = self.run_dir / f"q_{q.label}"
+        pats = self.check_patterns(patterns)
+        with locks.task(work):
+            return self._qpoint(work, q, scf_hash, pats, bar)
+
+    def _qpoint(self, work: Path, q: QPoint, scf_hash: str, pats: list[int], bar=None) -> Path:
+        wf = self.wf
+        q_tpiba = inputs.q_crystal_to_tpiba(self.atoms, q.crystal)
+        nmodes = 3 * len(self.atoms)
         save_src = self.run_dir / "scf" / "out" / f"{wf.prefix}.save"
         ph0 = work / "out" / "_ph0"
         tr2 = float(wf.ph.get("tr2_ph", 1e-14))
@@ -195,12 +246,17 @@ class Runner:
         h = self._step(work, "ph.wfc", inputs.ph_input(**common, only_wfc=True), scf_hash, fresh_copy)
         if bar is not None:
             bar.update(1)
+        def run_irr0(i, o):
+            self._forget_irrep(work, ph0, 0)
+            capture.run_logged(self._cmd("ph.x", i), o, work)
+
         h = self._step(work, "ph.irr0", inputs.ph_input(**common, recover=True, start_irr=0, last_irr=0), h,
-                       lambda i, o: capture.run_logged(self._cmd("ph.x", i), o, work))
+                       run_irr0)
         if bar is not None:
             bar.update(1)
         for p in pats:
             def run_pattern(i, o, p=p):
+                self._forget_irrep(work, ph0, p)
                 dwf, drho = capture.captured_run(self._cmd("ph.x", i), o, work, ph0, wf.prefix,
                                                  work / "capture", f"irr{p}", "drho")
                 m = read_manifest(work)
@@ -221,6 +277,23 @@ class Runner:
             bar.update(1)
         return work
 
+    def _forget_irrep(self, work: Path, ph0: Path, irr: int) -> None:
+        """Clean state for redoing irrep ``irr``: remove ph.x's record that it is done and its
+        mid-irrep restart data, and drop its capture from the manifest (the files themselves are
+        replaced only once a new capture is complete)."""
+        phsave = ph0 / f"{self.wf.prefix}.phsave"
+        stale = [phsave / f"dynmat.1.{irr}.xml"]
+        for ext in ("recover", "restart_k"):
+            stale += list(ph0.glob(f"{self.wf.prefix}.{ext}*"))
+        for path in stale:
+            if path.exists():
+                log.info("%s: removing %s before redoing irrep %d", work, path, irr)
+                path.unlink()
+        man = read_manifest(work)
+        if str(irr) in man.get("captures", {}):
+            del man["captures"][str(irr)]
+            write_manifest(work, man)
+
     def run(self, qpoints=None, patterns=None) -> list[Path]:
         qpoints = qpoints or self.wf.qpoints
         patterns = patterns if patterns is not None else self.wf.patterns
@@ -228,13 +301,11 @@ class Runner:
         nmodes = 3 * len(self.atoms)
         npat = nmodes if patterns is None else len(patterns)
         total = 2 + len(qpoints) * (npat + 3)
+        self.check_patterns(patterns)
         with tqdm(total=total, desc="QE steps", unit="step", disable=not self.progress) as bar:
-            bar.set_postfix_str("ld1.x")
-            names = self.pseudopotentials()
-            bar.update(1)
-            bar.set_postfix_str("pw.x scf")
-            h = self.scf(names)
-            bar.update(1)
+            bar.set_postfix_str("ld1.x, pw.x scf")
+            names, h = self.prepare()
+            bar.update(2)
             out = []
             for q in qpoints:
                 bar.set_postfix_str(f"q={q.label} ph.x")
@@ -248,6 +319,7 @@ class Runner:
         with the workflow's MPI/pool layout. A failed job is recorded with its output tail and
         does not stop the others. Ctrl-C stops the QE processes and keeps finished steps."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.check_patterns(patterns)
         capture.allow_running()
         nmodes = 3 * len(self.atoms)
         npat = nmodes if patterns is None else len(patterns)
@@ -255,11 +327,9 @@ class Runner:
         failures, qdirs, disp = {}, {}, None
         with tqdm(total=total, desc="QE steps", unit="step", disable=not self.progress) as bar:
             self.bar = bar
-            bar.set_postfix_str("ld1.x")
-            names = self.pseudopotentials()
-            bar.update(1)
-            h = self.scf(names)
-            bar.update(1)
+            bar.set_postfix_str("ld1.x, pw.x scf")
+            names, h = self.prepare()
+            bar.update(2)
             jobs = {}
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 if dispersion_q is not None:
