@@ -28,7 +28,7 @@ from .kernel import density_matrix as dm
 from .kernel import modes as km
 from .kernel import observables as obs
 from .kernel.pauli import pauli_from_matrix
-from .qrun import QRunFiles, locate
+from .qrun import QRunFiles, check_manifest_types, locate
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,12 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
 
 def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     options = options or AnalysisOptions()
-    files = locate(root)
+    check_manifest_types(root)
+    try:
+        files = locate(root)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise InputFileError(Path(root) / "dfptmag-q.json", f"malformed manifest ({type(exc).__name__}: "
+                                                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     x = read_data_file_schema(files.xml)
     nocc = check_supported(x)
     pats = read_patterns(files.patterns_xml)

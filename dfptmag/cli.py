@@ -132,9 +132,13 @@ def cmd_analyze(a):
 
 
 def cmd_capture(a):
+    from .workflow import locks
     from .workflow.capture import capture_user_command
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
-    irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log)
+    if Path(a.dir).exists() and not Path(a.dir).is_dir():
+        raise DfptmagError(f"{a.dir}: --dir names a file, not a directory")
+    with locks.locked(a.dir):      # one capture at a time per q-run directory (manifest, capture/)
+        irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log)
     print(f"captured irrep {irr}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
           + (f", fildrho copy {drho.name}" if drho else ""))
 

@@ -110,3 +110,38 @@ def find_qruns(run_dir) -> list[Path]:
     if (run_dir / MANIFEST).is_file():
         return [run_dir]
     return sorted(p.parent for p in run_dir.rglob(MANIFEST))
+
+
+def check_manifest_types(root) -> None:
+    """Refuse a manifest whose fields have the wrong types, naming the field (before any path
+    is built from them)."""
+    path = Path(root) / MANIFEST
+    man = read_manifest(root)
+    if not isinstance(man, dict):
+        raise InputFileError(path, "not a JSON object")
+
+    def bad(key, want):
+        raise InputFileError(path, f"'{key}' = {man.get(key)!r}: expected {want}")
+    for key in ("prefix", "outdir"):
+        if key in man and not (isinstance(man[key], str) and man[key]):
+            bad(key, "a non-empty string")
+    for key in ("fildyn", "label"):
+        if man.get(key) is not None and not (isinstance(man[key], str) and man[key]):
+            bad(key, "a non-empty string")
+    for key in ("q_tpiba", "q_crystal"):
+        v = man.get(key)
+        if v is not None and not (isinstance(v, list) and len(v) == 3
+                                  and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+                                  and all(np.isfinite(v))):
+            bad(key, "three finite numbers")
+    caps = man.get("captures", {})
+    if not isinstance(caps, dict):
+        bad("captures", "an object {irrep: {dwf: [files], drho: file}}")
+    for irr, cap in caps.items():
+        if not irr.isdigit() or not isinstance(cap, dict):
+            raise InputFileError(path, f"captures['{irr}']: expected irrep number -> {{dwf: [...], drho: ...}}")
+        dwf = cap.get("dwf", [])
+        if not (isinstance(dwf, list) and all(isinstance(d, str) for d in dwf)):
+            raise InputFileError(path, f"captures['{irr}'].dwf = {dwf!r}: expected a list of file names")
+        if cap.get("drho") is not None and not isinstance(cap["drho"], str):
+            raise InputFileError(path, f"captures['{irr}'].drho = {cap['drho']!r}: expected a file name or null")

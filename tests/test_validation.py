@@ -167,3 +167,51 @@ def test_bad_option(tmp_path, capsys, monkeypatch, argv, message):
     assert err.startswith("dfptmag: error: "), err
     assert re.search(message, err), err
     assert not (tmp_path / "run").exists()
+
+
+def _damage(q, kind):
+    import json
+    import os
+    if kind == "zeroed wfc":
+        p = q / "out" / "_ph0" / "wse2.save" / "wfc1.dat"
+        p.write_bytes(bytes(p.stat().st_size))
+    elif kind == "random dyn":
+        p = q / "dyn"
+        p.write_bytes(os.urandom(3000))
+    elif kind == "random patterns xml":
+        p = q / "out" / "_ph0" / "wse2.phsave" / "patterns.1.xml"
+        p.write_bytes(os.urandom(2000))
+    elif kind == "random data-file-schema":
+        p = q / "out" / "_ph0" / "wse2.save" / "data-file-schema.xml"
+        p.write_text("<qes:espresso>not closed")
+    else:
+        p = q / "dfptmag-q.json"
+        man = json.loads(p.read_text())
+        if kind == "manifest q text":
+            man["q_tpiba"] = "abc"
+        elif kind == "manifest captures list":
+            man["captures"] = [1, 2]
+        elif kind == "manifest prefix number":
+            man["prefix"] = 7
+        p.write_text(json.dumps(man))
+    return p
+
+
+DAMAGE = ["zeroed wfc", "random dyn", "random patterns xml", "random data-file-schema", "manifest q text",
+          "manifest captures list", "manifest prefix number"]
+
+
+@pytest.mark.qe
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_malformed_files_give_one_line_naming_them(tiny_run, tmp_path, capsys, kind):
+    import shutil
+    _, dirs = tiny_run
+    q = tmp_path / "qK"
+    shutil.copytree(dirs["K"], q)
+    victim = _damage(q, kind)
+    code = main(["analyze", str(q), "-o", str(tmp_path / "o.h5"), "--quiet", "--no-field"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"dfptmag: error: {victim}: "), err
+    assert not (tmp_path / "o.h5").exists()

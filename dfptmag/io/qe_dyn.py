@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
+from . import reader
 
 _FREQ = re.compile(r"freq\s*\(\s*(\d+)\s*\)\s*=\s*([-\d.]+)\s*\[THz\]\s*=\s*([-\d.]+)\s*\[cm-1\]")
 _Q = re.compile(r"q = \(\s*([-\d.Ee+]+)\s+([-\d.Ee+]+)\s+([-\d.Ee+]+)\s*\)")
@@ -32,6 +33,7 @@ class DynFile:
     freq_cm1: np.ndarray
 
 
+@reader('ph.x/matdyn.x dynamical-matrix file')
 def read_dyn(path) -> DynFile:
     path = Path(path)
     if not path.is_file():
@@ -94,6 +96,7 @@ def _blocks(lines, i, nat):
     return q_points, matrices, diag_q, freqs
 
 
+@reader('dynamical-matrix file')
 def read_dyn_blocks(path, nat: int) -> tuple[np.ndarray, np.ndarray]:
     """matdyn.x's ``fldyn`` file (header-less blocks, one per q): q (nq, 3) in 2π/alat and the
     Cartesian dynamical matrices (nq, 3nat, 3nat), Ry/bohr², not mass-scaled."""

@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
+from . import reader
 
 
+@reader('fildrho/fildvscf file')
 def read_grid_record(path, record: int, fft_grid, nspin_mag: int = 1) -> np.ndarray:
     path = Path(path)
     if not path.is_file():

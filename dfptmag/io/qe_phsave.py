@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
+from . import reader
 
 
 def _parse(path: Path):
@@ -42,6 +43,7 @@ class Patterns:
     vectors: np.ndarray      # (npat, 3*nat) complex; pattern μ = row μ-1
 
 
+@reader('ph.x patterns XML file')
 def read_patterns(path) -> Patterns:
     path = Path(path)
     root = _parse(path)
@@ -66,6 +68,7 @@ def read_patterns(path) -> Patterns:
     return Patterns(path=path, irreps=irreps, vectors=vecs)
 
 
+@reader('ph.x partial dynamical-matrix XML file')
 def read_partial_dynmat(path) -> tuple[bool, np.ndarray]:
     """Return (done, matrix) of one ``dynmat.<iq>.<irr>.xml``; matrix in the pattern basis,
     Ry/bohr², shape (3nat, 3nat)."""
@@ -83,6 +86,7 @@ def read_partial_dynmat(path) -> tuple[bool, np.ndarray]:
     return done, vals.reshape(n, n).T.copy()
 
 
+@reader('ph.x status XML file')
 def read_status(path) -> dict:
     root = _parse(Path(path))
     st = root.find("STATUS_PH")

@@ -14,6 +14,7 @@ import numpy as np
 from scipy.io import FortranFile, FortranFormattingError
 
 from ..errors import InputFileError
+from . import reader
 
 _HEADER = np.dtype([("ik", "<i4"), ("xk", "<f8", 3), ("ispin", "<i4"), ("gamma_only", "<i4"),
                     ("scalef", "<f8")])
@@ -36,6 +37,7 @@ class Wavefunctions:
         return self.miller.shape[0]
 
 
+@reader('QE wfcN.dat wavefunction file')
 def read_wfc(path, nbnd: int | None = None, header_only: bool = False) -> Wavefunctions:
     """Read ``wfcN.dat``; ``nbnd`` limits how many bands are read (the occupied ones)."""
     path = Path(path)

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
+from . import reader
 
 
 @dataclasses.dataclass
@@ -70,6 +71,7 @@ def _bool(text: str | None) -> bool:
     return (text or "").strip().lower() in ("true", "t", ".true.", "1")
 
 
+@reader('QE data-file-schema.xml')
 def read_data_file_schema(path) -> QEData:
     """Parse ``<prefix>.save/data-file-schema.xml``."""
     path = Path(path)

@@ -5,8 +5,10 @@ import re
 from pathlib import Path
 
 from ..errors import InputFileError
+from . import reader
 
 
+@reader('UPF pseudopotential file')
 def read_upf_header(path) -> dict:
     """Return {"pseudo_type": "NC"|"US"|"PAW"|..., "has_so": bool, "element": str}."""
     path = Path(path)
