@@ -149,7 +149,7 @@ def test_sigkill_at_five_moments_then_resume_equals_uninterrupted(tiny_run, anal
     def in_step(step):
         def ready():
             live = [c for _, c in _procs_in(run_dir) if c in ("pw.x", "ph.x")]
-            return (run_dir / step).with_suffix(".in").is_file() and bool(live)
+            return (run_dir / f"{step}.in").is_file() and bool(live)
         return ready
 
     def analysing():
