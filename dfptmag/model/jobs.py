@@ -26,11 +26,11 @@ PAPER_DELTA = 0.1        # meV, broadening of the paper-mode DOS (resonances of 
 DEFAULT_DELTA = 0.01
 
 CONSISTENT_DOS_CAPTION = (
-    "Consistent model (per-mode normalised bath): the phonon band is only c·q_c wide, so the "
-    "side resonances at ε0 ± √m₂ lie outside it where Im Σ = 0; they and the elastic peak are "
-    "delta-like, of width δ and height ≈ weight/(πδ) (≈ 32/meV for a full spin channel at "
-    "δ = 0.01 meV). The broadening is numerical, not physical: the weak coupling of the "
-    "normalised bath does not damp them.")
+    "Consistent model (per-mode normalised bath): the coupling is weak and the phonon band only "
+    "c·q_c wide, so the side resonances near ε0 ± √m₂ lie outside the band, where Im Σ = 0. They "
+    "and the elastic peak are therefore delta-like: their width is the numerical broadening δ, "
+    "not a lifetime, and their height ≈ weight/(πδ) (≈ 32/meV for the elastic peak at "
+    "δ = 0.01 meV).")
 
 
 def _pad3(v, name):
@@ -224,13 +224,14 @@ def _comparison(models, paper_curves, kTs, n, outdir, self_consistent):
 
 def _dos(models, kTs, window, xrange, outdir, axis, paper, first):
     eps0 = first.level.eps0
-    spin_axis = -axis if paper else axis
+    spin_axis = (-axis if paper else axis) + 0.0      # + 0.0: no −0 in labels
     w = frequency_grid(first, window=window)
     if xrange is None:
         xrange = 4.0
     if paper:
-        caption = (f"Paper convention: plain sum over nq = {int(first.bath.nq)} q-points (strong "
-                   f"coupling), δ = {first.delta:g} meV; spin axis −û1, so 'up' is the paper's +σ "
+        strength = "strong coupling" if first.bath.nq > 1 else "= the normalised bath"
+        caption = (f"Paper convention: plain sum over nq = {int(first.bath.nq)} q-points ({strength}), "
+                   f"δ = {first.delta:g} meV; spin axis −û1, so 'up' is the paper's +σ "
                    "(Eq. 13 swaps the projectors of Eq. 12). The resonances sit near "
                    "ε0 ± √(u² nq ⟨1 + 2n_q⟩): they move out with T and with 1/c.")
         labels = ("spin-up DOS (paper's +σ)", "spin-down DOS (paper's −σ)")
