@@ -35,6 +35,7 @@ iterated on the Matsubara axis; its first iteration is exactly Eq. 11a.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -69,6 +70,14 @@ def inverse_2x2(a: np.ndarray) -> np.ndarray:
     return np.einsum("...k,kij->...ij", inv, SIGMA)
 
 
+@functools.lru_cache(maxsize=8)
+def _leggauss(n):
+    """Gauss–Legendre nodes and weights (cached: numpy takes ~0.1 s for n = 400)."""
+    x, w = np.polynomial.legendre.leggauss(n)
+    x.flags.writeable = w.flags.writeable = False
+    return x, w
+
+
 def fermi(w, mu, kT):
     return 0.5 * (1.0 - np.tanh((np.asarray(w) - mu) / (2.0 * kT)))
 
@@ -100,7 +109,7 @@ class Bath:
 
     def nodes(self):
         """Phonon energies ν_i (meV) and weights w_i with Σ w_i F(ν_i) ≈ Σ_q F(ω_q) (see class)."""
-        x, w = np.polynomial.legendre.leggauss(self.nquad)
+        x, w = _leggauss(int(self.nquad))
         q = 0.5 * self.qc * (x + 1.0)
         wq = 0.5 * self.qc * w * self.dim * q ** (self.dim - 1) / self.qc ** self.dim
         return self.c * q, wq * self.weight
