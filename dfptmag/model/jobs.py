@@ -173,8 +173,11 @@ def run_model(what, eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), vel
         occ[name] = np.array([s.occupation for s in mats])
         txos[name] = crossover_temperature(fun, kTs, values=vals)
     if what == "moment":
-        label = "M_paper (printed Eq. 14, sign of Eq. 12)" if paper else "M"
-        fig = moment_figure(curves, f"{label} along {np.round(n, 3).tolist()} (μB)")
+        label = "M_paper" if paper else "M"
+        fig = moment_figure(curves, f"{label} along {np.round(n + 0.0, 3).tolist()} (μB)")
+        fig.axes[0].set_title("paper convention: printed Eq. 14 with the sign of Eq. 12, plain q-sum"
+                              if paper else "consistent model: Eq. 12, m = Tr σρ, normalised bath",
+                              fontsize=10)
         for ext in ("png", "pdf"):
             _save(fig, outdir / f"model_moment.{ext}")
 
