@@ -17,10 +17,10 @@ Phonon baths (the paper leaves the q-measure implicit; these are our stated choi
   dimensionless wave number q uniformly filling a d-dimensional ball of radius q_c (default
   d = 3, q_c = 1), the sum normalised per mode, Σ_q F(ω_q) → ∫_0^{q_c} d q^{d−1}/q_c^d F(cq) dq
   (one "mode" of unit weight). The ν = cq integral is done by Gauss–Legendre quadrature.
-* ``Bath(kind="plain", nq=N)`` (``--convention paper``): a plain, unnormalised sum over the
-  integer wave numbers q = 1 … N, ω_q = c q. The coupling strength is then u² N (zero-point part)
-  plus the thermal part, i.e. strong: the resonances spread over ±u0√N and lie inside the phonon
-  band, so they are broad. Exact sum for q ≤ 256, midpoint-rule integral in ln q above.
+* ``Bath(kind="plain", nq=N)`` (``--convention paper``): the same ball, but a plain,
+  unnormalised sum over N q-points filling it (weights × N). The coupling strength is then
+  u² N ⟨1 + 2n_q⟩, strong for N ≳ 10³: the dressed channel is then half filled at k_BT ~ ε0,
+  which is what the paper's printed Eq. 14 needs to cross zero at ε0/ln 3.
 
 Retarded functions are evaluated at z = ω + iδ with a small broadening δ (default 0.01 meV);
 outside the phonon band Im Σ vanishes and peaks have width δ. The moment is also computed at
@@ -89,13 +89,13 @@ def bose(nu, kT):
 @dataclasses.dataclass
 class Bath:
     """Acoustic phonons ω = c q: ``kind="ball"`` q ∈ [0, q_c] in a d-dimensional ball, per-mode
-    normalised (Σ w = 1); ``kind="plain"``: plain sum over q = 1 … nq (Σ w = nq)."""
+    normalised (Σ w = 1); ``kind="plain"``: plain sum over nq q-points of that ball (Σ w = nq)."""
     c: float = 0.01          # meV per unit q
     qc: float = 1.0
     dim: int = 3
     nquad: int = 400
     kind: str = "ball"
-    nq: int = 62500
+    nq: int = 1000
 
     def __post_init__(self):
         _finite("--c", self.c, positive=True)
