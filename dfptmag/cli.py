@@ -280,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--convention", choices=["consistent", "paper"], default="consistent",
                     help="consistent (default): Eq. 12, m = Tr σρ, normalised bath; paper: printed Eq. 14 "
                          "(sign of Eq. 12, dressed branch with dω/4π), plain sum over --nq q-points")
-    mo.add_argument("--nq", type=int, default=1000,
-                    help="paper convention: number of q-points of the plain, unnormalised sum (default 1000)")
+    mo.add_argument("--nq", type=int, default=None,
+                    help="paper convention only: number of q-points of the plain, unnormalised sum (default 1000)")
     mo.add_argument("--self-consistent", action="store_true",
                     help="self-consistent Born (Migdal) self-energy: dressed level propagator in the "
                          "exchange loop (moment, crossover)")
@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--delta", type=float, default=None,
                     help="broadening δ of retarded functions, meV (> 0; default 0.01, paper convention 0.1)")
     mo.add_argument("--window", type=float, default=40.0, help="half width of the frequency grid, meV (default 40)")
-    mo.add_argument("--xrange", type=float, default=None, help="plotted energy half range around ε0, meV (default 4)")
+    mo.add_argument("--xrange", type=float, default=None, help="plotted energy half range around ε0, meV (default: 4, or wider to show every resonance)")
     mo.add_argument("--outdir", default="model", help="output directory (default model/)")
     mo.set_defaults(func=cmd_model)
     return p

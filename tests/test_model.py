@@ -283,6 +283,9 @@ def _cli(*args, tmp_path):
     (("dos", "--delta", "-0.01"), "--delta: must be > 0"),
     (("crossover", "--u0", "nan"), "--u0: must be finite"),
     (("dos", "--self-consistent"), "--self-consistent: only for moment and crossover"),
+    (("dos", "--nq", "5"), "--nq: only with --convention paper"),
+    (("moment", "--convention", "paper", "--u1", "0.01", "--nq", "0"), "--nq: must be ≥ 1"),
+    (("moment", "--u1", "0.01", "--dim", "1"), "--dim: must be ≥ 2"),
 ])
 def test_model_bad_input_one_line(tmp_path, capsys, monkeypatch, args, message):
     """In-process through dfptmag.cli.main (the subprocess path is test_model_cli)."""

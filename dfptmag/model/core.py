@@ -102,7 +102,7 @@ class Bath:
         _finite("--qc", self.qc, positive=True)
         if self.kind not in ("ball", "plain"):
             raise ModelParameterError("bath", f"kind must be 'ball' or 'plain', got {self.kind!r}")
-        if self.kind == "ball" and self.dim < 2:
+        if self.dim < 2:
             raise ModelParameterError("--dim", "must be ≥ 2: in 1D the thermal bath average of 1/ω diverges")
         if self.kind == "plain" and int(self.nq) < 1:
             raise ModelParameterError("--nq", f"must be ≥ 1, got {self.nq}")

@@ -24,6 +24,7 @@ from .figures import dos_figure, moment_comparison_figure, moment_figure
 
 PAPER_DELTA = 0.1        # meV, broadening of the paper-mode DOS (resonances of order 1/meV)
 DEFAULT_DELTA = 0.01
+PAPER_NQ = 1000          # q-points of the paper convention's plain sum: strong coupling
 
 CONSISTENT_DOS_CAPTION = (
     "Consistent model (per-mode normalised bath): the coupling is weak and the phonon band only "
@@ -112,9 +113,13 @@ def _write_h5(path, fill):
 
 
 def build_models(eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), velocities=(0.01,),
-                 qc=1.0, dim=3, delta=None, convention="consistent", nq=1000):
+                 qc=1.0, dim=3, delta=None, convention="consistent", nq=None):
     if convention not in ("consistent", "paper"):
         raise ModelParameterError("--convention", f"must be consistent or paper, got {convention!r}")
+    if nq is not None and convention != "paper":
+        raise ModelParameterError("--nq", "only with --convention paper (the consistent bath is "
+                                          "normalised per mode)")
+    nq = PAPER_NQ if nq is None else int(nq)
     velocities = [float(c) for c in velocities]
     _check_positive(velocities, "--c")
     if delta is None:
@@ -128,7 +133,7 @@ def build_models(eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), veloci
 
 def run_model(what, eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), velocities=(0.01,),
               kTs=(1, 5, 10, 15, 20), qc=1.0, dim=3, delta=None, window=40.0, xrange=None,
-              outdir="model", convention="consistent", nq=1000, self_consistent=False):
+              outdir="model", convention="consistent", nq=None, self_consistent=False):
     kTs = [float(t) for t in kTs]
     if not kTs:
         raise ModelParameterError("--kT", "empty list")
@@ -156,7 +161,7 @@ def run_model(what, eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), vel
     if paper:
         print("paper convention: M_paper = ¼ n_+ − ½ n_− = ¼[M − f(ε0)] for u1 = u0 x̂ (printed "
               "Eq. 14: dressed branch with dω/4π; sign flipped because Eq. 13 swaps the "
-              f"projectors of Eq. 12); bath: plain sum over nq = {int(nq)} q-points (strong coupling)")
+              f"projectors of Eq. 12); bath: plain sum over nq = {int(first.bath.nq)} q-points")
     if what == "dos":
         return _dos(models, kTs, window, xrange, outdir, axis, paper, first)
     n = axis
@@ -225,12 +230,20 @@ def _comparison(models, paper_curves, kTs, n, outdir, self_consistent):
     return consistent
 
 
+def _resonance_offset(m, kT):
+    """√m₂ of the most strongly coupled spin channel, λ_max = (|u0| + |u1|)², ε1 = 0 estimate."""
+    from .closed_forms import second_moment
+    lam = (abs(m.u0) + float(np.linalg.norm(m.u1))) ** 2
+    return math.sqrt(lam * second_moment(m, kT)) + float(np.linalg.norm(m.level.eps1))
+
+
 def _dos(models, kTs, window, xrange, outdir, axis, paper, first):
     eps0 = first.level.eps0
     spin_axis = (-axis if paper else axis) + 0.0      # + 0.0: no −0 in labels
+    if xrange is None:          # show every resonance: ε0 ± √m₂ of the most strongly coupled channel
+        xrange = max(4.0, 1.3 * max(_resonance_offset(m, kT) for m in models.values() for kT in kTs))
+        window = max(window, xrange + 20 * first.delta)
     w = frequency_grid(first, window=window)
-    if xrange is None:
-        xrange = 4.0
     if paper:
         strength = "strong coupling" if first.bath.nq > 1 else "= the normalised bath"
         caption = (f"Paper convention: plain sum over nq = {int(first.bath.nq)} q-points ({strength}), "
