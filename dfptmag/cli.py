@@ -14,7 +14,6 @@ import logging
 import sys
 from pathlib import Path
 
-
 from . import ONE_SIDED_NOTE, __version__
 from .errors import DfptmagError
 from .export import FORMATS
@@ -275,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "All energies in meV. 'dos' plots DOS and spin-DOS (spin axis along u1, or z); "
                                     "'moment' plots M(k_BT) along u1 (Matsubara sum, δ → 0); 'crossover' prints "
                                     "the temperature where M changes sign. --convention paper reconstructs the "
-                                    "paper's printed Eq. 14 (Figs. 5/7) and draws it next to the consistent model.")
+                                    "paper's printed Eq. 14 (Fig. 5) and draws it next to the consistent model.")
     mo.add_argument("what", choices=["dos", "moment", "crossover"])
     mo.add_argument("--convention", choices=["consistent", "paper"], default="consistent",
                     help="consistent (default): Eq. 12, m = Tr σρ, normalised bath; paper: printed Eq. 14 "
