@@ -14,8 +14,6 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from . import ONE_SIDED_NOTE, __version__
 from .errors import DfptmagError
 from .export import FORMATS
@@ -275,25 +273,13 @@ def _names(text):
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
-def _floats(text):
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, not {text!r}") from None
-
-
-def _krange(text):
-    """'1,5,10' or 'start:stop:n' (log-spaced)."""
-    if ":" in text:
-        a, b, n = text.split(":")
-        return list(np.geomspace(float(a), float(b), int(n)))
-    return _floats(text)
-
-
 def cmd_model(a):
-    from .model.jobs import run_model
-    run_model(a.what, eps0=a.eps0, eps1=a.eps1, mu=a.mu, u0=a.u0, u1=a.u1, velocities=a.c, kTs=a.kT,
-              qc=a.qc, dim=a.dim, delta=a.delta, window=a.window, xrange=a.xrange, outdir=a.outdir)
+    from .model.jobs import parse_floats, parse_kT, run_model
+    run_model(a.what, eps0=a.eps0, eps1=parse_floats(a.eps1, "--eps1"), mu=a.mu, u0=a.u0,
+              u1=parse_floats(a.u1, "--u1"), velocities=parse_floats(a.c, "--c"),
+              kTs=parse_kT(a.kT), qc=a.qc, dim=a.dim, delta=a.delta, window=a.window,
+              xrange=a.xrange, outdir=a.outdir, convention=a.convention, nq=a.nq,
+              self_consistent=a.self_consistent)
 
 
 CHARGE_HELP = ("write the results even if the charge oracle fails (2 Tr δñ ≠ ph.x's fildrho beyond "
@@ -427,21 +413,31 @@ def build_parser() -> argparse.ArgumentParser:
                                     "u1·σ, second-order self-energy with bare propagators, 2×2 Dyson equation. "
                                     "All energies in meV. 'dos' plots DOS and spin-DOS (spin axis along u1, or z); "
                                     "'moment' plots M(k_BT) along u1 (Matsubara sum, δ → 0); 'crossover' prints "
-                                    "the temperature where M changes sign.")
+                                    "the temperature where M changes sign. --convention paper reconstructs the "
+                                    "paper's printed Eq. 14 (Fig. 5) and draws it next to the consistent model.")
     mo.add_argument("what", choices=["dos", "moment", "crossover"])
+    mo.add_argument("--convention", choices=["consistent", "paper"], default="consistent",
+                    help="consistent (default): Eq. 12, m = Tr σρ, normalised bath; paper: printed Eq. 14 "
+                         "(sign of Eq. 12, dressed branch with dω/4π), plain sum over --nq q-points")
+    mo.add_argument("--nq", type=int, default=None,
+                    help="paper convention only: number of q-points of the plain, unnormalised sum (default 1000)")
+    mo.add_argument("--self-consistent", action="store_true",
+                    help="self-consistent Born (Migdal) self-energy: dressed level propagator in the "
+                         "exchange loop (moment, crossover)")
     mo.add_argument("--eps0", type=float, default=0.1, help="level energy ε0, meV (default 0.1)")
-    mo.add_argument("--eps1", type=_floats, default=[0.0, 0.0, 0.0], help="spin splitting vector ε1, meV (default 0,0,0)")
+    mo.add_argument("--eps1", default="0,0,0", help="spin splitting vector ε1, meV (default 0,0,0)")
     mo.add_argument("--mu", type=float, default=0.0, help="chemical potential, meV (default 0)")
     mo.add_argument("--u0", type=float, default=0.01, help="charge coupling u0, meV (default 0.01)")
-    mo.add_argument("--u1", type=_floats, default=[0.0, 0.0, 0.0], help="spin coupling vector u1, meV (default 0,0,0)")
-    mo.add_argument("--c", type=_floats, default=[0.01], help="phonon velocities, meV per unit q (comma list)")
-    mo.add_argument("--kT", type=_krange, default=[1, 5, 10, 15, 20],
-                    help="temperatures k_BT in meV: list '1,5,10' or log range 'start:stop:n'")
+    mo.add_argument("--u1", default="0,0,0", help="spin coupling vector u1, meV (default 0,0,0)")
+    mo.add_argument("--c", default="0.01", help="phonon velocities, meV per unit q (comma list, each > 0)")
+    mo.add_argument("--kT", default="1,5,10,15,20",
+                    help="temperatures k_BT in meV (> 0): list '1,5,10' or log range 'start:stop:n'")
     mo.add_argument("--qc", type=float, default=1.0, help="q cutoff (dimensionless, default 1)")
     mo.add_argument("--dim", type=int, default=3, help="dimension of the q ball (default 3)")
-    mo.add_argument("--delta", type=float, default=0.01, help="broadening δ of retarded functions, meV (default 0.01)")
+    mo.add_argument("--delta", type=float, default=None,
+                    help="broadening δ of retarded functions, meV (> 0; default 0.01, paper convention 0.1)")
     mo.add_argument("--window", type=float, default=40.0, help="half width of the frequency grid, meV (default 40)")
-    mo.add_argument("--xrange", type=float, default=4.0, help="plotted energy half range around ε0, meV (default 4)")
+    mo.add_argument("--xrange", type=float, default=None, help="plotted energy half range around ε0, meV (default: 4, or wider to show every resonance)")
     mo.add_argument("--outdir", default="model", help="output directory (default model/)")
     mo.set_defaults(func=cmd_model)
     return p

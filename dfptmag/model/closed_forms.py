@@ -80,3 +80,44 @@ def moment_u1_xz(model: Model, omega, kT) -> float:
     _, gs = green_u1_xz(model, omega, kT)
     f = fermi(omega, model.level.mu, kT)
     return float(sum(s / np.sqrt(2) * np.trapezoid(f * _spectral(gs[s]), omega) for s in (1, -1)))
+
+
+def printed_eq14_delta_free(model: Model, kT, emax: float = 2000.0) -> float:
+    """Paper Eq. 14 as printed at δ → 0, for u1 = u0 x̂: ½ f(ε0) − ¼ n_d with n_d = ∫ f A_int dω
+    = M + f(ε0) (M the consistent moment, Matsubara sum), i.e. ¼[f(ε0) − M]. Free of the
+    broadening bias of :func:`moment_u1_x_as_printed`."""
+    M = float(model.moment_matsubara(kT, emax)[0])
+    return 0.25 * (fermi(model.level.eps0, model.level.mu, kT) - M)
+
+
+def fermi_second_derivative(eps, mu, kT):
+    """f″(ε) = f(1 − f)(1 − 2f)/(k_BT)²: the sign of ε − μ."""
+    f = fermi(eps, mu, kT)
+    return f * (1 - f) * (1 - 2 * f) / kT ** 2
+
+
+def second_moment(model: Model, kT) -> float:
+    """m₂/λ = Σ_q w_q (1 + 2n_q): the bath factor of the second spectral moment of the dressed
+    channel, ∫(ω − ε0)² A_d dω = λ Σ_q (1 + 2n_q) (ε1 = 0)."""
+    from .core import bose
+    nu, wq = model.bath.nodes()
+    return float(np.sum(wq * (1 + 2 * bose(nu, kT))))
+
+
+def high_T_moment(model: Model, kT) -> np.ndarray:
+    """Leading high-temperature moment for ε1 = 0 and q-independent couplings.
+
+    Each spin channel s along û1 has a spectral function A_s of unit weight, first moment ε0
+    (no Hartree term) and second central moment λ_s Σ_q (1 + 2n_q), λ_s = (u0 + s|u1|)².
+    M = Σ_s s ∫ [f(ω) − f(ε0)] A_s dω ≈ ½ f″(ε0) Σ_s s λ_s Σ_q (1 + 2n_q), and Σ_s s λ_s = 4u0|u1|:
+
+        m ≈ ½ f″(ε0) · 4 u0 u1 · Σ_q (1 + 2n_q).
+
+    With f″(ε0) ≈ (ε0 − μ)/(8 (k_BT)³) and Σ_q (1 + 2n_q) ≈ 2k_BT ⟨1/ω_q⟩ (= 3k_BT/c for the
+    normalised 3-D ball), M ∝ (ε0 − μ) u0|u1| / (c (k_BT)²): 1/T², amplitude ∝ 1/c, sign of
+    ε0 − μ."""
+    if np.any(np.asarray(model.level.eps1) != 0):
+        raise ValueError("high-T form needs ε1 = 0")
+    lv = model.level
+    return (0.5 * fermi_second_derivative(lv.eps0, lv.mu, kT) * 4 * model.u0
+            * np.asarray(model.u1, float) * second_moment(model, kT))
