@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def _finite(lo=None, hi=None, above=None):
             v = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
-        if not np.isfinite(v):
+        if not math.isfinite(v):
             raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
         if above is not None and not v > above:
             raise argparse.ArgumentTypeError(f"{v}: must be > {above}")
