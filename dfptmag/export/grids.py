@@ -12,13 +12,13 @@ Field units in files: per Å³ (XSF, VTK) or per bohr³ (cube, HDF5), as stated 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 from ase import Atoms
 
+from ..atomic import atomic_path
 from ..constants import BOHR_RADIUS_ANGS
 from ..snapshot import COMPONENTS, Amplitude, supercell_atoms
 
@@ -26,15 +26,9 @@ A3 = BOHR_RADIUS_ANGS ** 3
 
 
 def _atomic(path, write):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def supercell_ase(amp: Amplitude, cells, t: float) -> Atoms:
