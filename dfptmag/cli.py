@@ -17,69 +17,38 @@ from pathlib import Path
 import numpy as np
 
 from . import ONE_SIDED_NOTE, __version__
+from .data import default_workflow
 from .errors import DfptmagError
 from .export import FORMATS
 
-DEFAULT_WORKFLOW = Path(__file__).resolve().parent.parent / "workflows" / "wse2-tiny.toml"
+DEFAULT_WORKFLOW = default_workflow()
 
 
-def _analyze_dirs(qdirs, out, options, quiet=False):
-    from . import results
-    from .analysis import analyze_qrun
-    from .qrun import read_manifest
+def _print_tables(analyses: dict):
     from .report import mode_table
-    res = {}
-    for qd in qdirs:
-        label = read_manifest(qd).get("label") or Path(qd).name
-        r = analyze_qrun(qd, options)
-        res[label] = r
-        if not quiet:
-            print(mode_table(label, r))
-            print()
-    results.write(out, res)
-    print(f"wrote {out}")
-    return res
+    for label, r in analyses.items():
+        print(mode_table(label, r))
+        print()
 
 
 def cmd_run(a):
-    from .analysis import AnalysisOptions
-    from .workflow import config
-    from .workflow.runner import Runner
-    wf = config.load(a.workflow)
-    qpoints = [config.parse_q(q, "--q") for q in a.q] if a.q else None
-    patterns = None
-    if a.patterns:
-        patterns = sorted({int(p) for p in a.patterns.split(",")})
-    run_dir = Path(a.run_dir or Path("runs") / wf.name)
-    runner = Runner(wf, run_dir, progress=not a.quiet)
-    qdirs = runner.run(qpoints, patterns)
-    print(f"QE steps run: {len(runner.steps.ran)}, already done: {len(runner.steps.skipped)} "
-          f"(run directory {run_dir})")
-    opts = AnalysisOptions(realspace=wf.analysis["realspace"], amplitude=wf.analysis["amplitude"],
-                           amplitude_bohr=wf.analysis["amplitude_bohr"], progress=not a.quiet)
-    out = Path(a.output or run_dir / "dfptmag.h5")
-    res = _analyze_dirs(qdirs, out, opts)
-    if wf.analysis["realspace"] and not a.no_snapshots:
-        from .snapshot_job import run_snapshot, strongest_modes
-        for label, r in res.items():
-            if "mode_cell_integral" not in r:
-                continue
-            for kind, mode in strongest_modes(out, label).items():
-                for f in run_snapshot(out, label, mode=mode, formats=("png", "pdf"),
-                                      outdir=run_dir / "snapshots"):
-                    print(f"wrote {f}  (largest {kind.replace('inplane', 'in-plane').replace('outofplane', 'out-of-plane')} magnetization)")
+    from .jobs import run
+    patterns = [int(p) for p in a.patterns.split(",")] if a.patterns else None
+    r = run(a.workflow, q=a.q, patterns=patterns, run_dir=a.run_dir, output=a.output,
+            snapshots=not a.no_snapshots, progress=not a.quiet)
+    print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped} (run directory {r.run_dir})")
+    _print_tables(r.analyses)
+    print(f"wrote {r.output}")
+    for f, why in r.snapshots:
+        print(f"wrote {f}  ({why})")
 
 
 def cmd_analyze(a):
-    from .analysis import AnalysisOptions
-    from .errors import InputFileError
-    from .qrun import MANIFEST, find_qruns
-    qdirs = find_qruns(a.run_dir)
-    if not qdirs:
-        raise InputFileError(a.run_dir, f"no q-run directory ({MANIFEST}) found at or below it")
-    opts = AnalysisOptions(realspace=not a.no_field, amplitude=a.amplitude,
-                           amplitude_bohr=a.amplitude_bohr, progress=not a.quiet)
-    _analyze_dirs(qdirs, a.output, opts)
+    from .jobs import analyze
+    r = analyze(a.run_dir, a.output, amplitude=a.amplitude, amplitude_bohr=a.amplitude_bohr,
+                field=not a.no_field, progress=not a.quiet)
+    _print_tables(r.analyses)
+    print(f"wrote {r.output}")
 
 
 def cmd_capture(a):
@@ -91,9 +60,9 @@ def cmd_capture(a):
 
 
 def cmd_bands(a):
-    from .bands_job import run_bands
-    r = run_bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
-                  output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
+    from .jobs import bands
+    r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
+              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
     if not a.quiet:
         from .bands_file import read
@@ -171,6 +140,91 @@ def cmd_model(a):
               qc=a.qc, dim=a.dim, delta=a.delta, window=a.window, xrange=a.xrange, outdir=a.outdir)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples (text with line breaks: the epilogs) verbatim; one-paragraph descriptions wrapped."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+# worked examples, shown by `dfptmag <command> --help` (tests parse every `dfptmag ...` line)
+EXAMPLES = {
+    None: """\
+examples:
+  dfptmag run                           # tiny WSe2 workflow at K: QE + analysis + snapshots (~1.5 min)
+  dfptmag bands                         # magnetization bands along Γ–M–K–Γ (~10 min on 2 cores)
+  dfptmag snapshot runs/wse2-tiny/dfptmag.h5 --q K --mode 2
+  dfptmag run --help                    # every command has worked examples
+
+Python: dfptmag.load("runs/wse2-tiny/dfptmag.h5"), dfptmag.run(...), dfptmag.bands(...)
+""",
+    "run": """\
+examples:
+  dfptmag run                                   # built-in tiny WSe2 workflow, q = K (its [ph] q)
+  dfptmag run --q K --q=-K                      # K and K' = -K (write -K with '=')
+  dfptmag run --q 0.5,0,0 --patterns 1,3        # q in crystal coordinates, two patterns only
+  dfptmag run wse2-converged --q K              # a built-in workflow by name
+  dfptmag run my.toml --run-dir runs/mine -o mine.h5 --no-snapshots --quiet
+Run the same command again to resume: finished QE steps are skipped.
+Python: dfptmag.run(q=["K", "-K"]) returns the HDF5 path, the analyses and the snapshots.
+""",
+    "analyze": """\
+examples:
+  dfptmag analyze runs/wse2-tiny -o result.h5               # every q-run directory below
+  dfptmag analyze qK --no-field --quiet                     # G = 0 cell integrals only (fast)
+  dfptmag analyze runs/wse2-tiny --amplitude fixed --amplitude-bohr 0.02
+Python: dfptmag.analyze("runs/wse2-tiny", output="result.h5")
+""",
+    "capture": """\
+examples (in the q directory, after pw.x and a ph.x only_wfc=.true. run for the q):
+  dfptmag capture --dir . -- mpirun -np 4 ph.x -nk 4 -in ph.irr3.in
+  dfptmag capture --dir qK --log qK/irr1.out -- ph.x -in qK/ph.irr1.in
+  # one irrep per run: ph.irrN.in has recover=.true., start_irr = last_irr = N
+then: dfptmag analyze . -o result.h5
+""",
+    "snapshot": """\
+examples:
+  dfptmag snapshot runs/wse2-tiny/dfptmag.h5 --q K --mode 2                 # PNG + PDF
+  dfptmag snapshot result.h5 --q=-K --pattern 3 --cells 6x6 --time 0.25 --plane z=1.5
+  dfptmag snapshot result.h5 --q K --mode 5 --format xsf,vtk,cube --grid 36,36,108
+  dfptmag snapshot result.h5 --q K --mode 5 --movie gif --frames 24 --outdir movies
+Python: dfptmag.load("result.h5")["K"].snapshot(mode=2, formats=("png",))
+""",
+    "bands": """\
+examples:
+  dfptmag bands                                       # built-in tiny workflow, its [bands] path
+  dfptmag bands --path GMKpG --npoints 13             # through K' (= -K)
+  dfptmag bands --path GMK,GKp --format png           # a comma starts a disconnected segment
+  dfptmag bands my.toml --workers 2 --nproc 1 --run-dir runs/mine -o runs/mine/bands.h5
+Run the same command again to resume or to retry failed q-points.
+Python: b = dfptmag.bands(path="GMKG"); dfptmag.load(b.output).by_branch()
+""",
+    "plot": """\
+examples:
+  dfptmag plot bands runs/wse2-tiny/bands.h5                  # next to the file, PNG + PDF
+  dfptmag plot bands bands.h5 --format pdf --outdir figures
+Python: dfptmag.load("bands.h5").plot()      # the matplotlib Figure
+""",
+    "model": """\
+examples (all energies in meV):
+  dfptmag model dos --eps0 0.1 --u0 0.01 --u1 0.01,0,0 --c 0.01,0.001 --kT 1,5,10,15,20
+  dfptmag model moment --u1 0.01,0,0.01 --c 0.001,0.005,0.01,0.05 --kT 0.1:30:200
+  dfptmag model crossover --u1 0.01,0,0.01 --c 0.01 --kT 0.1:30:100
+""",
+}
+
+
+def _add_examples(parser, sub):
+    """Attach the worked examples to the main parser and to every subcommand."""
+    parser.epilog = EXAMPLES[None]
+    parser.formatter_class = _HelpFormatter
+    for name, sp in sub.choices.items():
+        sp.epilog = EXAMPLES.get(name)
+        sp.formatter_class = _HelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dfptmag",
@@ -188,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "pattern with the δψ buffer captured. Resumable: finished steps "
                                    "are skipped. Then analyze and write HDF5.")
     r.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
-                   help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
+                   help=f"workflow TOML, or a built-in workflow's name (default: the tiny WSe2 workflow, {DEFAULT_WORKFLOW.stem})")
     r.add_argument("--q", action="append", help="q-point: K, K' (= -K; write --q=-K), M, G or crystal 'x,y,z'; repeat for "
                                                 "several (default: the workflow's [ph] q)")
     r.add_argument("--patterns", help="comma-separated pattern numbers, 1-based (default: all 3·nat)")
@@ -259,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "with its output tail and the others go on. Re-running resumes: "
                                     "finished QE steps are skipped. Reports the " + ONE_SIDED_NOTE + ".")
     bd.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
-                    help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
+                    help=f"workflow TOML, or a built-in workflow's name (default: the tiny WSe2 workflow, {DEFAULT_WORKFLOW.stem})")
     bd.add_argument("--path", help="path in ASE syntax, e.g. GMKG (default: the workflow's [bands] path); "
                                    "K' is written Kp, a comma starts a disconnected segment")
     bd.add_argument("--npoints", type=int, help="points along the path, special points included "
@@ -304,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--xrange", type=float, default=4.0, help="plotted energy half range around ε0, meV (default 4)")
     mo.add_argument("--outdir", default="model", help="output directory (default model/)")
     mo.set_defaults(func=cmd_model)
+    _add_examples(p, sub)
     return p
 
 

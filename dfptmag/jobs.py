@@ -1,0 +1,119 @@
+"""The jobs layer: what each command does, as library functions. The command-line interface
+(dfptmag.cli) only parses arguments, calls one of these and prints what they return; from
+Python the same functions are ``dfptmag.run``, ``dfptmag.analyze`` and ``dfptmag.bands``.
+
+    run(workflow, q=..., patterns=...)     ld1.x/pw.x/ph.x with δψ capture → analysis → HDF5 → snapshots
+    analyze(run_dir, output=...)           finished q-run directories → HDF5
+    bands(workflow, path=..., ...)         the band workflow (dfptmag.bands_job) → bands.h5 → figures
+
+Nothing here prints; progress bars only with ``progress=True``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .errors import InputFileError
+
+
+@dataclasses.dataclass
+class AnalyzeResult:
+    output: Path                      # the HDF5 file written
+    analyses: dict[str, dict]         # q label -> analysis result (dfptmag.analysis.analyze_qrun)
+    qdirs: dict[str, Path]            # q label -> q-run directory
+
+    def load(self):
+        """The written file as a dfptmag.api.Result."""
+        from .api import load
+        return load(self.output)
+
+
+@dataclasses.dataclass
+class RunResult(AnalyzeResult):
+    run_dir: Path = None
+    steps_ran: int = 0                # QE steps run by this call
+    steps_skipped: int = 0            # QE steps already done (resumed)
+    snapshots: list[tuple[Path, str]] = dataclasses.field(default_factory=list)   # (file, why)
+
+
+def analyze_dirs(qdirs, output, options) -> AnalyzeResult:
+    """Analyze q-run directories and write one HDF5 file (one group per q label)."""
+    from . import results
+    from .analysis import analyze_qrun
+    from .qrun import read_manifest
+    res, dirs = {}, {}
+    for qd in qdirs:
+        label = read_manifest(qd).get("label") or Path(qd).name
+        res[label] = analyze_qrun(qd, options)
+        dirs[label] = Path(qd)
+    results.write(output, res)
+    return AnalyzeResult(output=Path(output), analyses=res, qdirs=dirs)
+
+
+def analyze(run_dir, output="dfptmag.h5", amplitude: str = "zero-point", amplitude_bohr: float = 0.01,
+            field: bool = True, progress: bool = False) -> AnalyzeResult:
+    """``dfptmag analyze``: post-process every q-run directory (holding dfptmag-q.json) at or
+    below ``run_dir`` into ``output``. ``field=False`` skips the real-space field (G = 0 only)."""
+    from .analysis import AnalysisOptions
+    from .qrun import MANIFEST, find_qruns
+    qdirs = find_qruns(run_dir)
+    if not qdirs:
+        raise InputFileError(run_dir, f"no q-run directory ({MANIFEST}) found at or below it")
+    opts = AnalysisOptions(realspace=field, amplitude=amplitude, amplitude_bohr=amplitude_bohr,
+                           progress=progress)
+    return analyze_dirs(qdirs, output, opts)
+
+
+def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapshots: bool = True,
+        progress: bool = False) -> RunResult:
+    """``dfptmag run``: run (or resume) a workflow's QE steps with δψ capture, analyze, write
+    HDF5 and the snapshot figures of the modes with the largest in-plane and out-of-plane
+    magnetization.
+
+    workflow: TOML file or built-in name (default: the tiny WSe2 workflow); q: list of q-points
+    ('K', "K'" = '-K', 'M', 'G', '0.5,0,0' or three numbers; default the workflow's [ph] q);
+    patterns: 1-based pattern numbers (default all); run_dir: default runs/<workflow name>;
+    output: default <run_dir>/dfptmag.h5."""
+    from .analysis import AnalysisOptions
+    from .data import resolve_workflow
+    from .workflow import config
+    from .workflow.runner import Runner
+    wf = config.load(resolve_workflow(workflow))
+    qpoints = [config.parse_q(s, "--q") for s in q] if q else None
+    if patterns is not None:
+        patterns = sorted({int(p) for p in patterns})
+    run_dir = Path(run_dir or Path("runs") / wf.name)
+    runner = Runner(wf, run_dir, progress=progress)
+    qdirs = runner.run(qpoints, patterns)
+    opts = AnalysisOptions(realspace=wf.analysis["realspace"], amplitude=wf.analysis["amplitude"],
+                           amplitude_bohr=wf.analysis["amplitude_bohr"], progress=progress)
+    out = Path(output or run_dir / "dfptmag.h5")
+    a = analyze_dirs(qdirs, out, opts)
+    shots = []
+    if wf.analysis["realspace"] and snapshots:
+        from .snapshot_job import run_snapshot, strongest_modes
+        for label, r in a.analyses.items():
+            if "mode_cell_integral" not in r:
+                continue
+            for kind, mode in strongest_modes(out, label).items():
+                why = "largest " + {"inplane": "in-plane", "outofplane": "out-of-plane"}[kind] + " magnetization"
+                for f in run_snapshot(out, label, mode=mode, formats=("png", "pdf"),
+                                      outdir=run_dir / "snapshots"):
+                    shots.append((f, why))
+    return RunResult(output=out, analyses=a.analyses, qdirs=a.qdirs, run_dir=run_dir,
+                     steps_ran=len(runner.steps.ran), steps_skipped=len(runner.steps.skipped),
+                     snapshots=shots)
+
+
+def bands(workflow=None, path: str | None = None, npoints: int | None = None, workers: int | None = None,
+          nproc: int | None = None, run_dir=None, output=None, figures=("png", "pdf"),
+          progress: bool = False):
+    """``dfptmag bands``: all patterns at every q of a band path, the interpolated dispersion,
+    branch tracking, bands.h5 and figures (dfptmag.bands_job.run_bands). Returns its BandsRun;
+    q-points that failed are in ``.failures`` (bands.h5 has NaN there; the CLI then exits
+    non-zero). ``dfptmag.load(result.output)`` reads the file."""
+    from .bands_job import run_bands
+    from .data import resolve_workflow
+    return run_bands(resolve_workflow(workflow), path=path, npoints=npoints, workers=workers,
+                     run_dir=run_dir, output=output, progress=progress, figures=tuple(figures or ()),
+                     nproc=nproc)
