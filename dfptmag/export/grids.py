@@ -89,12 +89,19 @@ def write_h5(path, amp: Amplitude, cells, t):
             f.attrs["q_label"] = amp.label
             f.attrs["amplitude"] = amp.amplitude_note
             d = f.create_dataset("field", data=amp.field, compression="gzip")
-            d.attrs["units"] = "electrons/bohr^3 (n), Bohr magnetons/bohr^3 (m)"
+            d.attrs["units"] = np.array(["e/bohr^3", "muB/bohr^3", "muB/bohr^3", "muB/bohr^3"],
+                                        dtype=h5py.string_dtype())
+            d.attrs["description"] = ("complex periodic amplitude [dn, dm_x, dm_y, dm_z] on the FFT grid of "
+                                      "one cell; the field is Re[F(r) exp(i(q.r - omega t))]")
             d.attrs["components"] = ", ".join(COMPONENTS)
-            f["q_crystal"] = amp.q_crystal
-            f["cell_bohr"] = amp.cell_bohr
-            f["positions_bohr"] = amp.positions_bohr
-            f["displacement_bohr"] = amp.displacement
+            for name, val, unit, what in (
+                    ("q_crystal", amp.q_crystal, "1", "q in crystal coordinates of the reciprocal lattice"),
+                    ("cell_bohr", amp.cell_bohr, "bohr", "lattice vectors (rows)"),
+                    ("positions_bohr", amp.positions_bohr, "bohr", "Cartesian atomic positions"),
+                    ("displacement_bohr", amp.displacement, "bohr", "complex displacement of each atom")):
+                f[name] = val
+                f[name].attrs["units"] = unit
+                f[name].attrs["description"] = what
             f.attrs["snapshot_cells"] = np.array(cells)
             f.attrs["snapshot_time_periods"] = t
     return _atomic(path, w)
