@@ -337,8 +337,10 @@ def test_load_bands(bands_file, analyzed, tmp_path):
     for iq in range(2):
         np.testing.assert_allclose(np.sort(per["frequency"][iq]), np.sort(b.frequencies("cm-1")[iq]), rtol=1e-14)
         np.testing.assert_allclose(np.sort(per["rms_inplane"][iq]), np.sort(b.rms_inplane[iq]), rtol=1e-14)
-    # time reversal: the branches through K and K' have equal frequencies (to ph.x's precision)
-    np.testing.assert_allclose(per["frequency"][0], per["frequency"][1], atol=0.05)
+    # time reversal: ω(K) = ω(K') (independent ph.x runs; measured ≤ 0.01 cm-1). K → K' is one
+    # big step (not a path to track branches on), so compare the spectra, not the branches
+    w = b.frequencies("cm-1")
+    np.testing.assert_allclose(w[0], w[1], rtol=0, atol=0.05)
     fig = b.plot()
     assert len(fig.axes) == 3
     fig.savefig(tmp_path / "bands.png")
