@@ -46,7 +46,7 @@ def cmd_run(a):
 def cmd_analyze(a):
     from .jobs import analyze
     r = analyze(a.run_dir, a.output, amplitude=a.amplitude, amplitude_bohr=a.amplitude_bohr,
-                field=not a.no_field, progress=not a.quiet)
+                field=not a.no_field, degeneracy_tol_cm1=a.degeneracy_tol, progress=not a.quiet)
     _print_tables(r.analyses)
     print(f"wrote {r.output}")
 
@@ -175,6 +175,7 @@ examples:
   dfptmag analyze runs/wse2-tiny -o result.h5               # every q-run directory below
   dfptmag analyze qK --no-field --quiet                     # G = 0 cell integrals only (fast)
   dfptmag analyze runs/wse2-tiny --amplitude fixed --amplitude-bohr 0.02
+  dfptmag analyze runs/wse2-tiny --degeneracy-tol 2        # wider degenerate subspaces
 Python: dfptmag.analyze("runs/wse2-tiny", output="result.h5")
 """,
     "capture": """\
@@ -267,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--amplitude-bohr", type=float, default=0.01,
                    help="total displacement for --amplitude fixed, bohr (default 0.01)")
     a.add_argument("--no-field", action="store_true", help="skip the real-space field (G = 0 only)")
+    a.add_argument("--degeneracy-tol", type=float, metavar="CM1",
+                   help="modes closer than this form one degenerate subspace (rms_subspace), cm-1 (default 0.5)")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_analyze)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .errors import InputFileError
+from .errors import DfptmagError, InputFileError
 
 
 @dataclasses.dataclass
@@ -51,16 +51,22 @@ def analyze_dirs(qdirs, output, options) -> AnalyzeResult:
 
 
 def analyze(run_dir, output="dfptmag.h5", amplitude: str = "zero-point", amplitude_bohr: float = 0.01,
-            field: bool = True, progress: bool = False) -> AnalyzeResult:
+            field: bool = True, degeneracy_tol_cm1: float | None = None,
+            progress: bool = False) -> AnalyzeResult:
     """``dfptmag analyze``: post-process every q-run directory (holding dfptmag-q.json) at or
-    below ``run_dir`` into ``output``. ``field=False`` skips the real-space field (G = 0 only)."""
+    below ``run_dir`` into ``output``. ``field=False`` skips the real-space field (G = 0 only);
+    modes closer than ``degeneracy_tol_cm1`` (default 0.5 cm⁻¹) form one degenerate subspace."""
     from .analysis import AnalysisOptions
+    from .kernel.modes import DEGENERACY_TOL_CM1
     from .qrun import MANIFEST, find_qruns
     qdirs = find_qruns(run_dir)
     if not qdirs:
         raise InputFileError(run_dir, f"no q-run directory ({MANIFEST}) found at or below it")
+    tol = DEGENERACY_TOL_CM1 if degeneracy_tol_cm1 is None else float(degeneracy_tol_cm1)
+    if not tol >= 0:
+        raise DfptmagError(f"degeneracy tolerance {degeneracy_tol_cm1!r} cm-1: give a number ≥ 0")
     opts = AnalysisOptions(realspace=field, amplitude=amplitude, amplitude_bohr=amplitude_bohr,
-                           progress=progress)
+                           degeneracy_tol_cm1=tol, progress=progress)
     return analyze_dirs(qdirs, output, opts)
 
 

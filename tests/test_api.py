@@ -316,6 +316,16 @@ def test_degeneracy_tolerance_comes_from_options(tiny_run, tmp_path):
     np.testing.assert_allclose(k.modes.rms_subspace, np.broadcast_to(total, (9, 4)), rtol=1e-12)
     with h5py.File(tmp_path / "w.h5") as f:
         assert f["q/K/modes"].attrs["degenerate_tolerance_cm1"] == 1000.0
+    # the same through the command line option
+    out = tmp_path / "cli.h5"
+    proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "analyze", str(qk), "-o", str(out), "--no-field",
+                           "--quiet", "--degeneracy-tol", "1000"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    k2 = dfptmag.load(out)["K"]
+    assert k2.modes.degeneracy_tol_cm1 == 1000.0
+    np.testing.assert_allclose(k2.modes.rms_subspace, k.modes.rms_subspace, rtol=1e-12)
+    with pytest.raises(DfptmagError, match="degeneracy tolerance"):
+        dfptmag.analyze(qk, output=tmp_path / "x.h5", field=False, degeneracy_tol_cm1=-1)
 
 
 def test_load_bands(bands_file, analyzed, tmp_path):
