@@ -4,6 +4,13 @@ The object computed throughout is the *one-sided* first-order charge-spin densit
 matrix of paper Eq. 1, δñ^{σσ'}(r) = Σ_k w_k Σ_i u^{σ'}_{ki}(r)* δu^{σ}_{ki}(r)
 (ψ* δψ only).  In the full static response the time-reversed partner term cancels
 the magnetization exactly and doubles the charge; every output says so.
+
+Python API (the same as the command line; see README "Python API"):
+
+    dfptmag.load(path)          dfptmag.h5 → Result (per-q objects), bands.h5 → Bands
+    dfptmag.run(...)            dfptmag run: QE with δψ capture → analysis → HDF5 → snapshots
+    dfptmag.analyze(run_dir)    dfptmag analyze
+    dfptmag.bands(...)          dfptmag bands
 """
 
 __version__ = "0.1.0"
@@ -13,3 +20,17 @@ ONE_SIDED_NOTE = (
     "the full static response adds the time-reversed partner, which doubles the charge "
     "and cancels the magnetization exactly"
 )
+
+__all__ = ["load", "run", "analyze", "bands", "ONE_SIDED_NOTE", "__version__"]
+
+
+def __getattr__(name):
+    """Lazy public API, so that ``import dfptmag`` stays light and the modules below can import
+    ``dfptmag.ONE_SIDED_NOTE`` without a cycle."""
+    if name == "load":
+        from .api import load
+        return load
+    if name in ("run", "analyze", "bands"):
+        from . import jobs
+        return getattr(jobs, name)
+    raise AttributeError(f"module 'dfptmag' has no attribute {name!r}")

@@ -38,7 +38,7 @@ class AnalysisOptions:
     realspace: bool = True          # also build the real-space field on the FFT grid
     amplitude: str = "zero-point"   # or "fixed"
     amplitude_bohr: float = 0.01    # for amplitude="fixed"
-    degeneracy_tol_cm1: float = 0.5
+    degeneracy_tol_cm1: float = km.DEGENERACY_TOL_CM1
     progress: bool = False
     # The charge oracle (fildrho = 2 Tr δñ, exact algebra for a norm-conserving insulator; measured
     # ≤ 4e-16 on the grid and ≤ 1e-12 at G = 0) is enforced whenever a fildrho copy exists:
@@ -241,12 +241,14 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     result["amplitude_bohr"] = options.amplitude_bohr
     groups = km.degenerate_groups(km.ry_to_cm1(omega), options.degeneracy_tol_cm1)
     result["degenerate_group"] = groups
+    result["degeneracy_tol_cm1"] = options.degeneracy_tol_cm1
     if npat == npat_total:
         c = km.pattern_coefficients(pats.vectors, U)       # (nmode, npat)
         mode_ci = c @ cell_integral
         result["mode_cell_integral"] = mode_ci
-        result["mode_rms"] = obs.rms(mode_ci)
-        result["mode_rms_subspace"] = obs.subspace_totals(mode_ci, groups)
+        o = obs.mode_observables(mode_ci, groups)            # the one place RMS values are derived
+        result.update(mode_rms=o["rms"], mode_rms_inplane=o["inplane"],
+                      mode_rms_outofplane=o["outofplane"], mode_rms_subspace=o["subspace"])
         result["mode_coefficients"] = c
     else:
         result["modes_missing_reason"] = f"only {npat} of {npat_total} patterns computed"

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 from ase.dft.kpoints import parse_path_string
 
+from . import qpoints
 from .errors import DfptmagError
 
 DEFAULT_PATH = "GMKG"
@@ -31,12 +32,14 @@ class BandPath:
 
 
 def special_points(atoms, extra: dict | None = None) -> dict[str, np.ndarray]:
-    """ASE's special points for the cell's Bravais lattice (crystal coordinates), plus 'Γ' as an
-    alias of 'G', "K'" = −K and any user-defined ``extra`` points."""
-    pts = {k: np.asarray(v, dtype=float) for k, v in atoms.cell.bandpath(npoints=0).special_points.items()}
-    pts["Γ"] = pts["G"]
+    """ASE's special points for the lattice of the cell with its periodicity (crystal
+    coordinates): a slab (``atoms.pbc = [1, 1, 0]``, as ``inputs.build_atoms`` makes it) gets the
+    2D lattice (HEX2D: Γ, M, K; no A, H, L). Plus "K'" = −K and any user-defined ``extra`` points;
+    the aliases of dfptmag.qpoints (Γ, -K, Kp) are accepted by :func:`band_path`."""
+    pts = {k: np.asarray(v, dtype=float)
+           for k, v in atoms.cell.bandpath(npoints=0, pbc=atoms.pbc).special_points.items()}
     if "K" in pts:
-        pts["K'"] = -pts["K"]       # the time-reversal partner of K
+        pts["K'"] = 0.0 - pts["K"]       # the time-reversal partner of K (0.0 -: no -0.0)
     for k, v in (extra or {}).items():
         v = np.asarray(v, dtype=float)
         if v.shape != (3,):
@@ -58,13 +61,13 @@ def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | N
         segments = parse_path_string(path.replace("Γ", "G").replace("K'", "Kp"))
     except Exception as exc:       # ASE raises several kinds for malformed strings
         raise DfptmagError(f"cannot parse band path {path!r}: {exc}") from None
-    if "K'" in pts:
-        pts["Kp"] = pts["K'"]
     for seg in segments:
-        for name in seg:
+        for i, name in enumerate(seg):
+            if name not in pts and qpoints.canonical(name) in pts:
+                seg[i] = name = qpoints.canonical(name)        # Γ, Kp → G, K'
             if name not in pts:
                 raise DfptmagError(f"band path {path!r}: unknown point {name!r}; known: "
-                                   f"{', '.join(sorted(n for n in pts if n != 'Kp'))}")
+                                   f"{', '.join(sorted(pts))} (K' may be written Kp)")
         if len(seg) < 2:
             raise DfptmagError(f"band path {path!r}: segment {''.join(seg)!r} needs two points")
     B = _reciprocal_angstrom(atoms)
@@ -91,7 +94,7 @@ def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | N
     for b in breaks:
         step[b - 1] = 0.0
     dist = np.concatenate([[0.0], np.cumsum(step)])
-    pretty = [(i, "Γ" if lab == "G" else ("K'" if lab == "Kp" else lab)) for i, lab in labels]
+    pretty = [(i, qpoints.PLOT_LABEL.get(lab, lab)) for i, lab in labels]
     return BandPath(q_crystal=q, distance=dist, labels=pretty, breaks=breaks, path=path)
 
 
@@ -136,8 +139,6 @@ def unique_points(q_crystal: np.ndarray, tol: float = 1e-8) -> tuple[np.ndarray,
 
 
 def point_label(q: np.ndarray, known: dict[str, np.ndarray], tol: float = 1e-6) -> str:
-    """A q-run label: the name of a special point at these coordinates, else 'x_y_z'."""
-    for name in ("G", "M", "K", "K'"):
-        if name in known and np.all(np.abs(q - known[name]) < tol):
-            return "-K" if name == "K'" else name
-    return "q_" + "_".join(f"{v:.4f}" for v in q)
+    """A q-run label (dfptmag.qpoints): the name of a special point at these coordinates, else
+    the coordinates 'x_y_z' (the run directory is q_<label>)."""
+    return qpoints.run_label(q, known, tol)

@@ -7,7 +7,7 @@ Layout (nq points on the path, nmode = 3·nat modes in ascending frequency at ea
     path/labels (nl,) str, path/label_index (nl,)   high-symmetry labels and their indices
     path/breaks (nb,)                indices where a disconnected segment starts
     path/computed (nq,) bool         False where the DFPT run failed (values are NaN there)
-    modes/frequency_meV, modes/frequency_cm1 (nq, nmode)   dfptmag's diagonalisation
+    modes/frequency_meV, modes/frequency_THz, modes/frequency_cm1 (nq, nmode)   dfptmag's diagonalisation
     modes/frequency_phx_cm1 (nq, nmode)                    ph.x's own (fildyn), oracle
     modes/rms (nq, nmode, 4)         RMS over a period of [∫δn, ∫δm_x, ∫δm_y, ∫δm_z] (Eq. 3)
     modes/rms_inplane (nq, nmode)    sqrt(rms_x² + rms_y²)
@@ -18,74 +18,86 @@ Layout (nq points on the path, nmode = 3·nat modes in ascending frequency at ea
     modes/degenerate_group (nq, nmode)
     modes/cell_integral (nq, nmode, 4) complex amplitudes behind the RMS
     modes/eigenvector (nq, nmode, nat, 3) complex, mass-scaled, orthonormal
+    structure/{lattice_angstrom, scaled_positions, symbols, masses_amu, cell_bohr, positions_bohr}
     dispersion/ (optional)           interpolated dispersion from a coarse DFPT q-grid
-        q_crystal (nd, 3), distance (nd,), frequency_meV (nd, nmode), branch (nd, nmode),
+        q_crystal (nd, 3), distance (nd,), frequency_meV, frequency_THz (nd, nmode), branch (nd, nmode),
         dfpt_index (nq,)             index of each DFPT path point in the dense list
 
-Attributes: ``object`` (which quantity: the one-sided amplitude of paper Eq. 1), ``amplitude``
-(the mode amplitude convention), ``units`` on every dataset, ``degenerate_tolerance_cm1``.
+Attributes: ``schema`` (``bands.h5/2``; older files have none), ``object`` (which quantity: the
+one-sided amplitude of paper Eq. 1), ``amplitude`` (the mode amplitude convention),
+``degenerate_tolerance_cm1``; on every dataset ``units`` (a plain unit string as in
+dfptmag.results, or one per component of [δn, δm_x, δm_y, δm_z]) and ``description``.
+Version-1 files (structure as root attributes, prose units) are still read.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import ONE_SIDED_NOTE, __version__
+from .atomic import atomic_path
 from .errors import InputFileError
+from .results import PHASE_CONVENTION, PHASE_NOTE, U_CELL, dataset, write_structure
 
-RMS_UNITS = ("RMS over one period at the stated amplitude: electrons (n) and Bohr magnetons "
-             "(m_x, m_y, m_z) per unit cell; m_a = Tr(sigma_a dn) (QE convention)")
-
-
-def _ds(g, name, data, units):
-    d = g.create_dataset(name, data=data)
-    d.attrs["units"] = units
-    return d
+SCHEMA = "bands.h5/2"
+_AT = "per unit cell, RMS over one period at the stated amplitude"
+_OMEGA = "phonon frequency, ascending at each q; negative = imaginary"
+# dataset -> (units, description)
+UNITS = {
+    "path/q_crystal": ("1", "q in crystal coordinates of the reciprocal lattice vectors b_i"),
+    "path/distance": ("1/angstrom", "cumulative |dq| along the path, 2 pi included"),
+    "path/labels": ("", "high-symmetry labels"), "path/label_index": ("1", "index of each label in the path"),
+    "path/breaks": ("1", "indices where a disconnected segment starts"),
+    "path/computed": ("1", "False where the DFPT run failed (values are NaN there)"),
+    "modes/frequency_meV": ("meV", _OMEGA), "modes/frequency_THz": ("THz", _OMEGA),
+    "modes/frequency_cm1": ("cm-1", _OMEGA),
+    "modes/frequency_phx_cm1": ("cm-1", "ph.x's own frequencies (fildyn), the oracle"),
+    "modes/rms": (U_CELL, f"[dn, dm_x, dm_y, dm_z] {_AT}; m_a = Tr(sigma_a dn) (QE convention)"),
+    "modes/rms_subspace": (U_CELL, f"basis-independent totals over each mode's degenerate subspace, {_AT}"),
+    "modes/rms_inplane": ("muB", f"in-plane magnetization sqrt(rms_x^2 + rms_y^2), {_AT}"),
+    "modes/rms_outofplane": ("muB", f"out-of-plane magnetization |rms_z|, {_AT}"),
+    "modes/branch": ("1", "branch index after eigenvector-overlap tracking"),
+    "modes/branch_overlap": ("1", "matched overlap of the assignment (1: same character)"),
+    "modes/degenerate_group": ("1", "modes closer than degenerate_tolerance_cm1 share a group"),
+    "modes/cell_integral": (U_CELL, "complex cell integrals [dn, dm_x, dm_y, dm_z] per unit cell at the "
+                                    "stated amplitude, behind the RMS"),
+    "modes/eigenvector": ("1", "mass-scaled, orthonormal eigenvectors [q, mode, atom, xyz]"),
+    "dispersion/q_crystal": ("1", "q of the interpolated path, crystal coordinates"),
+    "dispersion/distance": ("1/angstrom", "cumulative |dq|, same axis as path/distance"),
+    "dispersion/frequency_meV": ("meV", "interpolated frequencies (q2r.x/matdyn.x)"),
+    "dispersion/frequency_THz": ("THz", "interpolated frequencies (q2r.x/matdyn.x)"),
+    "dispersion/branch": ("1", "branch index on the dense path"),
+    "dispersion/dfpt_index": ("1", "index of each DFPT path point in the dense list"),
+}
 
 
 def write(path, b: dict) -> Path:
     """Write a bands dict (keys as in the layout, '/'-joined) atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    units = {
-        "path/q_crystal": "reciprocal lattice vectors", "path/distance": "1/angstrom (2pi included)",
-        "path/labels": "", "path/label_index": "index", "path/breaks": "index", "path/computed": "bool",
-        "modes/frequency_meV": "meV (negative = imaginary)",
-        "modes/frequency_cm1": "cm^-1 (negative = imaginary)",
-        "modes/frequency_phx_cm1": "cm^-1, printed by ph.x (fildyn)",
-        "modes/rms": RMS_UNITS, "modes/rms_subspace": RMS_UNITS,
-        "modes/rms_inplane": "Bohr magnetons per unit cell, RMS over a period, sqrt(x^2+y^2)",
-        "modes/rms_outofplane": "Bohr magnetons per unit cell, RMS over a period, |z| term",
-        "modes/branch": "index", "modes/branch_overlap": "dimensionless", "modes/degenerate_group": "index",
-        "modes/cell_integral": "complex amplitude; electrons and Bohr magnetons per unit cell",
-        "modes/eigenvector": "dimensionless (mass-scaled, orthonormal)",
-        "dispersion/q_crystal": "reciprocal lattice vectors", "dispersion/distance": "1/angstrom",
-        "dispersion/frequency_meV": "meV (negative = imaginary)", "dispersion/branch": "index",
-        "dispersion/dfpt_index": "index",
-    }
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["dfptmag_version"] = __version__
+            f.attrs["schema"] = SCHEMA
             f.attrs["object"] = ONE_SIDED_NOTE
             for k, v in b.get("attrs", {}).items():
                 f.attrs[k] = v
+            if "structure/cell_bohr" in b:
+                write_structure(f.create_group("structure"), b["structure/cell_bohr"],
+                                b["structure/positions_bohr"], b["structure/symbols"], b["structure/masses_amu"])
             for key, val in b.items():
-                if "/" not in key or val is None:
+                if "/" not in key or val is None or key.startswith("structure/"):
                     continue
                 if key == "path/labels":
                     val = np.array(val, dtype=h5py.string_dtype())
-                _ds(f, key, val, units.get(key, ""))
+                units, description = UNITS.get(key, ("", ""))
+                extra = ({"phase_convention": PHASE_CONVENTION, "phase_note": PHASE_NOTE}
+                         if key == "modes/eigenvector" else {})
+                dataset(f, key, val, units, description, **extra)
             if "dispersion/frequency_meV" in b:
                 for k, v in b.get("dispersion_attrs", {}).items():
                     f["dispersion"].attrs[k] = v
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -105,6 +117,22 @@ def read(path) -> dict:
                 out["dispersion_attrs"] = dict(f["dispersion"].attrs)
     except OSError as exc:
         raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
-    if "path/labels" in out:
-        out["path/labels"] = [s.decode() if isinstance(s, bytes) else str(s) for s in out["path/labels"]]
+    for key in ("path/labels", "structure/symbols"):
+        if key in out:
+            out[key] = [s.decode() if isinstance(s, bytes) else str(s) for s in out[key]]
+    _upgrade(out)
     return out
+
+
+def _upgrade(b: dict) -> None:
+    """Fill what version-1 files lack, in place: the structure (root attributes then) and THz."""
+    from .constants import RY_TO_MEV, RY_TO_THZ
+    a = b["attrs"]
+    if "structure/cell_bohr" not in b and "cell_bohr" in a:
+        b["structure/cell_bohr"] = np.asarray(a["cell_bohr"])
+        b["structure/positions_bohr"] = np.asarray(a["positions_bohr"])
+        b["structure/masses_amu"] = np.asarray(a["masses_amu"])
+        b["structure/symbols"] = [s.decode() if isinstance(s, bytes) else str(s) for s in a["symbols"]]
+    for grp in ("modes", "dispersion"):
+        if f"{grp}/frequency_meV" in b and f"{grp}/frequency_THz" not in b:
+            b[f"{grp}/frequency_THz"] = b[f"{grp}/frequency_meV"] * (RY_TO_THZ / RY_TO_MEV)

@@ -15,7 +15,6 @@ from . import bandpath
 from .errors import DfptmagError
 from .kernel import branches as kb
 from .kernel import modes as km
-from .kernel import observables as obs
 from .results import amplitude_text
 
 log = logging.getLogger(__name__)
@@ -31,8 +30,9 @@ class BandsRun:
     steps_skipped: int
 
 
-def assemble(bp: bandpath.BandPath, per_point: list[dict | None], tol_cm1: float) -> dict:
-    """Stack per-q analysis results (None where a run failed) into (nq, nmode, ...) arrays."""
+def assemble(bp: bandpath.BandPath, per_point: list[dict | None]) -> dict:
+    """Stack per-q analysis results (None where a run failed) into (nq, nmode, ...) arrays. The
+    RMS values and degenerate groups are the analysis's own (derived once, with its tolerance)."""
     ref = next((r for r in per_point if r is not None), None)
     if ref is None:
         raise DfptmagError("no q-point of the band path finished; nothing to write")
@@ -49,6 +49,8 @@ def assemble(bp: bandpath.BandPath, per_point: list[dict | None], tol_cm1: float
     phx = nan.copy()
     ci = np.full((nq, nmode, 4), np.nan + 0j)
     eig = np.full((nq, nmode, nat, 3), np.nan + 0j)
+    rms, sub = np.full((nq, nmode, 4), np.nan), np.full((nq, nmode, 4), np.nan)
+    inp, outp = nan.copy(), nan.copy()
     groups = np.full((nq, nmode), -1)
     for iq, r in enumerate(per_point):
         if r is None:
@@ -59,21 +61,18 @@ def assemble(bp: bandpath.BandPath, per_point: list[dict | None], tol_cm1: float
         phx[iq] = r.get("fildyn_freq_cm1", np.full(nmode, np.nan))
         ci[iq] = r["mode_cell_integral"]
         eig[iq] = r["eigenvector"]
-        groups[iq] = km.degenerate_groups(km.ry_to_cm1(freq[iq]), tol_cm1)
-    rms = obs.rms(ci)
-    inp, outp = obs.inplane_outofplane(ci)
-    sub = np.full((nq, nmode, 4), np.nan)
-    for iq in range(nq):
-        if out["path/computed"][iq]:
-            sub[iq] = obs.subspace_totals(ci[iq], groups[iq])
-    out.update({"modes/frequency_meV": km.ry_to_mev(freq), "modes/frequency_cm1": km.ry_to_cm1(freq),
+        groups[iq] = r["degenerate_group"]
+        rms[iq], sub[iq] = r["mode_rms"], r["mode_rms_subspace"]
+        inp[iq], outp[iq] = r["mode_rms_inplane"], r["mode_rms_outofplane"]
+    out.update({"modes/frequency_meV": km.ry_to_mev(freq), "modes/frequency_THz": km.ry_to_thz(freq),
+                "modes/frequency_cm1": km.ry_to_cm1(freq),
                 "modes/frequency_phx_cm1": phx, "modes/rms": rms, "modes/rms_inplane": inp,
                 "modes/rms_outofplane": outp, "modes/rms_subspace": sub,
-                "modes/degenerate_group": groups, "modes/cell_integral": ci, "modes/eigenvector": eig})
+                "modes/degenerate_group": groups, "modes/cell_integral": ci, "modes/eigenvector": eig,
+                "structure/cell_bohr": ref["cell_bohr"], "structure/positions_bohr": ref["positions_bohr"],
+                "structure/symbols": list(ref["symbols"]), "structure/masses_amu": ref["masses_amu"]})
     out["attrs"] = {"amplitude": amplitude_text(ref["amplitude"], ref["amplitude_bohr"]),
-                    "degenerate_tolerance_cm1": tol_cm1,
-                    "masses_amu": ref["masses_amu"], "symbols": np.array(ref["symbols"], dtype="S"),
-                    "positions_bohr": ref["positions_bohr"], "cell_bohr": ref["cell_bohr"]}
+                    "degenerate_tolerance_cm1": ref["degeneracy_tol_cm1"]}
     return out
 
 
@@ -117,7 +116,7 @@ def track_branches(b: dict, dense: dict | None) -> None:
 
 def run_bands(workflow, path: str | None = None, npoints: int | None = None, workers: int | None = None,
               run_dir=None, output=None, progress: bool = True, figures=("png", "pdf"),
-              tol_cm1: float = 0.5, nproc: int | None = None) -> BandsRun:
+              tol_cm1: float = km.DEGENERACY_TOL_CM1, nproc: int | None = None) -> BandsRun:
     """Run (or resume) the band workflow and write bands.h5 and figures; see the module doc.
     ``nproc`` overrides the workflow's [parallel] nproc = npool for every QE run."""
     from .analysis import AnalysisOptions, analyze_qrun
@@ -157,7 +156,7 @@ def run_bands(workflow, path: str | None = None, npoints: int | None = None, wor
             except DfptmagError as exc:
                 res.failures[q.label] = f"analysis: {exc}"
     per_point = [analysed.get(qpts[j].label) for j in index]
-    b = assemble(bp, per_point, tol_cm1)
+    b = assemble(bp, per_point)
     b["attrs"]["workflow"] = str(wf.path)
     b["attrs"]["path"] = path
     dense = None
@@ -166,10 +165,11 @@ def run_bands(workflow, path: str | None = None, npoints: int | None = None, wor
         _, dyn = read_dyn_blocks(res.dispersion, nat)
         if len(dyn) != dense_bp.nq:
             raise DfptmagError(f"{res.dispersion}: {len(dyn)} q-points, expected {dense_bp.nq}")
-        w, e, g = dispersion_modes(dyn, b["attrs"]["masses_amu"], tol_cm1)
+        w, e, g = dispersion_modes(dyn, b["structure/masses_amu"], tol_cm1)
         dense = {"eig": e, "groups": g, "breaks": dense_bp.breaks, "dfpt_index": dfpt_index}
         b.update({"dispersion/q_crystal": dense_bp.q_crystal, "dispersion/distance": dense_bp.distance,
-                  "dispersion/frequency_meV": km.ry_to_mev(w), "dispersion/dfpt_index": dfpt_index})
+                  "dispersion/frequency_meV": km.ry_to_mev(w), "dispersion/frequency_THz": km.ry_to_thz(w),
+                  "dispersion/dfpt_index": dfpt_index})
         b["dispersion_attrs"] = {"method": wf.dispersion["method"], "qgrid": wf.dispersion["qgrid"],
                                  "asr": wf.dispersion["asr"], "loto_2d": wf.dispersion["loto_2d"],
                                  "source": "ph.x ldisp on the coarse q-grid, q2r.x, matdyn.x (fldyn), "

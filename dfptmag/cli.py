@@ -16,118 +16,58 @@ import sys
 from pathlib import Path
 
 from . import ONE_SIDED_NOTE, __version__
+from .data import default_workflow
 from .errors import DfptmagError
 from .export import FORMATS
 
-DEFAULT_WORKFLOW = Path(__file__).resolve().parent.parent / "workflows" / "wse2-tiny.toml"
+DEFAULT_WORKFLOW = default_workflow()
 
 
 FIGURE_FORMATS = ("png", "pdf", "svg", "eps")
 
 
-def _output_file(path, what="output") -> Path:
-    """An output file name that can be written: not a directory, its parent not a file."""
-    path = Path(path)
-    if path.is_dir():
-        raise DfptmagError(f"{path}: is a directory; give a file name for the {what}, e.g. {path / 'dfptmag.h5'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise DfptmagError(f"{path}: cannot write the {what}: {parent} is a file, not a directory")
-            break
-    return path
-
-
-def _analyze_dirs(qdirs, out, options, quiet=False):
-    """Analyze q-run directories and write ``out``. Duplicate labels are an error; with several
-    q-points, one that fails is reported and recorded in the file, the others are written, and
-    the command exits non-zero."""
-    from . import results
-    from .analysis import analyze_qrun
-    from .qrun import read_manifest
+def _print_tables(analyses: dict):
     from .report import mode_table
-    labels: dict[str, Path] = {}
-    for qd in qdirs:
-        label = read_manifest(qd).get("label") or Path(qd).name
-        if not isinstance(label, str) or not label:
-            raise DfptmagError(f"{Path(qd) / 'dfptmag-q.json'}: 'label' = {label!r} is not a name")
-        if label in labels:
-            raise DfptmagError(f"{Path(qd) / 'dfptmag-q.json'}: q label {label!r} is also the label of "
-                               f"{labels[label]}; both would be written to /q/{label}. Give one of them "
-                               "another \"label\" in its dfptmag-q.json")
-        labels[label] = Path(qd)
-    res, failures = {}, {}
-    for label, qd in labels.items():
-        try:
-            r = analyze_qrun(qd, options)
-        except DfptmagError as exc:
-            if len(labels) == 1:
-                raise
-            failures[label] = str(exc)
-            print(f"dfptmag: error: q {label}: {exc}", file=sys.stderr)
-            continue
-        res[label] = r
-        if not quiet:
-            print(mode_table(label, r))
-            print()
-    if res:
-        results.write(out, res, failures)
-        print(f"wrote {out}" + (f" ({len(res)} of {len(labels)} q-points)" if failures else ""))
-    if failures:
-        raise DfptmagError(f"{len(failures)} of {len(labels)} q-points failed ({', '.join(failures)}): "
-                           + (f"the others are in {out} (attribute complete = False, failures recorded)"
-                              if res else "nothing written"))
-    return res
+    for label, r in analyses.items():
+        print(mode_table(label, r))
+        print()
 
 
-def _options(a, realspace, amplitude, amplitude_bohr):
-    from .analysis import AnalysisOptions
-    return AnalysisOptions(realspace=realspace, amplitude=amplitude, amplitude_bohr=amplitude_bohr,
-                           progress=not a.quiet, allow_charge_mismatch=a.allow_charge_mismatch)
-
-
-def _run_dir(text) -> Path:
-    run_dir = Path(text)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise DfptmagError(f"{run_dir}: --run-dir names a file, not a directory")
-    return run_dir
+def _report_failures(r):
+    """Per-q errors, then one summary error (exit 2) if any q-point failed."""
+    for label, msg in r.failures.items():
+        print(f"dfptmag: error: q {label}: {msg}", file=sys.stderr)
+    if r.failures:
+        n = len(r.failures) + len(r.analyses)
+        raise DfptmagError(f"{len(r.failures)} of {n} q-points failed ({', '.join(r.failures)}): "
+                           + (f"the others are in {r.output} (attribute complete = False, failures recorded)"
+                              if r.output else "nothing written"))
 
 
 def cmd_run(a):
-    from .workflow import config
-    from .workflow.runner import Runner
-    wf = config.load(a.workflow)
-    qpoints = [config.parse_q(q, "--q") for q in a.q] if a.q else None
-    run_dir = _run_dir(a.run_dir or Path("runs") / wf.name)
-    out = _output_file(a.output or run_dir / "dfptmag.h5")
-    runner = Runner(wf, run_dir, progress=not a.quiet)
-    runner.check_patterns(a.patterns)
-    qdirs = runner.run(qpoints, a.patterns)
-    print(f"QE steps run: {len(runner.steps.ran)}, already done: {len(runner.steps.skipped)} "
-          f"(run directory {run_dir})")
-    opts = _options(a, wf.analysis["realspace"], wf.analysis["amplitude"], wf.analysis["amplitude_bohr"])
-    res = _analyze_dirs(qdirs, out, opts)
-    if wf.analysis["realspace"] and not a.no_snapshots:
-        from .snapshot_job import run_snapshot, strongest_modes
-        for label, r in res.items():
-            if "mode_cell_integral" not in r:
-                continue
-            for kind, mode in strongest_modes(out, label).items():
-                for f in run_snapshot(out, label, mode=mode, formats=("png", "pdf"),
-                                      outdir=run_dir / "snapshots"):
-                    print(f"wrote {f}  (largest {kind.replace('inplane', 'in-plane').replace('outofplane', 'out-of-plane')} magnetization)")
+    from .jobs import run
+    r = run(a.workflow, q=a.q, patterns=a.patterns, run_dir=a.run_dir, output=a.output,
+            snapshots=not a.no_snapshots, allow_charge_mismatch=a.allow_charge_mismatch,
+            progress=not a.quiet)
+    print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped} (run directory {r.run_dir})")
+    _print_tables(r.analyses)
+    if r.output:
+        print(f"wrote {r.output}")
+    for f, why in r.snapshots:
+        print(f"wrote {f}  ({why})")
+    _report_failures(r)
 
 
 def cmd_analyze(a):
-    from .errors import InputFileError
-    from .qrun import MANIFEST, find_qruns
-    if not Path(a.run_dir).is_dir():
-        raise InputFileError(a.run_dir, "not a directory (give a run directory or a q-run directory)")
-    out = _output_file(a.output)
-    qdirs = find_qruns(a.run_dir)
-    if not qdirs:
-        raise InputFileError(a.run_dir, f"no q-run directory ({MANIFEST}) found at or below it")
-    _analyze_dirs(qdirs, out, _options(a, not a.no_field, a.amplitude, a.amplitude_bohr))
+    from .jobs import analyze
+    r = analyze(a.run_dir, a.output, amplitude=a.amplitude, amplitude_bohr=a.amplitude_bohr,
+                field=not a.no_field, degeneracy_tol_cm1=a.degeneracy_tol,
+                allow_charge_mismatch=a.allow_charge_mismatch, progress=not a.quiet)
+    _print_tables(r.analyses)
+    if r.output:
+        print(f"wrote {r.output}" + (f" ({len(r.analyses)} of {len(r.analyses) + len(r.failures)} q-points)"
+                                     if r.failures else ""))
+    _report_failures(r)
 
 
 def cmd_capture(a):
@@ -143,13 +83,9 @@ def cmd_capture(a):
 
 
 def cmd_bands(a):
-    from .bands_job import run_bands
-    if a.output:
-        _output_file(a.output)
-    if a.run_dir:
-        _run_dir(a.run_dir)
-    r = run_bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
-                  output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
+    from .jobs import bands
+    r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
+              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
     if not a.quiet:
         from .bands_file import read
@@ -294,6 +230,92 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"dfptmag: error: {self.prog.removeprefix('dfptmag').strip() or 'dfptmag'}: {message}\n")
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples (text with line breaks: the epilogs) verbatim; one-paragraph descriptions wrapped."""
+
+    def _fill_text(self, text, width, indent):
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
+
+
+# worked examples, shown by `dfptmag <command> --help` (tests parse every `dfptmag ...` line)
+EXAMPLES = {
+    None: """\
+examples:
+  dfptmag run                           # tiny WSe2 workflow at K: QE + analysis + snapshots (~1.5 min)
+  dfptmag bands                         # magnetization bands along Γ–M–K–Γ (~10 min on 2 cores)
+  dfptmag snapshot runs/wse2-tiny/dfptmag.h5 --q K --mode 2
+  dfptmag run --help                    # every command has worked examples
+
+Python: dfptmag.load("runs/wse2-tiny/dfptmag.h5"), dfptmag.run(...), dfptmag.bands(...)
+""",
+    "run": """\
+examples:
+  dfptmag run                                   # built-in tiny WSe2 workflow, q = K (its [ph] q)
+  dfptmag run --q K --q=-K                      # K and K' = -K (write -K with '=')
+  dfptmag run --q 0.5,0,0 --patterns 1,3        # q in crystal coordinates, two patterns only
+  dfptmag run wse2-converged --q K              # a built-in workflow by name
+  dfptmag run my.toml --run-dir runs/mine -o mine.h5 --no-snapshots --quiet
+Run the same command again to resume: finished QE steps are skipped.
+Python: dfptmag.run(q=["K", "-K"]) returns the HDF5 path, the analyses and the snapshots.
+""",
+    "analyze": """\
+examples:
+  dfptmag analyze runs/wse2-tiny -o result.h5               # every q-run directory below
+  dfptmag analyze qK --no-field --quiet                     # G = 0 cell integrals only (fast)
+  dfptmag analyze runs/wse2-tiny --amplitude fixed --amplitude-bohr 0.02
+  dfptmag analyze runs/wse2-tiny --degeneracy-tol 2        # wider degenerate subspaces
+Python: dfptmag.analyze("runs/wse2-tiny", output="result.h5")
+""",
+    "capture": """\
+examples (in the q directory, after pw.x and a ph.x only_wfc=.true. run for the q):
+  dfptmag capture --dir . -- mpirun -np 4 ph.x -nk 4 -in ph.irr3.in
+  dfptmag capture --dir qK --log qK/irr1.out -- ph.x -in qK/ph.irr1.in
+  # one irrep per run: ph.irrN.in has recover=.true., start_irr = last_irr = N
+then: dfptmag analyze . -o result.h5
+""",
+    "snapshot": """\
+examples:
+  dfptmag snapshot runs/wse2-tiny/dfptmag.h5 --q K --mode 2                 # PNG + PDF
+  dfptmag snapshot result.h5 --q=-K --pattern 3 --cells 6x6 --time 0.25 --plane z=1.5
+  dfptmag snapshot result.h5 --q K --mode 5 --format xsf,vtk,cube --grid 36,36,108
+  dfptmag snapshot result.h5 --q K --mode 5 --movie gif --frames 24 --outdir movies
+Python: dfptmag.load("result.h5")["K"].snapshot(mode=2, formats=("png",))
+""",
+    "bands": """\
+examples:
+  dfptmag bands                                       # built-in tiny workflow, its [bands] path
+  dfptmag bands --path GMKpG --npoints 13             # through K' (= -K)
+  dfptmag bands --path GMK,GKp --format png           # a comma starts a disconnected segment
+  dfptmag bands my.toml --workers 2 --nproc 1 --run-dir runs/mine -o runs/mine/bands.h5
+Run the same command again to resume or to retry failed q-points.
+Python: b = dfptmag.bands(path="GMKG"); dfptmag.load(b.output).by_branch()
+""",
+    "plot": """\
+examples:
+  dfptmag plot bands runs/wse2-tiny/bands.h5                  # next to the file, PNG + PDF
+  dfptmag plot bands bands.h5 --format pdf --outdir figures
+Python: dfptmag.load("bands.h5").plot()      # the matplotlib Figure
+""",
+    "model": """\
+examples (all energies in meV):
+  dfptmag model dos --eps0 0.1 --u0 0.01 --u1 0.01,0,0 --c 0.01,0.001 --kT 1,5,10,15,20
+  dfptmag model moment --u1 0.01,0,0.01 --c 0.001,0.005,0.01,0.05 --kT 0.1:30:200
+  dfptmag model crossover --u1 0.01,0,0.01 --c 0.01 --kT 0.1:30:100
+""",
+}
+
+
+def _add_examples(parser, sub):
+    """Attach the worked examples to the main parser and to every subcommand."""
+    parser.epilog = EXAMPLES[None]
+    parser.formatter_class = _HelpFormatter
+    for name, sp in sub.choices.items():
+        sp.epilog = EXAMPLES.get(name)
+        sp.formatter_class = _HelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="dfptmag",
@@ -311,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "pattern with the δψ buffer captured. Resumable: finished steps "
                                    "are skipped. Then analyze and write HDF5.")
     r.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
-                   help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
+                   help=f"workflow TOML, or a built-in workflow's name (default: the tiny WSe2 workflow, {DEFAULT_WORKFLOW.stem})")
     r.add_argument("--q", action="append", type=_qspec, help="q-point: K, K' (= -K; write --q=-K), M, G or crystal 'x,y,z'; repeat for "
                                                 "several (default: the workflow's [ph] q)")
     r.add_argument("--patterns", type=_patterns, help="comma-separated pattern numbers, 1-based (default: all 3·nat)")
@@ -337,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--amplitude-bohr", type=_finite(above=0), default=0.01,
                    help="total displacement for --amplitude fixed, bohr (default 0.01)")
     a.add_argument("--no-field", action="store_true", help="skip the real-space field (G = 0 only)")
+    a.add_argument("--degeneracy-tol", type=float, metavar="CM1",
+                   help="modes closer than this form one degenerate subspace (rms_subspace), cm-1 (default 0.5)")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.add_argument("--allow-charge-mismatch", action="store_true", help=CHARGE_HELP)
     a.set_defaults(func=cmd_analyze)
@@ -384,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "with its output tail and the others go on. Re-running resumes: "
                                     "finished QE steps are skipped. Reports the " + ONE_SIDED_NOTE + ".")
     bd.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
-                    help=f"workflow TOML (default: the built-in tiny WSe2 workflow, {DEFAULT_WORKFLOW.name})")
+                    help=f"workflow TOML, or a built-in workflow's name (default: the tiny WSe2 workflow, {DEFAULT_WORKFLOW.stem})")
     bd.add_argument("--path", help="path in ASE syntax, e.g. GMKG (default: the workflow's [bands] path); "
                                    "K' is written Kp, a comma starts a disconnected segment")
     bd.add_argument("--npoints", type=_int_at_least(2), help="points along the path, special points included "
@@ -441,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     mo.add_argument("--xrange", type=float, default=None, help="plotted energy half range around ε0, meV (default: 4, or wider to show every resonance)")
     mo.add_argument("--outdir", default="model", help="output directory (default model/)")
     mo.set_defaults(func=cmd_model)
+    _add_examples(p, sub)
     return p
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from . import atomic
 from .errors import InputFileError
 
 MANIFEST = "dfptmag-q.json"
@@ -67,9 +67,7 @@ def read_manifest(root) -> dict:
 def write_manifest(root, data: dict) -> None:
     """Atomic write of the manifest."""
     path = Path(root) / MANIFEST
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def locate(root) -> QRunFiles:

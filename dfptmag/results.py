@@ -4,13 +4,14 @@ Layout, one group per q-point under ``/q/<label>``::
 
     q_crystal (3,)                       reciprocal-lattice crystal coordinates
     q_tpiba (3,)                         Cartesian, 2π/alat
-    structure/{cell_bohr, positions_bohr, symbols, masses_amu}
+    structure/{lattice_angstrom, scaled_positions, symbols, masses_amu}   as phonopy's band.hdf5
+    structure/{cell_bohr, positions_bohr}                                 the same in bohr (QE)
     patterns/index (npat,)               ph.x pattern numbers (1-based)
     patterns/displacement (npat, nat, 3) complex unit pattern vectors (1 bohr)
     patterns/cell_integral (npat, 4)     complex ∫_Ω [δn, δm_x, δm_y, δm_z] d³r per bohr
     patterns/density_matrix (npat, 2, 2) complex ∫_Ω δñ^{σσ'} d³r per bohr
     patterns/field (npat, 4, n1, n2, n3) complex real-space amplitudes per bohr (optional)
-    modes/frequency_meV, modes/frequency_cm1 (nmode,)
+    modes/frequency_meV, modes/frequency_THz, modes/frequency_cm1 (nmode,)
     modes/eigenvector (nmode, nat, 3)    complex, mass-scaled, orthonormal
     modes/displacement_bohr (nmode, nat, 3) complex, at the stated amplitude
     modes/cell_integral (nmode, 4)       complex, at the stated amplitude
@@ -23,31 +24,65 @@ Layout, one group per q-point under ``/q/<label>``::
     checks/drho_g0_relative_error (npat,)
     checks/frequency_minus_phx_cm1 (nmode,)
 
-Every dataset carries a ``units`` attribute; the root and each q group carry ``object`` (which
-quantity: the one-sided amplitude of paper Eq. 1) and the amplitude convention.
+Every dataset carries ``units``, a plain unit string (``meV``, ``THz``, ``cm-1``, ``bohr``,
+``angstrom``, ``amu``, ``muB``, ``e``, ``1`` for dimensionless numbers, ``""`` for text); the four
+components [δn, δm_x, δm_y, δm_z] of one dataset have different units, so there ``units`` is an
+array of four such strings. Prose goes to ``description``. Eigenvectors and displacements carry
+``phase_convention``. The root carries ``schema`` (``dfptmag.h5/2``; files without it are
+version 1, whose ``units`` were prose) and ``object`` (which quantity: the one-sided amplitude of
+paper Eq. 1); ``modes`` carries the amplitude convention and the degeneracy tolerance.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from . import ONE_SIDED_NOTE, __version__
+from .atomic import atomic_path
+from .constants import BOHR_RADIUS_ANGS
 from .kernel import modes as km
-from .kernel import observables as obs
 
-U_PAT = "electrons (n) and Bohr magnetons (m_x, m_y, m_z) per unit cell, per bohr of pattern displacement"
-U_FIELD = "electrons/bohr^3 (n) and Bohr magnetons/bohr^3 (m) per bohr of pattern displacement"
+SCHEMA = "dfptmag.h5/2"
+COMPONENTS = "n, m_x, m_y, m_z; m_a = Tr(sigma_a dn) (QE convention; the paper's components are half)"
+# units of [δn, δm_x, δm_y, δm_z] datasets
+U_CELL = np.array(["e", "muB", "muB", "muB"], dtype=h5py.string_dtype())
+U_PER_BOHR = np.array(["e/bohr", "muB/bohr", "muB/bohr", "muB/bohr"], dtype=h5py.string_dtype())
+U_FIELD = np.array(["e/bohr^4", "muB/bohr^4", "muB/bohr^4", "muB/bohr^4"], dtype=h5py.string_dtype())
+PHASE_CONVENTION = "lattice_vector"
+PHASE_NOTE = ("u(R, kappa, t) = Re[U_kappa exp(i q.R - i omega t)] with R the lattice vector of the "
+              "cell (QE's convention); phonopy writes exp(i q.(R + tau_kappa)), tau_kappa the atom's "
+              "position in the cell: its eigenvector is this one times exp(-i q.tau_kappa)")
 
 
-def _ds(g, name, data, units, **attrs):
+def dataset(g, name, data, units, description: str | None = None, **attrs):
+    """Create ``g[name]`` with its ``units`` (a unit string, or one per component) and an optional
+    ``description``; further keyword arguments become attributes."""
     d = g.create_dataset(name, data=data)
     d.attrs["units"] = units
+    if description:
+        d.attrs["description"] = description
     for k, v in attrs.items():
         d.attrs[k] = v
     return d
+
+
+_ds = dataset
+
+
+def write_structure(s, cell_bohr, positions_bohr, symbols, masses_amu):
+    """The structure as datasets in group ``s``: phonopy's band.hdf5 quantities (lattice in Å,
+    fractional coordinates, symbols, masses) and QE's (bohr)."""
+    cell_bohr = np.asarray(cell_bohr, dtype=float)
+    positions_bohr = np.asarray(positions_bohr, dtype=float)
+    _ds(s, "lattice_angstrom", cell_bohr * BOHR_RADIUS_ANGS, "angstrom", "lattice vectors a1, a2, a3 (rows)")
+    _ds(s, "scaled_positions", positions_bohr @ np.linalg.inv(cell_bohr), "1",
+        "fractional coordinates of the atoms in the lattice vectors")
+    _ds(s, "symbols", np.array([str(x) for x in symbols], dtype=h5py.string_dtype()), "", "chemical symbols")
+    _ds(s, "masses_amu", np.asarray(masses_amu, dtype=float), "amu", "atomic masses used for the modes")
+    _ds(s, "cell_bohr", cell_bohr, "bohr", "lattice vectors (rows), as QE")
+    _ds(s, "positions_bohr", positions_bohr, "bohr", "Cartesian atomic positions, as QE")
 
 
 def amplitude_text(kind: str, amplitude_bohr: float) -> str:
@@ -59,31 +94,39 @@ def amplitude_text(kind: str, amplitude_bohr: float) -> str:
 def _write_q(g, r: dict):
     g.attrs["object"] = r["object"]
     g.attrs["qe_version"] = r["qe_version"]
-    g.attrs["components"] = "n, m_x, m_y, m_z; m_a = Tr(sigma_a dn) (QE convention; paper's components are half)"
-    _ds(g, "q_crystal", r["q_crystal"], "reciprocal lattice vectors")
-    _ds(g, "q_tpiba", r["q_tpiba"], "2pi/alat (Cartesian)")
+    g.attrs["components"] = COMPONENTS
+    _ds(g, "q_crystal", r["q_crystal"], "1", "q in crystal coordinates of the reciprocal lattice vectors b_i")
+    _ds(g, "q_tpiba", r["q_tpiba"], "2pi/alat", "q in Cartesian coordinates, units of 2 pi/alat (QE)")
     s = g.create_group("structure")
-    _ds(s, "cell_bohr", r["cell_bohr"], "bohr")
-    _ds(s, "positions_bohr", r["positions_bohr"], "bohr")
-    _ds(s, "symbols", np.array(r["symbols"], dtype="S"), "")
-    _ds(s, "masses_amu", r["masses_amu"], "amu")
+    write_structure(s, r["cell_bohr"], r["positions_bohr"], r["symbols"], r["masses_amu"])
     s.attrs["alat_bohr"] = r["alat_bohr"]
     s.attrs["omega_bohr3"] = r["omega_bohr3"]
     p = g.create_group("patterns")
     nat = len(r["symbols"])
-    _ds(p, "index", r["pattern_index"], "ph.x pattern number (1-based)")
-    _ds(p, "displacement", r["pattern_vectors"].reshape(-1, nat, 3), "bohr (unit pattern)")
-    _ds(p, "cell_integral", r["pattern_cell_integral"], U_PAT)
-    _ds(p, "density_matrix", r["pattern_matrix"], "electrons per unit cell per bohr; index [sigma, sigma']")
+    _ds(p, "index", r["pattern_index"], "1", "ph.x pattern number (1-based)")
+    _ds(p, "displacement", r["pattern_vectors"].reshape(-1, nat, 3), "bohr",
+        "unit displacement patterns of ph.x (1 bohr)", phase_convention=PHASE_CONVENTION,
+        phase_note=PHASE_NOTE)
+    _ds(p, "cell_integral", r["pattern_cell_integral"], U_PER_BOHR,
+        "cell integrals [dn, dm_x, dm_y, dm_z] per unit cell, per bohr of pattern displacement",
+        components=COMPONENTS)
+    _ds(p, "density_matrix", r["pattern_matrix"], "e/bohr",
+        "cell integral of the 2x2 density-matrix response, index [sigma, sigma'], per bohr of pattern displacement")
     if "pattern_field" in r:
         d = p.create_dataset("field", data=r["pattern_field"], compression="gzip", compression_opts=4,
                              shuffle=True)
         d.attrs["units"] = U_FIELD
+        d.attrs["description"] = ("real-space amplitudes [dn (e/bohr^3), dm (muB/bohr^3)] per bohr of "
+                                  "pattern displacement")
+        d.attrs["components"] = COMPONENTS
         d.attrs["grid"] = "QE dense FFT grid, r = i1/n1 a1 + i2/n2 a2 + i3/n3 a3; periodic part (e^{iq.r} not included)"
     c = g.create_group("checks")
     if "drho_relative_error" in r:
-        _ds(c, "drho_relative_error", r["drho_relative_error"], "dimensionless")
-        _ds(c, "drho_g0_relative_error", r["drho_g0_relative_error"], "dimensionless")
+        _ds(c, "drho_relative_error", r["drho_relative_error"], "1",
+            "||2 Tr dn - drho(ph.x)|| / ||drho||: on the FFT grid, or without the field at fildrho's "
+            "largest Fourier components (NaN: no fildrho)")
+        _ds(c, "drho_g0_relative_error", r["drho_g0_relative_error"], "1",
+            "|2 dn(G=0) - drho(G=0)| relative to the RMS of drho (cell average)")
     if "cell_average_vs_g0" in r:
         c.attrs["cell_average_vs_g0"] = r["cell_average_vs_g0"]
     if "charge_check" in r:
@@ -94,47 +137,41 @@ def _write_q(g, r: dict):
         return
     m = g.create_group("modes")
     m.attrs["amplitude"] = amplitude_text(r["amplitude"], r["amplitude_bohr"])
-    m.attrs["degenerate_tolerance_cm1"] = 0.5
+    m.attrs["degenerate_tolerance_cm1"] = r["degeneracy_tol_cm1"]
     cm1 = km.ry_to_cm1(r["frequency_ry"])
-    _ds(m, "frequency_meV", km.ry_to_mev(r["frequency_ry"]), "meV (negative = imaginary)")
-    _ds(m, "frequency_cm1", cm1, "cm^-1 (negative = imaginary)")
-    _ds(m, "eigenvector", r["eigenvector"], "dimensionless (mass-scaled, orthonormal)")
-    _ds(m, "displacement_bohr", r["displacement_bohr"], "bohr")
-    _ds(m, "degenerate_group", r["degenerate_group"], "index")
-    _ds(c, "dynmat_cartesian", r["dynmat_cartesian"], "Ry/bohr^2")
+    neg = "phonon frequency; negative = imaginary"
+    _ds(m, "frequency_meV", km.ry_to_mev(r["frequency_ry"]), "meV", neg)
+    _ds(m, "frequency_THz", km.ry_to_thz(r["frequency_ry"]), "THz", neg)
+    _ds(m, "frequency_cm1", cm1, "cm-1", neg)
+    _ds(m, "eigenvector", r["eigenvector"], "1", "mass-scaled, orthonormal eigenvectors of the dynamical "
+        "matrix, [mode, atom, xyz]", phase_convention=PHASE_CONVENTION, phase_note=PHASE_NOTE)
+    _ds(m, "displacement_bohr", r["displacement_bohr"], "bohr", "complex mode displacement U at the stated "
+        "amplitude", phase_convention=PHASE_CONVENTION, phase_note=PHASE_NOTE)
+    _ds(m, "degenerate_group", r["degenerate_group"], "1",
+        f"modes closer than {r['degeneracy_tol_cm1']} cm-1 share a group")
+    _ds(c, "dynmat_cartesian", r["dynmat_cartesian"], "Ry/bohr^2", "ph.x's dynamical matrix (force "
+        "constants, not mass-scaled), Cartesian, [3 nat, 3 nat]")
     if "dynmat_imag_removed" in r:
         c.attrs["dynmat_imag_removed"] = r["dynmat_imag_removed"]
         c.attrs["dynmat_imag_removed_note"] = ("q = -q modulo G: D(q) made real (time reversal, as ph.x's "
                                                "symdynph_gq); value = max|Im D|/max|D| before")
     if "fildyn_freq_cm1" in r:
-        _ds(c, "frequency_minus_phx_cm1", cm1 - r["fildyn_freq_cm1"], "cm^-1")
+        _ds(c, "frequency_minus_phx_cm1", cm1 - r["fildyn_freq_cm1"], "cm-1",
+            "dfptmag's frequencies minus ph.x's (fildyn)")
     if "mode_cell_integral" in r:
-        ci = r["mode_cell_integral"]
-        units = U_PAT.replace("per bohr of pattern displacement", "at the stated amplitude")
-        _ds(m, "cell_integral", ci, units)
-        _ds(m, "rms", r["mode_rms"], units + "; RMS over a period = |X|/sqrt(2)")
-        inp, outp = obs.inplane_outofplane(ci)
-        _ds(m, "rms_inplane", inp, "Bohr magnetons per unit cell")
-        _ds(m, "rms_outofplane", outp, "Bohr magnetons per unit cell")
-        _ds(m, "rms_subspace", r["mode_rms_subspace"], units)
-        _ds(m, "pattern_coefficients", r["mode_coefficients"],
-            "bohr; U_nu = sum_mu c[nu, mu] u_mu, so any pattern quantity maps to modes linearly")
+        at = "per unit cell at the stated amplitude"
+        _ds(m, "cell_integral", r["mode_cell_integral"], U_CELL,
+            f"complex cell integrals [dn, dm_x, dm_y, dm_z] {at}", components=COMPONENTS)
+        _ds(m, "rms", r["mode_rms"], U_CELL, f"RMS over a period, |cell_integral|/sqrt(2), {at}",
+            components=COMPONENTS)
+        _ds(m, "rms_inplane", r["mode_rms_inplane"], "muB", f"RMS in-plane magnetization sqrt(rms_x^2 + rms_y^2) {at}")
+        _ds(m, "rms_outofplane", r["mode_rms_outofplane"], "muB", f"RMS out-of-plane magnetization |rms_z| {at}")
+        _ds(m, "rms_subspace", r["mode_rms_subspace"], U_CELL,
+            f"basis-independent RMS totals of each mode's degenerate subspace {at}", components=COMPONENTS)
+        _ds(m, "pattern_coefficients", r["mode_coefficients"], "bohr",
+            "U_nu = sum_mu c[nu, mu] u_mu, so any pattern quantity maps to modes linearly")
     else:
         g.attrs["modes_missing_reason"] = r.get("modes_missing_reason", "")
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Temporary files of earlier writers of ``path`` that died (SIGKILL) before the rename."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass
 
 
 def write(path, results: dict[str, dict], failures: dict[str, str] | None = None) -> Path:
@@ -142,12 +179,10 @@ def write(path, results: dict[str, dict], failures: dict[str, str] | None = None
     ({label: error}) of q-points that could not be analyzed go to the ``failures`` group's
     attributes, and the root attribute ``complete`` says whether there were any."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             f.attrs["dfptmag_version"] = __version__
+            f.attrs["schema"] = SCHEMA
             f.attrs["object"] = ONE_SIDED_NOTE
             qg = f.create_group("q")
             for label, r in results.items():
@@ -158,10 +193,6 @@ def write(path, results: dict[str, dict], failures: dict[str, str] | None = None
                 fg.attrs["note"] = "q-points whose analysis failed: label -> error"
                 for label, msg in failures.items():
                     fg.attrs[label] = msg
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 

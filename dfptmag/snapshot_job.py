@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import savefig
 from .errors import DfptmagError
 from .snapshot import load, resample, supercell_field
 
@@ -32,11 +33,7 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
         fig, _ = snapshot_figure(amp, cells, t, plane)
         for ext in ("png", "pdf"):
             if ext in formats:
-                p = outdir / f"{stem}.{ext}"
-                tmp = p.with_name(f".{p.stem}.part.{ext}")
-                fig.savefig(tmp, dpi=150)
-                tmp.replace(p)
-                written.append(p)
+                written.append(savefig(fig, outdir / f"{stem}.{ext}", dpi=150))
         plt.close(fig)
     need_grid = {"xsf", "vtk", "cube"} & set(formats)
     if need_grid:

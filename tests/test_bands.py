@@ -149,7 +149,7 @@ def test_dfpt_branches_keep_mirror_parity(band_run):
     optical modes of opposite parity swap places in frequency order between M and K, while every
     tracked branch keeps one parity."""
     b = band_run["bands"]
-    pos = b["attrs"]["positions_bohr"]
+    pos = b["structure/positions_bohr"]
     e = b["modes/eigenvector"].reshape(4, 9, 9)
     par = kb.mirror_parity(e, pos, pos[0, 2])                 # mirror plane through W
     # σ_h holds to ph.x precision away from Γ; noise mixes the pair 0.18 meV apart at M by ≤ 2e-5
@@ -173,12 +173,12 @@ def test_acoustic_branch_continuous_through_crossing(band_run):
     from dfptmag.io.qe_dyn import read_dyn_blocks
     b = band_run["bands"]
     _, dyn = read_dyn_blocks(band_run["run_dir"] / "dispersion" / "matdyn.dyn", 3)
-    w, e, g = dispersion_modes(dyn, b["attrs"]["masses_amu"], 0.5)
+    w, e, g = dispersion_modes(dyn, b["structure/masses_amu"], 0.5)
     from dfptmag.kernel.modes import ry_to_cm1, ry_to_mev
     own = np.loadtxt(band_run["run_dir"] / "dispersion" / "matdyn.freq.gp")[:, 1:]
     assert np.max(np.abs(ry_to_cm1(w) - own)) < 0.05          # cm⁻¹ (fldyn has 8 decimals)
     assert np.allclose(ry_to_mev(w), b["dispersion/frequency_meV"])
-    pos = b["attrs"]["positions_bohr"]
+    pos = b["structure/positions_bohr"]
     par = kb.mirror_parity(e, pos, pos[0, 2])
     br = b["dispersion/branch"]
     by = np.empty_like(par)

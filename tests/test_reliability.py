@@ -176,7 +176,7 @@ def test_sigkill_at_five_moments_then_resume_equals_uninterrupted(tiny_run, anal
     p = _cli(*args)
     _, err = p.communicate(timeout=900)
     assert p.returncode == 0, err
-    assert not list(run_dir.glob(".res.h5.tmp-*"))
+    assert not list(run_dir.glob(".res.part-*.h5"))
     idx, ci, field = _pattern_integrals(out)
     ref = analyzed["K"]
     assert list(idx) == [1, 2]

@@ -12,13 +12,13 @@ Field units in files: per Å³ (XSF, VTK) or per bohr³ (cube, HDF5), as stated 
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import h5py
 import numpy as np
 from ase import Atoms
 
+from ..atomic import atomic_path
 from ..constants import BOHR_RADIUS_ANGS
 from ..snapshot import COMPONENTS, Amplitude, supercell_atoms
 
@@ -26,15 +26,9 @@ A3 = BOHR_RADIUS_ANGS ** 3
 
 
 def _atomic(path, write):
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.part")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 def supercell_ase(amp: Amplitude, cells, t: float) -> Atoms:
@@ -95,12 +89,19 @@ def write_h5(path, amp: Amplitude, cells, t):
             f.attrs["q_label"] = amp.label
             f.attrs["amplitude"] = amp.amplitude_note
             d = f.create_dataset("field", data=amp.field, compression="gzip")
-            d.attrs["units"] = "electrons/bohr^3 (n), Bohr magnetons/bohr^3 (m)"
+            d.attrs["units"] = np.array(["e/bohr^3", "muB/bohr^3", "muB/bohr^3", "muB/bohr^3"],
+                                        dtype=h5py.string_dtype())
+            d.attrs["description"] = ("complex periodic amplitude [dn, dm_x, dm_y, dm_z] on the FFT grid of "
+                                      "one cell; the field is Re[F(r) exp(i(q.r - omega t))]")
             d.attrs["components"] = ", ".join(COMPONENTS)
-            f["q_crystal"] = amp.q_crystal
-            f["cell_bohr"] = amp.cell_bohr
-            f["positions_bohr"] = amp.positions_bohr
-            f["displacement_bohr"] = amp.displacement
+            for name, val, unit, what in (
+                    ("q_crystal", amp.q_crystal, "1", "q in crystal coordinates of the reciprocal lattice"),
+                    ("cell_bohr", amp.cell_bohr, "bohr", "lattice vectors (rows)"),
+                    ("positions_bohr", amp.positions_bohr, "bohr", "Cartesian atomic positions"),
+                    ("displacement_bohr", amp.displacement, "bohr", "complex displacement of each atom")):
+                f[name] = val
+                f[name].attrs["units"] = unit
+                f[name].attrs["description"] = what
             f.attrs["snapshot_cells"] = np.array(cells)
             f.attrs["snapshot_time_periods"] = t
     return _atomic(path, w)

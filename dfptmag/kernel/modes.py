@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import AMU_RY, RY_TO_CMM1, RY_TO_MEV
+from ..constants import AMU_RY, RY_TO_CMM1, RY_TO_MEV, RY_TO_THZ
 
 AMPLITUDE_KINDS = ("zero-point", "fixed")
+DEGENERACY_TOL_CM1 = 0.5       # default: modes closer than this are treated as degenerate
 
 
 def diagonalize(dyn: np.ndarray, atom_masses_amu: np.ndarray):
@@ -35,6 +36,10 @@ def is_time_reversal_invariant(q_crystal, tol: float = 1e-8) -> bool:
 
 def ry_to_cm1(omega_ry):
     return np.asarray(omega_ry) * RY_TO_CMM1
+
+
+def ry_to_thz(omega_ry):
+    return np.asarray(omega_ry) * RY_TO_THZ
 
 
 def ry_to_mev(omega_ry):
@@ -67,7 +72,7 @@ def pattern_coefficients(patterns: np.ndarray, U: np.ndarray) -> np.ndarray:
     return U @ patterns.conj().T
 
 
-def degenerate_groups(omega_cm1: np.ndarray, tol_cm1: float = 0.5) -> np.ndarray:
+def degenerate_groups(omega_cm1: np.ndarray, tol_cm1: float = DEGENERACY_TOL_CM1) -> np.ndarray:
     """Group index per mode: modes (ascending) closer than tol_cm1 to their neighbour share a group."""
     order = np.argsort(omega_cm1)
     groups = np.empty(len(omega_cm1), dtype=int)

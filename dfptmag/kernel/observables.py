@@ -18,6 +18,14 @@ def inplane_outofplane(cell_integral: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return inplane, np.abs(cell_integral[..., 3]) / SQRT2
 
 
+def mode_observables(cell_integral: np.ndarray, groups: np.ndarray) -> dict[str, np.ndarray]:
+    """Every RMS quantity of a set of modes (..., 4) in one place: 'rms' (..., 4), 'inplane' and
+    'outofplane' (...), 'subspace' (..., 4) (per degenerate group; needs one q, (nmode, 4))."""
+    inp, outp = inplane_outofplane(cell_integral)
+    return {"rms": rms(cell_integral), "inplane": inp, "outofplane": outp,
+            "subspace": subspace_totals(cell_integral, groups)}
+
+
 def subspace_totals(cell_integral: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Per mode, sqrt(Σ_{ν' in its group} |X_ν'|²)/√2 for each component: (nmode, 4).
     Independent of the basis chosen inside a degenerate subspace (equal ω, unitary mixing)."""

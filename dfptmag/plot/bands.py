@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import savefig
 from ..kernel.branches import by_branch
 
 NOTE = "zero-point amplitude; one-sided ψ*δψ amplitude (paper Eq. 1)"
@@ -144,8 +145,6 @@ def save_figures(b, outdir, formats=("png", "pdf"), stem="bands") -> list[Path]:
     for name, make in ((f"{stem}_magnetization", magnetization_figure), (f"{stem}_fat", fat_band_figure)):
         fig = make(b)
         for fmt in formats:
-            p = outdir / f"{name}.{fmt}"
-            fig.savefig(p)
-            written.append(p)
+            written.append(savefig(fig, outdir / f"{name}.{fmt}"))
         plt.close(fig)
     return written

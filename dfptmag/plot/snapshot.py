@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..constants import BOHR_RADIUS_ANGS
 from ..snapshot import Amplitude, plane_index, supercell_atoms, supercell_field
 
@@ -156,16 +157,15 @@ def movie(amp: Amplitude, path, frames: int = 48, cells=(4, 4), plane: str = "W"
         plt.close(fig)
         buf.seek(0)
         images.append(Image.open(buf).convert("RGB"))
-    tmp = path.with_name(f".{path.stem}.part{path.suffix}")
-    if path.suffix == ".gif":
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=int(1000 / fps), loop=0)
-    else:
-        with tempfile.TemporaryDirectory() as d:
-            for i, im in enumerate(images):
-                im.save(Path(d) / f"f{i:05d}.png")
-            subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", str(fps), "-i",
-                            str(Path(d) / "f%05d.png"), "-pix_fmt", "yuv420p", "-vf",
-                            "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-f", "mp4", str(tmp)], check=True)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        if path.suffix == ".gif":
+            images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                           duration=int(1000 / fps), loop=0)
+        else:
+            with tempfile.TemporaryDirectory() as d:
+                for i, im in enumerate(images):
+                    im.save(Path(d) / f"f{i:05d}.png")
+                subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-framerate", str(fps), "-i",
+                                str(Path(d) / "f%05d.png"), "-pix_fmt", "yuv420p", "-vf",
+                                "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-f", "mp4", str(tmp)], check=True)
     return path

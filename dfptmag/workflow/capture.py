@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
+from ..atomic import copy_file
 from ..errors import DfptmagError, QERunError, UnsupportedError
 
 ENV_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -85,9 +85,7 @@ def finish(links, ph0: Path, prefix: str, fildrho: str | None, dest: Path, tag: 
         if cands:
             src = max(cands, key=lambda p: p.stat().st_size)
             drho = dest / f"drho.{tag}"
-            tmp = drho.with_suffix(".part")
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, drho)
+            copy_file(src, drho)
     return kept, drho
 
 

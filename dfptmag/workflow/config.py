@@ -11,15 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import qpoints
 from ..errors import InputFileError
 
-# named q-points for a 2D hexagonal lattice, crystal coordinates of the reciprocal lattice
-HEX_POINTS = {
-    "G": (0.0, 0.0, 0.0), "Γ": (0.0, 0.0, 0.0),
-    "M": (0.5, 0.0, 0.0),
-    "K": (1.0 / 3.0, 1.0 / 3.0, 0.0),
-    "-K": (-1.0 / 3.0, -1.0 / 3.0, 0.0), "K'": (-1.0 / 3.0, -1.0 / 3.0, 0.0),
-}
+# named q-points (2D hexagonal lattice): the one table lives in dfptmag.qpoints
+HEX_POINTS = {n: qpoints.HEX2D[qpoints.canonical(n)] for n in qpoints.names()}
 
 
 @dataclasses.dataclass
@@ -53,21 +49,21 @@ DISPERSION_METHODS = ("matdyn",)
 
 
 def parse_q(spec, where) -> QPoint:
-    """'K', '-K', 'M', 'G' or three numbers (crystal coordinates) like '0.5,0,0'."""
-    if isinstance(spec, str) and spec.strip() in HEX_POINTS:
-        s = spec.strip()
-        return QPoint("G" if s == "Γ" else ("-K" if s == "K'" else s), np.array(HEX_POINTS[s]))
+    """'K', "K'" (= '-K' = 'Kp'), 'M', 'G' (= 'Γ') or three numbers (crystal coordinates) like
+    '0.5,0,0'. Labels: named points as in dfptmag.qpoints, others their coordinates."""
+    name = qpoints.canonical(spec) if isinstance(spec, str) else None
+    if name is not None:
+        return QPoint(qpoints.RUN_LABEL[name], np.array(qpoints.HEX2D[name]))
     try:
         vals = [float(v) for v in (spec.split(",") if isinstance(spec, str) else spec)]
     except (TypeError, ValueError):
         vals = []
     if len(vals) != 3:
-        raise InputFileError(where, f"q-point {spec!r}: give a name ({', '.join(HEX_POINTS)}) or "
+        raise InputFileError(where, f"q-point {spec!r}: give a name ({', '.join(qpoints.names())}) or "
                                     "three crystal coordinates such as 0.5,0,0")
     if not all(math.isfinite(v) for v in vals):
         raise InputFileError(where, f"q-point {spec!r}: coordinates must be finite numbers")
-    label = "q_" + "_".join(f"{v:.4f}" for v in vals)
-    return QPoint(label, np.array(vals))
+    return QPoint(qpoints.run_label(vals), np.array(vals))
 
 
 # Every key a workflow may hold, per section (pseudopotentials: element = ld1.x input).

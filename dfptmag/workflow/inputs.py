@@ -11,12 +11,14 @@ from .namelist import fortran_value, namelist
 
 
 def build_atoms(wf: Workflow) -> Atoms:
-    """The structure with its c axis set to layer thickness + vacuum (Å)."""
+    """The structure with its c axis set to layer thickness + vacuum (Å); a slab, so
+    ``pbc = [1, 1, 0]`` (ASE then gives the 2D Bravais lattice and its band path)."""
     atoms = read(wf.structure)
     z = atoms.positions[:, 2]
     cell = atoms.cell.array.copy()
     cell[2] = [0.0, 0.0, (z.max() - z.min()) + wf.vacuum_angstrom]
     atoms.set_cell(cell, scale_atoms=False)
+    atoms.pbc = (True, True, False)
     return atoms
 
 

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..atomic import copy_file
 from ..errors import InputFileError, QERunError
 from ..io.upf import read_upf_header
 
@@ -88,9 +89,7 @@ def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
                                                      "dfptmag needs norm-conserving (pseudotype=2, tm=.true.)")
             cached.parent.mkdir(parents=True, exist_ok=True)
             (cached.parent / "ld1.out").write_text(out)
-            tmpcopy = cached.with_suffix(".part")
-            shutil.copy2(upf, tmpcopy)
-            os.replace(tmpcopy, cached)
+            copy_file(upf, cached, metadata=True)
     dest = Path(dest_dir) / name
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.is_file() or content_key(dest.read_text(errors="replace")) != content_key(
