@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import mmap
+import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +99,8 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
 
 def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     options = options or AnalysisOptions()
+    t_start = time.perf_counter()
+    tm = defaultdict(float)         # wall seconds per stage (result["timing_s"], benchmarks)
     files = locate(root)
     x = read_data_file_schema(files.xml)
     nocc = check_supported(x)
@@ -150,7 +155,8 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     npat = len(pattern_ids)
     shape = x.fft_grid
     g0 = np.zeros((npat, 2, 2), dtype=complex)
-    field = np.zeros((npat, 2, 2) + shape, dtype=complex) if options.realspace else None
+    # bounded memory: these accumulators (npat × 4 × grid) + one k-point's ψ and δψ
+    field = np.zeros((npat, 2, 2, int(np.prod(shape))), dtype=complex) if options.realspace else None
 
     it = range(nksq)
     if options.progress:
@@ -158,30 +164,38 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         it = tqdm(it, desc=f"k-points ({files.root.name})", unit="k", leave=False)
     for ik in it:
         jk, jq = int(ikk[ik]), int(ikq[ik])
-        wk = read_wfc(files.wfc_dir / f"wfc{jk + 1}.dat", nbnd=nocc)
-        _check_wfc(wk, x, jk, nocc)
-        perm_k = internal_order(wk.miller, wk.xk / x.tpiba, x.bg)
-        verify_order(psi_buf[jk], wk.coeffs, perm_k, f"{files.psi_buffers[0]} record {jk + 1}")
-        if jq == jk:
-            wq, perm_q = wk, perm_k
-        else:
-            wq = read_wfc(files.wfc_dir / f"wfc{jq + 1}.dat", nbnd=nocc)
-            _check_wfc(wq, x, jq, nocc)
-            perm_q = internal_order(wq.miller, wq.xk / x.tpiba, x.bg)
-            verify_order(psi_buf[jq], wq.coeffs, perm_q, f"{files.psi_buffers[0]} record {jq + 1}")
+        wk, perm_k = _read_psi(files, x, psi_buf, jk, nocc, tm)
+        wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, psi_buf, jq, nocc, tm)
+        t0 = time.perf_counter()
         npw_q = wq.npw
-        dpsi = np.empty((npat, nocc, 2, npw_q), dtype=complex)
-        for n, mu in enumerate(pattern_ids):
-            buf, ip = dwf_of[mu]
-            rec = np.asarray(buf[ip * nksq + ik])
-            dpsi[n][..., perm_q] = rec[:nocc, :, :npw_q]
+        # δψ stays in ph.x's internal order (memory-mapped records); the collected-order index
+        # c of k+q is internal position inv_q[c]
+        dwf = [dwf_of[mu][0][dwf_of[mu][1] * nksq + ik] for mu in pattern_ids]
+        inv_q = np.empty_like(perm_q)
+        inv_q[perm_q] = np.arange(len(perm_q))
         i_k, i_q = match_miller(wk.miller, wq.miller)
-        g0 += dm.g0_contribution(wk.coeffs[..., i_k], dpsi[..., i_q], weights[ik])
+        sel = inv_q[i_q]
+        dpsi = np.stack([rec[:nocc, :, sel] for rec in dwf])   # (npat, nocc, 2, ncommon)
+        g0 += dm.g0_contribution(wk.coeffs[..., i_k], dpsi, weights[ik])
+        del dpsi
+        t1 = time.perf_counter()
+        tm["dpsi_g0"] += t1 - t0
         if field is not None:
-            u = dm.periodic_part(wk.coeffs, wk.miller, shape, x.omega)
-            for n in range(npat):      # one pattern at a time bounds memory to nocc·2 grids
-                du = dm.periodic_part(dpsi[n:n + 1], wq.miller, shape, x.omega)
-                field[n:n + 1] += dm.realspace_contribution(u, du, weights[ik])
+            # ψ_k once per k-point, shared by every pattern; then one δψ batch per pattern
+            uc_w = dm.GridPlan(wk.miller, shape).to_realspace(wk.coeffs, x.omega)
+            np.conjugate(uc_w, out=uc_w)
+            uc_w *= weights[ik]
+            uc_w = uc_w.reshape(nocc, 2, -1)
+            t2 = time.perf_counter()
+            tm["field_psi"] += t2 - t1
+            plan_q = dm.GridPlan(wq.miller[perm_q], shape)
+            for n, rec in enumerate(dwf):
+                du = plan_q.to_realspace(rec[:nocc, :, :npw_q], x.omega).reshape(nocc, 2, -1)
+                dm.accumulate_realspace(field[n], du, uc_w)
+                del du
+            del uc_w
+            tm["field_dpsi"] += time.perf_counter() - t2
+        _drop_mapped_pages(psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
 
     cell_integral = pauli_from_matrix(g0)                     # (npat, 4)
     result = {
@@ -198,8 +212,10 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         "pattern_cell_integral": cell_integral,
         "object": ONE_SIDED_NOTE,
     }
+    t0 = time.perf_counter()
     if field is not None:
-        comp = pauli_from_matrix(field)                        # (npat, 4, n1, n2, n3)
+        comp = dm.pauli_in_place(field).reshape((npat, 4) + tuple(shape))   # (npat, 4, n1, n2, n3)
+        del field
         result["pattern_field"] = comp
         # charge oracle: ph.x's drho = 2 × (one-sided charge)
         errs, errs0 = np.full(npat, np.nan), np.full(npat, np.nan)
@@ -214,11 +230,13 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         result["drho_relative_error"] = errs
         result["drho_g0_relative_error"] = errs0
         result["cell_average_vs_g0"] = np.max(np.abs(comp.mean(axis=(2, 3, 4)) * x.omega - cell_integral))
+    tm["field_oracle"] += time.perf_counter() - t0
 
     dyn, why = _full_dynmat(files, pats.vectors, max(pats.irreps))
     if dyn is None:
         log.warning("no modes for %s: %s", files.root, why)
         result["modes_missing_reason"] = why
+        result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
         return result
     if km.is_time_reversal_invariant(result["q_crystal"]):
         # q ≡ −q (Γ, M): time reversal makes D(q) real in QE's phase convention (e^{-iq·R}, R
@@ -249,7 +267,39 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     if files.fildyn is not None:
         d = read_dyn(files.fildyn)
         result["fildyn_freq_cm1"] = d.freq_cm1
+    result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
     return result
+
+
+def _drop_mapped_pages(*buffers) -> None:
+    """Take the pages of memory-mapped buffers out of this process's resident set (madvise
+    DONTNEED on a read-only file mapping: the data stays in the page cache and a later access maps
+    it again). Called after every k-point, so the resident set stays bounded by one k-point's
+    records however large the δψ files are. A no-op for anything that is not a memory map."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    for b in buffers:
+        for a in getattr(b, "arrays", [b]):
+            mm = getattr(a, "_mmap", None)
+            if mm is not None:
+                mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _read_psi(files: QRunFiles, x: QEData, psi_buf, j: int, nocc: int, tm):
+    """ψ of point j (collected file) and ph.x's internal plane-wave order for it, verified
+    bitwise against record j of ph.x's ψ buffer."""
+    t0 = time.perf_counter()
+    w = read_wfc(files.wfc_dir / f"wfc{j + 1}.dat", nbnd=nocc)
+    _check_wfc(w, x, j, nocc)
+    t1 = time.perf_counter()
+    perm = internal_order(w.miller, w.xk / x.tpiba, x.bg)
+    t2 = time.perf_counter()
+    verify_order(psi_buf[j], w.coeffs, perm, f"{files.psi_buffers[0]} record {j + 1}")
+    t3 = time.perf_counter()
+    tm["read_psi"] += t1 - t0
+    tm["order"] += t2 - t1
+    tm["verify"] += t3 - t2
+    return w, perm
 
 
 def _check_wfc(w, x: QEData, ik: int, nocc: int):
