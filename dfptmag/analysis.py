@@ -154,9 +154,15 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     pattern_ids.sort()
     npat = len(pattern_ids)
     shape = x.fft_grid
+    nf = int(np.prod(shape))
     g0 = np.zeros((npat, 2, 2), dtype=complex)
-    # bounded memory: these accumulators (npat × 4 × grid) + one k-point's ψ and δψ
-    field = np.zeros((npat, 2, 2, int(np.prod(shape))), dtype=complex) if options.realspace else None
+    field = boxes = None
+    if options.realspace:
+        # Bounded memory: the accumulators (npat × 4 grids, in QE's grid layout, i1 fastest; they
+        # become the output) and one k-point's ψ and δψ on the grid (two boxes of 2·nocc grids,
+        # reused), plus one k-point's coefficients and the FFT's sticks and planes.
+        field = np.zeros((npat, 2, 2, nf), dtype=complex)
+        boxes = [np.empty((2 * nocc,) + tuple(shape[::-1]), dtype=complex) for _ in range(2)]
 
     it = range(nksq)
     if options.progress:
@@ -164,38 +170,34 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         it = tqdm(it, desc=f"k-points ({files.root.name})", unit="k", leave=False)
     for ik in it:
         jk, jq = int(ikk[ik]), int(ikq[ik])
+        # ψ_k: all occupied bands; k+q: only its plane-wave order is needed (δψ lives there),
+        # verified on its first band
         wk, perm_k = _read_psi(files, x, psi_buf, jk, nocc, tm)
-        wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, psi_buf, jq, nocc, tm)
+        wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, psi_buf, jq, 1, tm)
         t0 = time.perf_counter()
         npw_q = wq.npw
-        # δψ stays in ph.x's internal order (memory-mapped records); the collected-order index
-        # c of k+q is internal position inv_q[c]
+        # δψ stays in ph.x's internal order, read from the memory-mapped records; collected-order
+        # index c of k+q is internal position inv_q[c]
         dwf = [dwf_of[mu][0][dwf_of[mu][1] * nksq + ik] for mu in pattern_ids]
         inv_q = np.empty_like(perm_q)
         inv_q[perm_q] = np.arange(len(perm_q))
         i_k, i_q = match_miller(wk.miller, wq.miller)
-        sel = inv_q[i_q]
-        dpsi = np.stack([rec[:nocc, :, sel] for rec in dwf])   # (npat, nocc, 2, ncommon)
-        g0 += dm.g0_contribution(wk.coeffs[..., i_k], dpsi, weights[ik])
-        del dpsi
+        g0 += dm.g0_gathered(wk.coeffs, i_k, [rec[:nocc] for rec in dwf], inv_q[i_q], weights[ik])
         t1 = time.perf_counter()
         tm["dpsi_g0"] += t1 - t0
         if field is not None:
             # ψ_k once per k-point, shared by every pattern; then one δψ batch per pattern
-            uc_w = dm.GridPlan(wk.miller, shape).to_realspace(wk.coeffs, x.omega)
-            np.conjugate(uc_w, out=uc_w)
-            uc_w *= weights[ik]
-            uc_w = uc_w.reshape(nocc, 2, -1)
+            uc_w = dm.GridPlan(wk.miller, shape).to_realspace_f(
+                wk.coeffs, x.omega, box=boxes[0], conjugate=True, weight=weights[ik]).reshape(nocc, 2, nf)
             t2 = time.perf_counter()
             tm["field_psi"] += t2 - t1
             plan_q = dm.GridPlan(wq.miller[perm_q], shape)
             for n, rec in enumerate(dwf):
-                du = plan_q.to_realspace(rec[:nocc, :, :npw_q], x.omega).reshape(nocc, 2, -1)
-                dm.accumulate_realspace(field[n], du, uc_w)
-                del du
-            del uc_w
+                du = plan_q.to_realspace_f(rec[:nocc, :, :npw_q], x.omega, box=boxes[1])
+                dm.accumulate_realspace(field[n], du.reshape(nocc, 2, nf), uc_w)
             tm["field_dpsi"] += time.perf_counter() - t2
         _drop_mapped_pages(psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
+    boxes = None
 
     cell_integral = pauli_from_matrix(g0)                     # (npat, 4)
     result = {
@@ -214,6 +216,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     }
     t0 = time.perf_counter()
     if field is not None:
+        dm.f_to_c_layout_in_place(field.reshape(npat * 4, nf), shape)
         comp = dm.pauli_in_place(field).reshape((npat, 4) + tuple(shape))   # (npat, 4, n1, n2, n3)
         del field
         result["pattern_field"] = comp
@@ -285,12 +288,13 @@ def _drop_mapped_pages(*buffers) -> None:
                 mm.madvise(mmap.MADV_DONTNEED)
 
 
-def _read_psi(files: QRunFiles, x: QEData, psi_buf, j: int, nocc: int, tm):
-    """ψ of point j (collected file) and ph.x's internal plane-wave order for it, verified
-    bitwise against record j of ph.x's ψ buffer."""
+def _read_psi(files: QRunFiles, x: QEData, psi_buf, j: int, nbands: int, tm):
+    """The first ``nbands`` bands of point j (collected file) and ph.x's internal plane-wave
+    order for it, verified bitwise on those bands (every plane wave, both spinor components)
+    against record j of ph.x's ψ buffer."""
     t0 = time.perf_counter()
-    w = read_wfc(files.wfc_dir / f"wfc{j + 1}.dat", nbnd=nocc)
-    _check_wfc(w, x, j, nocc)
+    w = read_wfc(files.wfc_dir / f"wfc{j + 1}.dat", nbnd=nbands)
+    _check_wfc(w, x, j)
     t1 = time.perf_counter()
     perm = internal_order(w.miller, w.xk / x.tpiba, x.bg)
     t2 = time.perf_counter()
@@ -302,7 +306,7 @@ def _read_psi(files: QRunFiles, x: QEData, psi_buf, j: int, nocc: int, tm):
     return w, perm
 
 
-def _check_wfc(w, x: QEData, ik: int, nocc: int):
+def _check_wfc(w, x: QEData, ik: int):
     if w.npol != 2:
         raise UnsupportedError(w.path, f"npol = {w.npol}: not a noncollinear spin-orbit run")
     if w.npw != x.npw[ik]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.fft
+import scipy.linalg.blas
 
 
 def g0_contribution(psi: np.ndarray, dpsi: np.ndarray, weight: float) -> np.ndarray:
@@ -24,6 +25,25 @@ def g0_contribution(psi: np.ndarray, dpsi: np.ndarray, weight: float) -> np.ndar
     a = dpsi.transpose(0, 2, 1, 3).reshape(npat * npol, nocc * ng)
     b = psi.transpose(1, 0, 2).reshape(npol, nocc * ng)
     return weight * (a @ b.conj().T).reshape(npat, npol, npol)
+
+
+def g0_gathered(psi: np.ndarray, i_k: np.ndarray, dpsi_records, i_q: np.ndarray,
+                weight: float) -> np.ndarray:
+    """:func:`g0_contribution` straight from the stored arrays: ``psi`` (nocc, 2, npw_k) and
+    each δψ record (nocc, 2, ≥ npw_q), e.g. memory-mapped, paired on common plane waves
+    psi[..., i_k[j]] ↔ record[..., i_q[j]]. Gathers into the layout of one complex matrix
+    product (no transposed copies) and returns (npat, 2, 2)."""
+    nocc, npol, _ = psi.shape
+    nc, npat = len(i_k), len(dpsi_records)
+    a = np.empty((npat, npol, nocc, nc), dtype=np.complex128)
+    for n, rec in enumerate(dpsi_records):
+        np.take(rec, i_q, axis=2, out=a[n].transpose(1, 0, 2), mode="clip")
+    b = np.empty((npol, nocc, nc), dtype=np.complex128)
+    np.take(psi, i_k, axis=2, out=b.transpose(1, 0, 2), mode="clip")
+    # (A B^H)^T = conj(B) A^T with A = a as (npat·2, nocc·nc) and B = b as (2, nocc·nc)
+    c = scipy.linalg.blas.zgemm(weight, b.reshape(npol, -1).T, a.reshape(npat * npol, -1).T,
+                                trans_a=2)
+    return c.T.reshape(npat, npol, npol)
 
 
 def coefficients_to_grid(coeffs: np.ndarray, miller: np.ndarray, shape) -> np.ndarray:
@@ -56,45 +76,83 @@ class GridPlan:
     """One k-point's plane waves on the FFT box, and u(r) = Ω^{-1/2} Σ_G c(G) e^{iG·r} for a
     batch of coefficient vectors, equal to :func:`periodic_part` up to rounding (≲ 1e-15).
 
+    The box is in QE's own grid layout ("F layout": an array (..., n3, n2, n1), i1 fastest).
+    Stages: FFT along c on the sticks (contiguous), sticks scattered into the zeroed box, FFT
+    along b in place on the runs of i1 planes that hold sticks (short stride), FFT along a on the
+    whole box (contiguous). :meth:`to_realspace` returns the usual (..., n1, n2, n3) layout;
+    :meth:`to_realspace_f` the F layout, optionally into a reused box.
+
     miller: (npw, 3) Miller indices in the order of the coefficients to be transformed.
     """
 
     def __init__(self, miller: np.ndarray, shape):
         self.shape = n1, n2, n3 = tuple(int(n) for n in shape)
         i1, i2, i3 = miller[:, 0] % n1, miller[:, 1] % n2, miller[:, 2] % n3
-        cols, self._stick = np.unique(i1 * n2 + i2, return_inverse=True)
-        self._stick = self._stick.reshape(-1)
-        self._i3 = i3
-        self._planes, self._plane_of_stick = np.unique(cols // n2, return_inverse=True)
-        self._plane_of_stick = self._plane_of_stick.reshape(-1)
-        self._i2_of_stick = cols % n2
-        self.npw, self.nsticks, self.nplanes = len(miller), len(cols), len(self._planes)
+        cols, stick = np.unique(i1 * n2 + i2, return_inverse=True)
+        self._stick, self._i3 = stick.reshape(-1), i3
+        self._i1_of_stick, self._i2_of_stick = cols // n2, cols % n2
+        planes = np.unique(self._i1_of_stick)
+        cut = np.flatnonzero(np.diff(planes) > 1) + 1
+        self._runs = [(int(r[0]), int(r[-1]) + 1) for r in np.split(planes, cut)]
+        self.npw, self.nsticks, self.nplanes = len(miller), len(cols), len(planes)
 
     def work_bytes(self, batch: int) -> int:
-        """Peak bytes of :meth:`to_realspace` for ``batch`` vectors, the output included."""
-        n1, n2, n3 = self.shape
-        return 16 * batch * (self.nsticks * n3 + self.nplanes * n2 * n3 + n1 * n2 * n3)
+        """Bytes of the sticks array of one call (the box not included)."""
+        return 16 * batch * self.nsticks * self.shape[2]
 
-    def to_realspace(self, coeffs: np.ndarray, omega: float, workers: int | None = None) -> np.ndarray:
-        """coeffs (..., npw) → u (..., n1, n2, n3), QE's backward sign and normalisation."""
+    def to_realspace_f(self, coeffs: np.ndarray, omega: float, box: np.ndarray | None = None,
+                       workers: int | None = None, conjugate: bool = False,
+                       weight: float = 1.0) -> np.ndarray:
+        """coeffs (B, npw) → u (B, n3, n2, n1) (F layout), QE's backward sign and normalisation;
+        with ``conjugate``, weight · conj(u) instead (forward transforms of conj(c): no extra
+        pass over the box). ``box``: a C-contiguous complex128 (B, n3, n2, n1) array to reuse."""
         n1, n2, n3 = self.shape
-        lead = coeffs.shape[:-1]
         c = np.reshape(coeffs, (-1, self.npw))
         nb = c.shape[0]
         w = fft_workers() if workers is None else workers
+        if conjugate:
+            def fft(a, axis):
+                return scipy.fft.fft(a, axis=axis, workers=w, overwrite_x=True)
+        else:
+            def fft(a, axis):
+                return scipy.fft.ifft(a, axis=axis, norm="forward", workers=w, overwrite_x=True)
         sticks = np.zeros((nb, self.nsticks, n3), dtype=np.complex128)
-        sticks[:, self._stick, self._i3] = c
-        sticks *= 1.0 / np.sqrt(omega)
-        sticks = scipy.fft.ifft(sticks, axis=-1, norm="forward", workers=w, overwrite_x=True)
-        planes = np.zeros((nb, self.nplanes, n2, n3), dtype=np.complex128)
-        planes[:, self._plane_of_stick, self._i2_of_stick, :] = sticks
+        sticks[:, self._stick, self._i3] = c.conj() if conjugate else c
+        sticks *= weight / np.sqrt(omega)
+        sticks = fft(sticks, -1)
+        if box is None:
+            box = np.zeros((nb, n3, n2, n1), dtype=np.complex128)
+        else:
+            if box.shape != (nb, n3, n2, n1) or not box.flags.c_contiguous:
+                raise ValueError(f"box of shape {box.shape}, expected {(nb, n3, n2, n1)} C-contiguous")
+            box.fill(0)
+        box[:, :, self._i2_of_stick, self._i1_of_stick] = sticks.transpose(0, 2, 1)
         del sticks
-        planes = scipy.fft.ifft(planes, axis=-2, norm="forward", workers=w, overwrite_x=True)
-        box = np.zeros((nb, n1, n2, n3), dtype=np.complex128)
-        box[:, self._planes] = planes
-        del planes
-        box = scipy.fft.ifft(box, axis=-3, norm="forward", workers=w, overwrite_x=True)
-        return box.reshape(lead + (n1, n2, n3))
+        for a, b in self._runs:
+            _in_place(fft, box[..., a:b], -2)
+        _in_place(fft, box, -1)
+        return box
+
+    def to_realspace(self, coeffs: np.ndarray, omega: float, workers: int | None = None) -> np.ndarray:
+        """coeffs (..., npw) → u (..., n1, n2, n3)."""
+        lead = coeffs.shape[:-1]
+        u = self.to_realspace_f(coeffs, omega, workers=workers)
+        return np.ascontiguousarray(u.transpose(0, 3, 2, 1)).reshape(lead + self.shape)
+
+
+def _in_place(fft, view: np.ndarray, axis: int) -> None:
+    out = fft(view, axis)
+    if not np.shares_memory(out, view):     # scipy transforms complex input in place
+        view[...] = out
+
+
+def f_to_c_layout_in_place(acc: np.ndarray, shape) -> np.ndarray:
+    """(m, n3·n2·n1) grids in F layout → the same memory holding (m, n1·n2·n3) in C layout,
+    one grid of scratch at a time."""
+    n1, n2, n3 = shape
+    for g in acc:
+        g[...] = g.reshape(n3, n2, n1).T.copy().reshape(-1)
+    return acc
 
 
 def accumulate_realspace(acc: np.ndarray, du: np.ndarray, uc_w: np.ndarray) -> None:
