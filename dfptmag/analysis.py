@@ -154,15 +154,10 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     pattern_ids.sort()
     npat = len(pattern_ids)
     shape = x.fft_grid
-    nf = int(np.prod(shape))
     g0 = np.zeros((npat, 2, 2), dtype=complex)
-    field = boxes = None
-    if options.realspace:
-        # Bounded memory: the accumulators (npat × 4 grids, in QE's grid layout, i1 fastest; they
-        # become the output) and one k-point's ψ and δψ on the grid (two boxes of 2·nocc grids,
-        # reused), plus one k-point's coefficients and the FFT's sticks and planes.
-        field = np.zeros((npat, 2, 2, nf), dtype=complex)
-        boxes = [np.empty((2 * nocc,) + tuple(shape[::-1]), dtype=complex) for _ in range(2)]
+    # Bounded memory: the accumulators (npat × 4 grids; they become the output), one k-point's ψ
+    # and δψ on the grid (two boxes of 2·nocc grids, reused) and its coefficients (FieldStream)
+    stream = dm.FieldStream(npat, nocc, shape, x.omega) if options.realspace else None
 
     it = range(nksq)
     if options.progress:
@@ -170,8 +165,8 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         it = tqdm(it, desc=f"k-points ({files.root.name})", unit="k", leave=False)
     for ik in it:
         jk, jq = int(ikk[ik]), int(ikq[ik])
-        # ψ_k: all occupied bands; k+q: only its plane-wave order is needed (δψ lives there),
-        # verified on its first band
+        # ψ_k: all occupied bands; k+q: only its plane-wave order is needed (δψ lives there).
+        # Both orders are verified on the first band (every plane wave, both spin components).
         wk, perm_k = _read_psi(files, x, psi_buf, jk, nocc, tm)
         wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, psi_buf, jq, 1, tm)
         t0 = time.perf_counter()
@@ -185,19 +180,12 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         g0 += dm.g0_gathered(wk.coeffs, i_k, [rec[:nocc] for rec in dwf], inv_q[i_q], weights[ik])
         t1 = time.perf_counter()
         tm["dpsi_g0"] += t1 - t0
-        if field is not None:
+        if stream is not None:
             # ψ_k once per k-point, shared by every pattern; then one δψ batch per pattern
-            uc_w = dm.GridPlan(wk.miller, shape).to_realspace_f(
-                wk.coeffs, x.omega, box=boxes[0], conjugate=True, weight=weights[ik]).reshape(nocc, 2, nf)
-            t2 = time.perf_counter()
-            tm["field_psi"] += t2 - t1
-            plan_q = dm.GridPlan(wq.miller[perm_q], shape)
-            for n, rec in enumerate(dwf):
-                du = plan_q.to_realspace_f(rec[:nocc, :, :npw_q], x.omega, box=boxes[1])
-                dm.accumulate_realspace(field[n], du.reshape(nocc, 2, nf), uc_w)
-            tm["field_dpsi"] += time.perf_counter() - t2
+            stream.add_kpoint(wk.coeffs, wk.miller, [rec[:nocc, :, :npw_q] for rec in dwf],
+                              wq.miller[perm_q], weights[ik])
+            tm["field"] += time.perf_counter() - t1
         _drop_mapped_pages(psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
-    boxes = None
 
     cell_integral = pauli_from_matrix(g0)                     # (npat, 4)
     result = {
@@ -215,10 +203,9 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         "object": ONE_SIDED_NOTE,
     }
     t0 = time.perf_counter()
-    if field is not None:
-        dm.f_to_c_layout_in_place(field.reshape(npat * 4, nf), shape)
-        comp = dm.pauli_in_place(field).reshape((npat, 4) + tuple(shape))   # (npat, 4, n1, n2, n3)
-        del field
+    if stream is not None:
+        comp = stream.result()                                 # (npat, 4, n1, n2, n3)
+        del stream
         result["pattern_field"] = comp
         # charge oracle: ph.x's drho = 2 × (one-sided charge)
         errs, errs0 = np.full(npat, np.nan), np.full(npat, np.nan)
@@ -290,15 +277,16 @@ def _drop_mapped_pages(*buffers) -> None:
 
 def _read_psi(files: QRunFiles, x: QEData, psi_buf, j: int, nbands: int, tm):
     """The first ``nbands`` bands of point j (collected file) and ph.x's internal plane-wave
-    order for it, verified bitwise on those bands (every plane wave, both spinor components)
-    against record j of ph.x's ψ buffer."""
+    order for it, verified bitwise on the first band (every plane wave, both spinor components;
+    one band fixes the permutation, and the check proves that buffer and files are from the
+    same run) against record j of ph.x's ψ buffer."""
     t0 = time.perf_counter()
     w = read_wfc(files.wfc_dir / f"wfc{j + 1}.dat", nbnd=nbands)
     _check_wfc(w, x, j)
     t1 = time.perf_counter()
     perm = internal_order(w.miller, w.xk / x.tpiba, x.bg)
     t2 = time.perf_counter()
-    verify_order(psi_buf[j], w.coeffs, perm, f"{files.psi_buffers[0]} record {j + 1}")
+    verify_order(psi_buf[j], w.coeffs[:1], perm, f"{files.psi_buffers[0]} record {j + 1}")
     t3 = time.perf_counter()
     tm["read_psi"] += t1 - t0
     tm["order"] += t2 - t1

@@ -24,14 +24,14 @@ def internal_order(miller: np.ndarray, xk_tpiba: np.ndarray, bg_tpiba: np.ndarra
     kg = xk_tpiba[None, :] + miller @ bg_tpiba
     g2 = np.einsum("ij,ij->i", kg, kg)
     g2[g2 <= EPS8] = 0.0
-    order = np.lexsort((np.arange(len(g2)), g2))
+    order = np.argsort(g2, kind="stable")            # ties in |k+G|² keep the index order
     if len(order) < 2:
         return order
     # hpsort_eps: a run of sorted values whose neighbours differ by < eps8 is one block, ordered
-    # by index. Block numbers are non-decreasing along the sorted list, so sorting by (block,
-    # index) reorders inside the blocks only (vectorised; no Python loop over blocks).
+    # by index. Block numbers are non-decreasing along the sorted list, so one stable sort by
+    # block·n + index reorders inside the blocks only (vectorised; no Python loop over blocks).
     block = np.concatenate(([0], np.cumsum(np.diff(g2[order]) >= EPS8)))
-    return order[np.lexsort((order, block))]
+    return order[np.argsort(block * len(order) + order, kind="stable")]
 
 
 def verify_order(buffer_record: np.ndarray, collected: np.ndarray, perm: np.ndarray,

@@ -63,7 +63,9 @@ def read_wfc(path, nbnd: int | None = None, header_only: bool = False) -> Wavefu
                     ib = int(bad[0])
                     raise InputFileError(path, f"band {ib + 1} has a record of {bands['head'][ib]} B, "
                                                f"expected npol*igwx*16 = {nbytes} B")
-                coeffs = bands["c"].reshape(nread, npol, igwx)
+                # an aligned, contiguous copy: the field view is offset by the 4-byte markers,
+                # and numpy's unaligned complex paths are an order of magnitude slower
+                coeffs = np.ascontiguousarray(bands["c"]).reshape(nread, npol, igwx)
     except ValueError as exc:
         raise InputFileError(path, f"truncated or not a QE wfc file ({exc})") from None
     return Wavefunctions(path=path, ik=int(head["ik"]), xk=np.array(head["xk"]),

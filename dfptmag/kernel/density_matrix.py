@@ -63,24 +63,28 @@ def periodic_part(coeffs: np.ndarray, miller: np.ndarray, shape, omega: float) -
     return scipy.fft.ifftn(grid, axes=(-3, -2, -1), workers=-1, overwrite_x=True) * (n / np.sqrt(omega))
 
 
-def fft_workers() -> int:
-    """Threads for scipy.fft: ``$DFPTMAG_FFT_WORKERS`` or all cores."""
+def fft_threads() -> int:
+    """Threads of the real-space path: ``$DFPTMAG_THREADS`` or the cores this process may use."""
     import os
     try:
-        return int(os.environ.get("DFPTMAG_FFT_WORKERS", "-1"))
+        n = int(os.environ.get("DFPTMAG_THREADS", "0"))
     except ValueError:
-        return -1
+        n = 0
+    if n < 1:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, n)
 
 
 class GridPlan:
     """One k-point's plane waves on the FFT box, and u(r) = Ω^{-1/2} Σ_G c(G) e^{iG·r} for a
     batch of coefficient vectors, equal to :func:`periodic_part` up to rounding (≲ 1e-15).
 
-    The box is in QE's own grid layout ("F layout": an array (..., n3, n2, n1), i1 fastest).
-    Stages: FFT along c on the sticks (contiguous), sticks scattered into the zeroed box, FFT
-    along b in place on the runs of i1 planes that hold sticks (short stride), FFT along a on the
-    whole box (contiguous). :meth:`to_realspace` returns the usual (..., n1, n2, n3) layout;
-    :meth:`to_realspace_f` the F layout, optionally into a reused box.
+    The box is in QE's own grid layout ("F layout": an array (B, n3, n2, n1), i1 fastest).
+    :meth:`scatter`: FFT along c on the sticks only (contiguous), sticks scattered into the zeroed
+    box. :meth:`finish` on a slab of c planes: FFT along b in place on the runs of i1 planes that
+    hold sticks (short stride), then along a (contiguous). Slabs are independent, so they can run
+    on several threads and stay in cache. :meth:`to_realspace` returns the usual
+    (..., n1, n2, n3) layout.
 
     miller: (npw, 3) Miller indices in the order of the coefficients to be transformed.
     """
@@ -97,53 +101,116 @@ class GridPlan:
         self.npw, self.nsticks, self.nplanes = len(miller), len(cols), len(planes)
 
     def work_bytes(self, batch: int) -> int:
-        """Bytes of the sticks array of one call (the box not included)."""
+        """Bytes of the sticks array of one :meth:`scatter` (the box not included)."""
         return 16 * batch * self.nsticks * self.shape[2]
 
-    def to_realspace_f(self, coeffs: np.ndarray, omega: float, box: np.ndarray | None = None,
-                       workers: int | None = None, conjugate: bool = False,
-                       weight: float = 1.0) -> np.ndarray:
-        """coeffs (B, npw) → u (B, n3, n2, n1) (F layout), QE's backward sign and normalisation;
-        with ``conjugate``, weight · conj(u) instead (forward transforms of conj(c): no extra
-        pass over the box). ``box``: a C-contiguous complex128 (B, n3, n2, n1) array to reuse."""
+    def scatter(self, coeffs: np.ndarray, omega: float, box: np.ndarray, conjugate: bool = False,
+                weight: float = 1.0) -> None:
+        """coeffs (B, npw) → the box (B, n3, n2, n1) after the c stage. With ``conjugate`` the
+        transforms are forward ones of conj(c): the finished box holds weight · conj(u)."""
         n1, n2, n3 = self.shape
         c = np.reshape(coeffs, (-1, self.npw))
         nb = c.shape[0]
-        w = fft_workers() if workers is None else workers
-        if conjugate:
-            def fft(a, axis):
-                return scipy.fft.fft(a, axis=axis, workers=w, overwrite_x=True)
-        else:
-            def fft(a, axis):
-                return scipy.fft.ifft(a, axis=axis, norm="forward", workers=w, overwrite_x=True)
+        if box.shape != (nb, n3, n2, n1) or not box.flags.c_contiguous or box.dtype != np.complex128:
+            raise ValueError(f"box of shape {box.shape}, expected {(nb, n3, n2, n1)} C-contiguous complex128")
         sticks = np.zeros((nb, self.nsticks, n3), dtype=np.complex128)
         sticks[:, self._stick, self._i3] = c.conj() if conjugate else c
         sticks *= weight / np.sqrt(omega)
-        sticks = fft(sticks, -1)
-        if box is None:
-            box = np.zeros((nb, n3, n2, n1), dtype=np.complex128)
-        else:
-            if box.shape != (nb, n3, n2, n1) or not box.flags.c_contiguous:
-                raise ValueError(f"box of shape {box.shape}, expected {(nb, n3, n2, n1)} C-contiguous")
-            box.fill(0)
+        _fft_in_place(sticks, -1, conjugate, 1)
+        box.fill(0)
         box[:, :, self._i2_of_stick, self._i1_of_stick] = sticks.transpose(0, 2, 1)
-        del sticks
-        for a, b in self._runs:
-            _in_place(fft, box[..., a:b], -2)
-        _in_place(fft, box, -1)
-        return box
 
-    def to_realspace(self, coeffs: np.ndarray, omega: float, workers: int | None = None) -> np.ndarray:
+    def finish(self, box: np.ndarray, slab: slice = slice(None), conjugate: bool = False,
+               workers: int = 1) -> None:
+        """The b and a stages on box[:, slab] (c planes), in place."""
+        part = box[:, slab]
+        for a, b in self._runs:
+            _fft_in_place(part[..., a:b], -2, conjugate, workers)
+        _fft_in_place(part, -1, conjugate, workers)
+
+    def to_realspace(self, coeffs: np.ndarray, omega: float) -> np.ndarray:
         """coeffs (..., npw) → u (..., n1, n2, n3)."""
         lead = coeffs.shape[:-1]
-        u = self.to_realspace_f(coeffs, omega, workers=workers)
-        return np.ascontiguousarray(u.transpose(0, 3, 2, 1)).reshape(lead + self.shape)
+        n1, n2, n3 = self.shape
+        box = np.empty((int(np.prod(lead, dtype=int)), n3, n2, n1), dtype=np.complex128)
+        self.scatter(coeffs, omega, box)
+        self.finish(box, workers=-1)
+        return np.ascontiguousarray(box.transpose(0, 3, 2, 1)).reshape(lead + self.shape)
 
 
-def _in_place(fft, view: np.ndarray, axis: int) -> None:
-    out = fft(view, axis)
+def _fft_in_place(view: np.ndarray, axis: int, forward: bool, workers: int) -> None:
+    if forward:
+        out = scipy.fft.fft(view, axis=axis, workers=workers, overwrite_x=True)
+    else:
+        out = scipy.fft.ifft(view, axis=axis, norm="forward", workers=workers, overwrite_x=True)
     if not np.shares_memory(out, view):     # scipy transforms complex input in place
         view[...] = out
+
+
+class FieldStream:
+    """Eq. 1 on the FFT grid for every pattern at once, streamed over k-points.
+
+    Memory (bytes, 16 per complex): the accumulators npat · 4 · N (they become the output) plus
+    one k-point's ψ and δψ on the grid, two boxes of 2 · nocc · N, reused for every k-point and
+    pattern (N = n1·n2·n3); plus a k-point's coefficients and sticks (``GridPlan.work_bytes``).
+    Per k-point: w_k·conj(u_k) once, shared by all patterns; per pattern one batched transform of
+    all bands and spins of δψ and the 2×2 product, slab by slab of c planes on ``threads``
+    threads (each slab's transforms and product stay in cache; slabs never overlap).
+    """
+
+    def __init__(self, npat: int, nocc: int, shape, omega: float, threads: int | None = None,
+                 slab_bytes: int = 8 << 20):
+        self.shape, self.omega, self.nocc = tuple(int(n) for n in shape), omega, nocc
+        n1, n2, n3 = self.shape
+        self.acc = np.zeros((npat, 2, 2, n3, n2 * n1), dtype=np.complex128)
+        self.ubox = np.empty((2 * nocc, n3, n2, n1), dtype=np.complex128)
+        self.dbox = np.empty_like(self.ubox)
+        per_plane = 2 * 2 * nocc * n2 * n1 * 16             # u and δu of one c plane
+        step = max(1, min(n3, slab_bytes // per_plane))
+        self.slabs = [slice(a, min(a + step, n3)) for a in range(0, n3, step)]
+        self.threads = fft_threads() if threads is None else max(1, threads)
+        self._pool = None
+        if self.threads > 1 and len(self.slabs) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+            self._pool = ThreadPoolExecutor(self.threads)
+
+    def _map(self, fn):
+        if self._pool is None:
+            for s in self.slabs:
+                fn(s)
+        else:
+            list(self._pool.map(fn, self.slabs))
+
+    def add_kpoint(self, psi: np.ndarray, miller_k: np.ndarray, dpsi_records, miller_q: np.ndarray,
+                   weight: float) -> None:
+        """psi (nocc, 2, npw_k); dpsi_records: per pattern (nocc, 2, npw_q) on ``miller_q``."""
+        nocc = self.nocc
+        n1, n2, n3 = self.shape
+        plan_k = GridPlan(miller_k, self.shape)
+        plan_k.scatter(psi, self.omega, self.ubox, conjugate=True, weight=weight)
+        self._map(lambda s: plan_k.finish(self.ubox, s, conjugate=True))
+        u = self.ubox.reshape(nocc, 2, n3, n2 * n1)
+        du = self.dbox.reshape(nocc, 2, n3, n2 * n1)
+        plan_q = GridPlan(miller_q, self.shape)
+        for n, rec in enumerate(dpsi_records):
+            plan_q.scatter(rec, self.omega, self.dbox)
+            acc = self.acc[n]
+
+            def slab(s):
+                plan_q.finish(self.dbox, s)
+                acc[:, :, s] += np.einsum("iszr,itzr->stzr", du[:, :, s], u[:, :, s])
+            self._map(slab)
+
+    def result(self) -> np.ndarray:
+        """(npat, 4, n1, n2, n3) [δn, δm_x, δm_y, δm_z] in the accumulators' memory; frees the
+        boxes and threads."""
+        self.ubox = self.dbox = None
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+        npat = self.acc.shape[0]
+        f_to_c_layout_in_place(self.acc.reshape(npat * 4, -1), self.shape)
+        return pauli_in_place(self.acc.reshape(npat, 2, 2, -1)).reshape((npat, 4) + self.shape)
 
 
 def f_to_c_layout_in_place(acc: np.ndarray, shape) -> np.ndarray:
