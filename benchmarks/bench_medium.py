@@ -24,12 +24,14 @@ Printed, for the medium and the tiny run:
   work) and per k-point × pattern (δψ work), medium against tiny, with the FFT-work ratio
   N_batch · N_grid · log2(N_grid) that the scaling law predicts.
 
-Memory bound of the streamed analysis (stated in dfptmag/analysis.py):
-    npat · 4 · N_grid · 16 B                     field accumulators (become the output)
-  + nocc · 2 · N_grid · 16 B                     w_k · conj(u_k) of one k-point
-  + GridPlan.work_bytes(2 · nocc)                one batched inverse FFT (sticks, planes, box)
-  + (npat + 3) · nocc · 2 · npwx · 16 B          one k-point's ψ_k, ψ_{k+q} and δψ coefficients
-  + the charge-oracle record and its difference (2 · N_grid · 16 B)
+Memory bound of the streamed analysis (dfptmag.kernel.density_matrix.FieldStream), N = n1·n2·n3:
+    npat · 4 · N · 16 B                          field accumulators (they become the output)
+  + 2 · (2 · nocc · N) · 16 B                    one k-point's w_k·conj(u_k) and δu on the grid
+  + 3 · N · 16 B                                 layout/Pauli scratch, charge-oracle record
+  + GridPlan.work_bytes(2 · nocc)                sticks of one batched transform
+  + (npat + 4) · nocc · 2 · npwx · 16 B          one k-point's ψ, δψ and G = 0 operands
+(without the field only the last term). Checked against tracemalloc's peak, which counts every
+numpy array.
 """
 from __future__ import annotations
 
@@ -54,13 +56,14 @@ from dfptmag.analysis import AnalysisOptions, analyze_qrun
 from dfptmag.io.qe_xml import read_data_file_schema
 from dfptmag.kernel.density_matrix import GridPlan
 from dfptmag.qrun import locate
-qdir, realspace = sys.argv[1], sys.argv[2] == "1"
+qdir, realspace, trace = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-tracemalloc.start()
+if trace:                       # a separate run: tracing costs time
+    tracemalloc.start()
 t0 = time.perf_counter()
 r = analyze_qrun(qdir, AnalysisOptions(realspace=realspace))
 seconds = time.perf_counter() - t0
-heap_peak = tracemalloc.get_traced_memory()[1] / 2**20
+heap_peak = tracemalloc.get_traced_memory()[1] / 2**20 if trace else None
 tracemalloc.stop()
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 # the stated bound, from the run's own sizes
@@ -68,9 +71,10 @@ x = read_data_file_schema(locate(qdir).xml)
 npat, nocc, grid = len(r["pattern_index"]), int(r["nocc"]), int(np.prod(r["fft_grid"]))
 from dfptmag.io.qe_wfc import read_wfc
 w = read_wfc(locate(qdir).wfc_dir / "wfc1.dat", header_only=True)
-bound = (npat + 3) * nocc * 2 * x.npwx * 16
+coeff = (npat + 4) * nocc * 2 * x.npwx * 16          # ψ_k, ψ_{k+q} (1 band), δψ gathers, G = 0 operands
+bound = coeff
 if realspace:
-    bound += (npat * 4 + nocc * 2 + 2) * grid * 16 + GridPlan(w.miller, r["fft_grid"]).work_bytes(2 * nocc)
+    bound += (npat * 4 + 2 * 2 * nocc + 3) * grid * 16 + GridPlan(w.miller, r["fft_grid"]).work_bytes(2 * nocc)
 print(json.dumps({"seconds": seconds, "timing_s": r["timing_s"], "heap_peak_mb": heap_peak,
                   "rss_peak_mb": rss, "rss_after_imports_mb": rss0, "bound_mb": bound / 2**20,
                   "nk": int(r["nk"]), "npat": npat, "nocc": nocc, "fft_grid": [int(n) for n in r["fft_grid"]],
@@ -99,16 +103,20 @@ def phx_seconds(qdir: Path) -> tuple[float, float, dict[str, tuple[float, float]
     return sum(w for w, _ in steps.values()), sum(c for _, c in steps.values()), steps
 
 
+def _child(qdir: Path, realspace: bool, trace: bool) -> dict:
+    out = subprocess.run([sys.executable, "-c", CHILD, str(qdir), "1" if realspace else "0", "1" if trace else "0"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def analysis(qdir: Path, realspace: bool, repeat: int) -> dict:
-    runs = []
-    for _ in range(repeat):
-        out = subprocess.run([sys.executable, "-c", CHILD, str(qdir), "1" if realspace else "0"],
-                             capture_output=True, text=True, check=True).stdout
-        runs.append(json.loads(out.strip().splitlines()[-1]))
+    """Best and median of ``repeat`` timed runs, each in a fresh process, plus one traced run
+    for the numpy heap peak."""
+    runs = [_child(qdir, realspace, False) for _ in range(repeat)]
     best = min(runs, key=lambda r: r["seconds"])
     best["median_seconds"] = statistics.median(r["seconds"] for r in runs)
-    best["heap_peak_mb"] = max(r["heap_peak_mb"] for r in runs)
     best["rss_peak_mb"] = max(r["rss_peak_mb"] for r in runs)
+    best["heap_peak_mb"] = _child(qdir, realspace, True)["heap_peak_mb"]
     return best
 
 

@@ -184,7 +184,6 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
             # ψ_k once per k-point, shared by every pattern; then one δψ batch per pattern
             stream.add_kpoint(wk.coeffs, wk.miller, [rec[:nocc, :, :npw_q] for rec in dwf],
                               wq.miller[perm_q], weights[ik])
-            tm["field"] += time.perf_counter() - t1
         _drop_mapped_pages(psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
 
     cell_integral = pauli_from_matrix(g0)                     # (npat, 4)
@@ -204,6 +203,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     }
     t0 = time.perf_counter()
     if stream is not None:
+        tm["field_psi"], tm["field_dpsi"] = stream.seconds["psi"], stream.seconds["dpsi"]
         comp = stream.result()                                 # (npat, 4, n1, n2, n3)
         del stream
         result["pattern_field"] = comp

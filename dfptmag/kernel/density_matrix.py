@@ -9,6 +9,8 @@ and real-space densities in electrons/bohr³.
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.fft
 import scipy.linalg.blas
@@ -169,6 +171,7 @@ class FieldStream:
         step = max(1, min(n3, slab_bytes // per_plane))
         self.slabs = [slice(a, min(a + step, n3)) for a in range(0, n3, step)]
         self.threads = fft_threads() if threads is None else max(1, threads)
+        self.seconds = {"psi": 0.0, "dpsi": 0.0}        # wall time: ψ transforms, δψ + product
         self._pool = None
         if self.threads > 1 and len(self.slabs) > 1:
             from concurrent.futures import ThreadPoolExecutor
@@ -186,9 +189,12 @@ class FieldStream:
         """psi (nocc, 2, npw_k); dpsi_records: per pattern (nocc, 2, npw_q) on ``miller_q``."""
         nocc = self.nocc
         n1, n2, n3 = self.shape
+        t0 = time.perf_counter()
         plan_k = GridPlan(miller_k, self.shape)
         plan_k.scatter(psi, self.omega, self.ubox, conjugate=True, weight=weight)
         self._map(lambda s: plan_k.finish(self.ubox, s, conjugate=True))
+        t1 = time.perf_counter()
+        self.seconds["psi"] += t1 - t0
         u = self.ubox.reshape(nocc, 2, n3, n2 * n1)
         du = self.dbox.reshape(nocc, 2, n3, n2 * n1)
         plan_q = GridPlan(miller_q, self.shape)
@@ -200,6 +206,7 @@ class FieldStream:
                 plan_q.finish(self.dbox, s)
                 acc[:, :, s] += np.einsum("iszr,itzr->stzr", du[:, :, s], u[:, :, s])
             self._map(slab)
+        self.seconds["dpsi"] += time.perf_counter() - t1
 
     def result(self) -> np.ndarray:
         """(npat, 4, n1, n2, n3) [δn, δm_x, δm_y, δm_z] in the accumulators' memory; frees the
