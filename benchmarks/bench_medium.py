@@ -70,11 +70,12 @@ rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 x = read_data_file_schema(locate(qdir).xml)
 npat, nocc, grid = len(r["pattern_index"]), int(r["nocc"]), int(np.prod(r["fft_grid"]))
 from dfptmag.io.qe_wfc import read_wfc
-w = read_wfc(locate(qdir).wfc_dir / "wfc1.dat", header_only=True)
+sticks = max(GridPlan(read_wfc(f, header_only=True).miller, r["fft_grid"]).work_bytes(2 * nocc)
+             for f in locate(qdir).wfc_dir.glob("wfc*.dat"))     # the largest k-point's sticks
 coeff = (npat + 4) * nocc * 2 * x.npwx * 16          # ψ_k, ψ_{k+q} (1 band), δψ gathers, G = 0 operands
 bound = coeff
 if realspace:
-    bound += (npat * 4 + 2 * 2 * nocc + 3) * grid * 16 + GridPlan(w.miller, r["fft_grid"]).work_bytes(2 * nocc)
+    bound += (npat * 4 + 2 * 2 * nocc + 3) * grid * 16 + sticks
 print(json.dumps({"seconds": seconds, "timing_s": r["timing_s"], "heap_peak_mb": heap_peak,
                   "rss_peak_mb": rss, "rss_after_imports_mb": rss0, "bound_mb": bound / 2**20,
                   "nk": int(r["nk"]), "npat": npat, "nocc": nocc, "fft_grid": [int(n) for n in r["fft_grid"]],
