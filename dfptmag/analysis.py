@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import mmap
+import time
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +104,8 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
 
 def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     options = options or AnalysisOptions()
+    t_start = time.perf_counter()
+    tm = defaultdict(float)         # wall seconds per stage (result["timing_s"], benchmarks)
     check_manifest_types(root)
     try:
         files = locate(root)
@@ -161,41 +166,39 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     npat = len(pattern_ids)
     shape = x.fft_grid
     g0 = np.zeros((npat, 2, 2), dtype=complex)
-    field = np.zeros((npat, 2, 2) + shape, dtype=complex) if options.realspace else None
+    # Bounded memory: the accumulators (npat × 4 grids; they become the output), one k-point's ψ
+    # and δψ on the grid (two boxes of 2·nocc grids, reused) and its coefficients (FieldStream)
+    stream = dm.FieldStream(npat, nocc, shape, x.omega) if options.realspace else None
 
-    probe = None if field is not None else _ChargeProbe.from_fildrho(pattern_ids, drho_of, shape)
+    probe = None if stream is not None else _ChargeProbe.from_fildrho(pattern_ids, drho_of, shape)
     it = range(nksq)
     if options.progress:
         from tqdm import tqdm
         it = tqdm(it, desc=f"k-points ({files.root.name})", unit="k", leave=False)
     for ik in it:
         jk, jq = int(ikk[ik]), int(ikq[ik])
-        wk = read_wfc(files.wfc_dir / f"wfc{jk + 1}.dat", nbnd=nocc)
-        _check_wfc(wk, x, jk, nocc)
-        perm_k = internal_order(wk.miller, wk.xk / x.tpiba, x.bg)
-        verify_order(psi_buf[jk], wk.coeffs, perm_k, f"{files.psi_buffers[0]} record {jk + 1}")
-        if jq == jk:
-            wq, perm_q = wk, perm_k
-        else:
-            wq = read_wfc(files.wfc_dir / f"wfc{jq + 1}.dat", nbnd=nocc)
-            _check_wfc(wq, x, jq, nocc)
-            perm_q = internal_order(wq.miller, wq.xk / x.tpiba, x.bg)
-            verify_order(psi_buf[jq], wq.coeffs, perm_q, f"{files.psi_buffers[0]} record {jq + 1}")
+        # ψ_k: all occupied bands; k+q: only its plane-wave order is needed (δψ lives there).
+        # Both orders are verified on the first band (every plane wave, both spin components).
+        wk, perm_k = _read_psi(files, x, psi_buf, jk, nocc, tm)
+        wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, psi_buf, jq, 1, tm)
+        t0 = time.perf_counter()
         npw_q = wq.npw
-        dpsi = np.empty((npat, nocc, 2, npw_q), dtype=complex)
-        for n, mu in enumerate(pattern_ids):
-            buf, ip = dwf_of[mu]
-            rec = np.asarray(buf[ip * nksq + ik])
-            dpsi[n][..., perm_q] = rec[:nocc, :, :npw_q]
+        # δψ stays in ph.x's internal order, read from the memory-mapped records; collected-order
+        # index c of k+q is internal position inv_q[c]
+        dwf = [dwf_of[mu][0][dwf_of[mu][1] * nksq + ik] for mu in pattern_ids]
+        inv_q = np.empty_like(perm_q)
+        inv_q[perm_q] = np.arange(len(perm_q))
         i_k, i_q = match_miller(wk.miller, wq.miller)
-        g0 += dm.g0_contribution(wk.coeffs[..., i_k], dpsi[..., i_q], weights[ik])
+        g0 += dm.g0_gathered(wk.coeffs, i_k, [rec[:nocc] for rec in dwf], inv_q[i_q], weights[ik])
+        t1 = time.perf_counter()
+        tm["dpsi_g0"] += t1 - t0
         if probe is not None:
-            probe.add(wk.coeffs, wk.miller, dpsi, wq.miller, weights[ik])
-        if field is not None:
-            u = dm.periodic_part(wk.coeffs, wk.miller, shape, x.omega)
-            for n in range(npat):      # one pattern at a time bounds memory to nocc·2 grids
-                du = dm.periodic_part(dpsi[n:n + 1], wq.miller, shape, x.omega)
-                field[n:n + 1] += dm.realspace_contribution(u, du, weights[ik])
+            probe.add(wk.coeffs, wk.miller, [rec[:nocc] for rec in dwf], wq.miller, inv_q, weights[ik])
+        if stream is not None:
+            # ψ_k once per k-point, shared by every pattern; then one δψ batch per pattern
+            stream.add_kpoint(wk.coeffs, wk.miller, [rec[:nocc, :, :npw_q] for rec in dwf],
+                              wq.miller[perm_q], weights[ik])
+        _drop_mapped_pages(psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
 
     cell_integral = pauli_from_matrix(g0)                     # (npat, 4)
     result = {
@@ -212,17 +215,22 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         "pattern_cell_integral": cell_integral,
         "object": ONE_SIDED_NOTE,
     }
+    t0 = time.perf_counter()
     comp = None
-    if field is not None:
-        comp = pauli_from_matrix(field)                        # (npat, 4, n1, n2, n3)
+    if stream is not None:
+        tm["field_psi"], tm["field_dpsi"] = stream.seconds["psi"], stream.seconds["dpsi"]
+        comp = stream.result()                                 # (npat, 4, n1, n2, n3)
+        del stream
         result["pattern_field"] = comp
         result["cell_average_vs_g0"] = np.max(np.abs(comp.mean(axis=(2, 3, 4)) * x.omega - cell_integral))
     _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, x.omega, comp, probe)
+    tm["field_oracle"] += time.perf_counter() - t0
 
     dyn, why = _full_dynmat(files, pats.vectors, max(pats.irreps))
     if dyn is None:
         log.warning("no modes for %s: %s", files.root, why)
         result["modes_missing_reason"] = why
+        result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
         return result
     if km.is_time_reversal_invariant(result["q_crystal"]):
         # q ≡ −q (Γ, M): time reversal makes D(q) real in QE's phase convention (e^{-iq·R}, R
@@ -255,6 +263,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     if files.fildyn is not None:
         d = read_dyn(files.fildyn)
         result["fildyn_freq_cm1"] = d.freq_cm1
+    result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
     return result
 
 
@@ -302,11 +311,14 @@ class _ChargeProbe:
                 theirs[n] = f[tuple((millers % grid).T)]
         return cls(millers, theirs, avail)
 
-    def add(self, psi, miller_k, dpsi, miller_q, weight):
+    def add(self, psi, miller_k, dpsi_records, miller_q, inv_q, weight):
+        """One k-point: ψ_k (nocc, 2, npw_k) with its Miller indices; the δψ records of every
+        pattern in ph.x's internal order, whose position of collected plane wave c of k+q is
+        ``inv_q[c]``; ``miller_q`` in collected order."""
         for j, g in enumerate(self.millers):
             i_k, i_q = match_miller(miller_k + g, miller_q)
             if i_k.size:
-                m = dm.g0_contribution(psi[..., i_k], dpsi[..., i_q], weight)
+                m = dm.g0_gathered(psi, i_k, dpsi_records, inv_q[i_q], weight)
                 self.ours[:, j] += m[:, 0, 0] + m[:, 1, 1]
 
     def errors(self, omega) -> np.ndarray:
@@ -374,7 +386,40 @@ def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omeg
                               f"{options.charge_tolerance:.0e} (worst {worst[n]:.2e})")
 
 
-def _check_wfc(w, x: QEData, ik: int, nocc: int):
+def _drop_mapped_pages(*buffers) -> None:
+    """Take the pages of memory-mapped buffers out of this process's resident set (madvise
+    DONTNEED on a read-only file mapping: the data stays in the page cache and a later access maps
+    it again). Called after every k-point, so the resident set stays bounded by one k-point's
+    records however large the δψ files are. A no-op for anything that is not a memory map."""
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    for b in buffers:
+        for a in getattr(b, "arrays", [b]):
+            mm = getattr(a, "_mmap", None)
+            if mm is not None:
+                mm.madvise(mmap.MADV_DONTNEED)
+
+
+def _read_psi(files: QRunFiles, x: QEData, psi_buf, j: int, nbands: int, tm):
+    """The first ``nbands`` bands of point j (collected file) and ph.x's internal plane-wave
+    order for it, verified bitwise on the first band (every plane wave, both spinor components;
+    one band fixes the permutation, and the check proves that buffer and files are from the
+    same run) against record j of ph.x's ψ buffer."""
+    t0 = time.perf_counter()
+    w = read_wfc(files.wfc_dir / f"wfc{j + 1}.dat", nbnd=nbands)
+    _check_wfc(w, x, j)
+    t1 = time.perf_counter()
+    perm = internal_order(w.miller, w.xk / x.tpiba, x.bg)
+    t2 = time.perf_counter()
+    verify_order(psi_buf[j], w.coeffs[:1], perm, f"{files.psi_buffers[0]} record {j + 1}")
+    t3 = time.perf_counter()
+    tm["read_psi"] += t1 - t0
+    tm["order"] += t2 - t1
+    tm["verify"] += t3 - t2
+    return w, perm
+
+
+def _check_wfc(w, x: QEData, ik: int):
     if w.npol != 2:
         raise UnsupportedError(w.path, f"npol = {w.npol}: not a noncollinear spin-orbit run")
     if w.npw != x.npw[ik]:

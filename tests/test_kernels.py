@@ -34,6 +34,76 @@ def test_g0_equals_cell_average_of_realspace_product():
     assert np.allclose(field.mean(axis=(-3, -2, -1)) * omega, g0, rtol=1e-12, atol=1e-12)
 
 
+def _sphere(shape, b, ecut):
+    """Miller indices with |G|² < ecut (G = m·b) inside the box of ``shape``, in a scrambled order."""
+    n = np.array(shape)
+    g = np.stack(np.meshgrid(*[np.arange(-(k // 4), k // 4 + 1) for k in n], indexing="ij"), -1).reshape(-1, 3)
+    g2 = np.einsum("ij,ij->i", g @ b, g @ b)
+    return rng.permutation(g[g2 < ecut])
+
+
+def test_gridplan_equals_full_box_fft():
+    """The stick/plane inverse FFT equals the full-box one (periodic_part) to rounding, for an
+    oblique cell, a box with unequal sides and a batch with leading dimensions."""
+    shape, omega = (10, 12, 36), 321.0
+    b = np.array([[1.0, 0.577, 0.0], [0.0, 1.155, 0.0], [0.0, 0.0, 0.31]])
+    miller = _sphere(shape, b, 4.0)
+    plan = dm.GridPlan(miller, shape)
+    assert plan.nsticks < shape[0] * shape[1] and plan.nplanes < shape[0]   # sparse, as intended
+    c = crandn(3, 2, len(miller))
+    ref = dm.periodic_part(c, miller, shape, omega)
+    new = plan.to_realspace(c, omega)
+    assert new.shape == ref.shape == (3, 2) + shape
+    assert np.max(np.abs(new - ref)) <= 1e-13 * np.max(np.abs(ref))
+
+
+def test_accumulate_and_pauli_in_place_equal_reference():
+    shape, omega, w = (6, 5, 7), 12.3, 0.25
+    miller = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-2, 0, 2)])
+    c, d = crandn(3, 2, len(miller)), crandn(4, 3, 2, len(miller))
+    u = dm.periodic_part(c, miller, shape, omega)
+    du = dm.periodic_part(d, miller, shape, omega)
+    ref = dm.realspace_contribution(u, du, w)                     # (npat, 2, 2, *grid)
+    acc = np.zeros((4, 2, 2, np.prod(shape)), complex)
+    ucw = (w * u.conj()).reshape(3, 2, -1)
+    for p in range(4):
+        dm.accumulate_realspace(acc[p], du[p].reshape(3, 2, -1), ucw)
+    assert np.allclose(acc.reshape(ref.shape), ref, rtol=0, atol=1e-13 * np.abs(ref).max())
+    comp_ref = pauli_from_matrix(acc)
+    comp = dm.pauli_in_place(acc.copy())
+    assert np.array_equal(comp, comp_ref)
+
+
+def _internal_order_reference(miller, xk, bg):
+    """The per-block loop dfptmag used before vectorising (kept as the oracle of the new one)."""
+    kg = xk[None, :] + miller @ bg
+    g2 = np.einsum("ij,ij->i", kg, kg)
+    g2[g2 <= 1e-8] = 0.0
+    order = np.lexsort((np.arange(len(g2)), g2))
+    breaks = np.flatnonzero(np.diff(g2[order]) >= 1e-8) + 1
+    for block in np.split(np.arange(len(order)), breaks):
+        if block.size > 1:
+            order[block] = np.sort(order[block])
+    return order
+
+
+def test_internal_order_vectorised_equals_block_loop():
+    """Many exact ties (hexagonal shells) and chains of near-ties (values 0.6e-8 apart, which
+    hpsort_eps merges into one block) in a scrambled order."""
+    bg = np.array([[1.0, 0.5773502691896258, 0.0], [0.0, 1.1547005383792517, 0.0], [0.0, 0.0, 0.2]])
+    miller = _sphere((24, 24, 60), bg, 9.0)
+    for xk in (np.zeros(3), np.array([1 / 3, 0.5773502691896257, 0.0]), np.array([0.1, 0.02, 0.0])):
+        assert np.array_equal(internal_order(miller, xk, bg), _internal_order_reference(miller, xk, bg))
+    # |k+G|² = (i + 0.1)² + j²·2e-10: neighbours in j differ by (2|j|+1)·2e-10, below eps8 up to
+    # |j| = 24 (chains merged into one block, ordered by index) and above it from there on
+    miller = rng.permutation(np.array([(i, j, 0) for i in range(-2, 3) for j in range(-40, 41)]))
+    bg = np.diag([1.0, np.sqrt(2e-10), 1.0])
+    xk = np.array([0.1, 0.0, 0.0])
+    got = internal_order(miller, xk, bg)
+    assert np.array_equal(got, _internal_order_reference(miller, xk, bg))
+    assert not np.array_equal(got, np.lexsort((np.arange(len(miller)), np.einsum("ij,ij->i", xk + miller @ bg, xk + miller @ bg))))
+
+
 def test_internal_order_ties_broken_by_index():
     bg = np.eye(3)
     miller = np.array([[0, 0, 1], [1, 0, 0], [0, 0, 0], [0, 1, 0], [-1, 0, 0], [2, 0, 0]])

@@ -24,15 +24,14 @@ def internal_order(miller: np.ndarray, xk_tpiba: np.ndarray, bg_tpiba: np.ndarra
     kg = xk_tpiba[None, :] + miller @ bg_tpiba
     g2 = np.einsum("ij,ij->i", kg, kg)
     g2[g2 <= EPS8] = 0.0
-    idx = np.arange(len(g2))
-    order = np.lexsort((idx, g2))
-    # hpsort_eps: a run of values within eps8 of each other is ordered by index
-    sorted_g2 = g2[order]
-    breaks = np.flatnonzero(np.diff(sorted_g2) >= EPS8) + 1
-    for block in np.split(np.arange(len(order)), breaks):
-        if block.size > 1:
-            order[block] = np.sort(order[block])
-    return order
+    order = np.argsort(g2, kind="stable")            # ties in |k+G|² keep the index order
+    if len(order) < 2:
+        return order
+    # hpsort_eps: a run of sorted values whose neighbours differ by < eps8 is one block, ordered
+    # by index. Block numbers are non-decreasing along the sorted list, so one stable sort by
+    # block·n + index reorders inside the blocks only (vectorised; no Python loop over blocks).
+    block = np.concatenate(([0], np.cumsum(np.diff(g2[order]) >= EPS8)))
+    return order[np.argsort(block * len(order) + order, kind="stable")]
 
 
 def verify_order(buffer_record: np.ndarray, collected: np.ndarray, perm: np.ndarray,
