@@ -116,6 +116,27 @@ def cmd_plot(a):
         print(f"wrote {f}")
 
 
+EXPORT_FORMATS = ("phonopy", "pymatgen")
+
+
+def cmd_export(a):
+    formats = _names(a.format)
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
+    if bad:
+        raise DfptmagError(f"--format {','.join(bad)}: choose from {', '.join(EXPORT_FORMATS)}")
+    out = Path(a.outdir) if a.outdir else Path(a.file).parent
+    written = []
+    if "phonopy" in formats:
+        from .export.phonopy import export
+        written += export(a.file, out)
+    if "pymatgen" in formats:
+        from .export.pymatgen import write_json
+        out.mkdir(parents=True, exist_ok=True)
+        written.append(write_json(a.file, out / (Path(a.file).stem + "_pymatgen.json")))
+    for f in written:
+        print(f"wrote {f}")
+
+
 def _cells(text):
     try:
         n, m = (int(v) for v in text.lower().split("x"))
@@ -281,6 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--format", default="png,pdf", help="figure formats (default png,pdf)")
     pl.add_argument("--outdir", help="output directory (default: next to the file)")
     pl.set_defaults(func=cmd_plot)
+    ex = sub.add_parser("export", help="bands.h5 → phonopy band.yaml/band.hdf5 or pymatgen JSON",
+                        description="Convert a bands.h5 for other tools. 'phonopy': band.yaml and band.hdf5 "
+                                    "in phonopy's layout (THz, phonopy's distance, labels and segments, "
+                                    "eigenvectors in phonopy's atom-position phase convention) with the RMS "
+                                    "magnetization as extra per-band keys; read by phonopy-bandplot. "
+                                    "'pymatgen': <stem>_pymatgen.json, a PhononBandStructureSymmLine "
+                                    "(as_dict) with structure, labels and eigendisplacements.",
+                        epilog="examples:\n  dfptmag export runs/wse2-tiny/bands.h5 --format phonopy\n"
+                               "  phonopy-bandplot --gnuplot runs/wse2-tiny/band.yaml\n"
+                               "  dfptmag export runs/wse2-tiny/bands.h5 --format phonopy,pymatgen --outdir out",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("file", help="bands.h5 written by 'dfptmag bands'")
+    ex.add_argument("--format", default="phonopy", help="phonopy, pymatgen or both (comma list; default phonopy)")
+    ex.add_argument("--outdir", help="output directory (default: next to the file)")
+    ex.set_defaults(func=cmd_export)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
                         description="The model of shared/seeds/localized-level-spin-phonon-model.txt: a "
                                     "level ε = ε0σ0 + ε1·σ coupled to acoustic phonons ω = c q by U = u0σ0 + "
