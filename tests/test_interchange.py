@@ -218,12 +218,13 @@ def real_bands(analyzed, atoms, tmp_path_factory):
 
 def _gnuplot(path, *extra):
     """phonopy-bandplot --gnuplot: (distance, frequency THz) per band, from phonopy's own reader."""
-    code = "import sys; from phonopy.cui.phonopy_bandplot_script import main; sys.exit(main())"
+    code = "from phonopy.cui.phonopy_bandplot_script import main; main()"   # as the phonopy-bandplot script
     out = subprocess.run([sys.executable, "-c", code, "--gnuplot", *extra, str(path)],
-                         capture_output=True, text=True, check=True).stdout
-    blocks = [b for b in out.strip().split("\n\n") if b.strip() and not b.startswith("#")]
-    return [np.array([[float(x) for x in ln.split()] for ln in b.strip().splitlines() if not ln.startswith("#")])
-            for b in blocks]
+                         capture_output=True, text=True)
+    assert out.returncode == 1 and not out.stderr, out.stderr    # phonopy-bandplot --gnuplot exits with 1
+    text = "\n".join(ln for ln in out.stdout.splitlines() if not ln.startswith("#"))
+    return [np.array([[float(x) for x in ln.split()] for ln in b.strip().splitlines()])
+            for b in text.split("\n\n") if b.strip()]
 
 
 @pytest.mark.qe
@@ -278,7 +279,7 @@ def test_phonopy_export_of_real_bands_read_back_by_phonopy(real_bands, tmp_path)
 def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     """to_pymatgen: structure, labels, THz frequencies and eigendisplacements; the
     eigendisplacements equal pymatgen's own conversion of the phonopy eigenvectors
-    (pymatgen.io.phonopy.eigvec_to_eigdispl) to 1e-12; PhononBSPlotter draws it; as_dict → JSON →
+    (pymatgen.io.phonopy.eigvec_to_eigdispl, applied to the eigenvectors of our band.yaml) to 1e-12; PhononBSPlotter draws it; as_dict → JSON →
     from_dict gives it back."""
     from pymatgen.io.phonopy import eigvec_to_eigdispl
     from pymatgen.phonon.bandstructure import PhononBandStructureSymmLine
@@ -298,16 +299,17 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     export(path, tmp_path)
     data = _load_yaml(tmp_path / "band.yaml")
     frac = [p["coordinates"] for p in data["points"]]
-    masses = [p["mass"] for p in data["points"]]
+    masses = b["attrs"]["masses_amu"]          # exact (the yaml prints 6 decimals, q 7)
     nat = len(frac)
     worst = 0.0
     for iq, point in enumerate(data["phonon"]):
         ev = _eigvecs(point, nat)
         for k in range(3 * nat):
             v = ev[k].reshape(nat, 3)
-            ref = np.array([eigvec_to_eigdispl(v[a], point["q-position"], frac[a], masses[a]) for a in range(nat)])
+            q = b["path/q_crystal"][iq]
+            ref = np.array([eigvec_to_eigdispl(v[a], q, frac[a], masses[a]) for a in range(nat)])
             worst = max(worst, np.abs(bs.eigendisplacements[k, iq] - ref).max())
-    assert worst < 1e-10         # masses printed with 6 decimals, q with 7: relative 1e-8 of |e|/√m ≈ 0.1
+    assert worst < 1e-12         # eigenvectors printed with 14 decimals, /√m ≈ 0.1
 
     fig_ax = PhononBSPlotter(bs).get_plot()
     fig = fig_ax.get_figure() if hasattr(fig_ax, "get_figure") else fig_ax
