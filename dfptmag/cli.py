@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pattern", type=int, help="displacement pattern, 1-based (instead of --mode)")
     s.add_argument("--cells", type=_cells, default=(4, 4), help="supercell N x M (default 4x4)")
     s.add_argument("--time", type=float, default=0.0, help="time in periods, 0..1 (default 0)")
-    s.add_argument("--plane", default="W", help="element symbol (plane of its first atom), z=<Å>, or avg (default W)")
+    s.add_argument("--plane", default=None, help="element symbol (plane of its first atom), z=<Å>, or avg "
+                                                 "(default: the heaviest atom's plane, W in WSe2, Mo in MoS2)")
     s.add_argument("--format", default="png,pdf", help=f"comma list of {', '.join(FORMATS)} (default png,pdf)")
     s.add_argument("--movie", choices=["gif", "mp4"], help="also write one period as a movie")
     s.add_argument("--frames", type=int, default=48, help="movie frames per period (default 48)")

@@ -13,7 +13,7 @@ from .export import FORMATS
 
 
 def run_snapshot(result, label: str, mode: int | None = None, pattern: int | None = None,
-                 cells=(4, 4), t: float = 0.0, plane: str = "W", formats=("png",),
+                 cells=(4, 4), t: float = 0.0, plane: str | None = None, formats=("png",),
                  movie: str | None = None, frames: int = 48, outdir=".", grid=None,
                  progress: bool = False) -> list[Path]:
     bad = [f for f in formats if f not in FORMATS]
