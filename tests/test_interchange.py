@@ -333,3 +333,70 @@ def test_export_bad_input_is_one_line(tmp_path):
                            capture_output=True, text=True)
         assert r.returncode == 2
         assert r.stderr.count("\n") == 1 and r.stderr.startswith("dfptmag: error:"), r.stderr
+
+
+def _numbers_and_words(text):
+    import re
+    toks = re.split(r"(\s+)", text)
+    nums = [float(t) for t in toks if re.fullmatch(r"-?\d+\.\d+(e[-+]?\d+)?", t)]
+    words = ["#" if re.fullmatch(r"-?\d+\.\d+(e[-+]?\d+)?", t) else t for t in toks]
+    return np.array(nums), "".join(words)
+
+
+def test_structure_files_give_the_same_pw_input(tmp_path):
+    """POSCAR and CIF files of WSe2 written by ASE and by pymatgen — as they come (Se below the W
+    plane at negative z) and wrapped into the cell (as databases write them: the lower Se at
+    z = 0.916 c) — give the extxyz's pw.x input: the same text, numbers equal to 1e-7 (CIF stores
+    8 digits; ASE's POSCAR gives the identical text). A pymatgen-only format (its JSON) is read
+    through pymatgen."""
+    import dataclasses
+
+    from ase.io import read, write
+    from pymatgen.core import Structure
+    from pymatgen.io.ase import AseAtomsAdaptor
+    from pymatgen.io.cif import CifWriter
+    from pymatgen.io.vasp import Poscar
+
+    wf = config.load(TINY)
+    ref_atoms = inputs.build_atoms(wf)
+    upf = {"W": "W.UPF", "Se": "Se.UPF"}
+    ref = inputs.pw_input(wf, ref_atoms, upf, "out", "pseudo")
+    a = read(ROOT / "structures" / "WSe2_monolayer.extxyz")
+    wrapped = a.copy()
+    wrapped.wrap()
+    assert wrapped.get_scaled_positions()[2, 2] == pytest.approx(1 - 0.084)
+    files = {}
+    for tag, at in (("asis", a), ("wrapped", wrapped)):
+        write(tmp_path / f"POSCAR_{tag}", at, format="vasp")
+        write(tmp_path / f"{tag}_ase.cif", at)
+        st = AseAtomsAdaptor.get_structure(at)
+        CifWriter(st).write_file(tmp_path / f"{tag}_pmg.cif")
+        Poscar(st).write_file(tmp_path / f"POSCAR_{tag}_pmg")
+        files.update({f"POSCAR_{tag}": 0.0, f"{tag}_ase.cif": 1e-7, f"{tag}_pmg.cif": 1e-7,
+                      f"POSCAR_{tag}_pmg": 1e-12})
+    st.to(filename=str(tmp_path / "structure_pmg.json"))
+    files["structure_pmg.json"] = 1e-12
+    ref_nums, ref_words = _numbers_and_words(ref)
+    for name, tol in files.items():
+        w2 = dataclasses.replace(wf, structure=tmp_path / name)
+        text = inputs.pw_input(w2, inputs.build_atoms(w2), upf, "out", "pseudo")
+        if tol == 0.0:
+            assert text == ref, name
+        nums, words = _numbers_and_words(text)
+        assert words == ref_words, name
+        assert np.abs(nums - ref_nums).max() <= tol, (name, np.abs(nums - ref_nums).max())
+    # the unwrapping is needed: read as stored, the wrapped CIF spans 0.916 c
+    raw = read(tmp_path / "wrapped_pmg.cif")
+    assert np.ptp(raw.positions[:, 2]) > 15
+
+
+def test_unreadable_structure_is_one_line(tmp_path):
+    bad = tmp_path / "structure.cif"
+    bad.write_text("data_x\n_cell_length_a 3.3\nthis is not a cif\n")
+    toml = tmp_path / "wf.toml"
+    toml.write_text(TINY.read_text().replace("../structures/WSe2_monolayer.extxyz", str(bad))
+                    .replace('"pseudo/', f'"{TINY.parent}/pseudo/'))
+    r = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", str(toml), "--run-dir", str(tmp_path / "run")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.count("\n") == 1 and "structure.cif" in r.stderr and "neither ASE nor pymatgen" in r.stderr, r.stderr

@@ -21,9 +21,13 @@ def read_structure(path) -> Atoms:
         atoms = read(path)
     except Exception as ase_exc:       # ASE raises many kinds for files it cannot parse
         try:
+            import warnings
+
             from pymatgen.core import Structure
             from pymatgen.io.ase import AseAtomsAdaptor
-            atoms = AseAtomsAdaptor.get_atoms(Structure.from_file(str(path)))
+            with warnings.catch_warnings():          # pymatgen warns line by line on bad files
+                warnings.simplefilter("ignore")
+                atoms = AseAtomsAdaptor.get_atoms(Structure.from_file(str(path)))
         except Exception:
             raise InputFileError(path, f"neither ASE nor pymatgen can read this structure "
                                        f"(ASE: {str(ase_exc).splitlines()[0] if str(ase_exc) else type(ase_exc).__name__})") from None
