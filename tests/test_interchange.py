@@ -28,9 +28,6 @@ from dfptmag.workflow import config, inputs
 
 from conftest import ROOT, TINY
 
-phonopy = pytest.importorskip("phonopy")
-pytest.importorskip("pymatgen.core")
-
 SPRINGS = {("W", "Se"): 5.0, ("Se", "Se"): 1.5, ("W", "W"): 2.0}     # eV/Å², central pair springs
 CUTOFF = 3.45                                                         # Å: W–Se, Se–Se, W–W neighbours
 
