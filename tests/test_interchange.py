@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -349,7 +348,6 @@ def test_structure_files_give_the_same_pw_input(tmp_path):
     import dataclasses
 
     from ase.io import read, write
-    from pymatgen.core import Structure
     from pymatgen.io.ase import AseAtomsAdaptor
     from pymatgen.io.cif import CifWriter
     from pymatgen.io.vasp import Poscar
