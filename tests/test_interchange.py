@@ -186,6 +186,17 @@ def test_band_yaml_equals_phonopys_own_for_a_spring_model(atoms, tmp_path):
         worst_unconverted = max(worst_unconverted, _projectors_equal(ft, back, et))
     assert worst_unconverted > 0.3
 
+    # band.hdf5 (segments of unequal length, zero-padded as phonopy does) read by phonopy's reader
+    from phonopy.cui.phonopy_bandplot_script import _read_band_hdf5
+
+    from dfptmag.export.phonopy import write_band_hdf5
+    ph.write_hdf5_band_structure(filename=tmp_path / "phonopy_band.hdf5")
+    mine = _read_band_hdf5(write_band_hdf5(b, tmp_path / "band.hdf5"))
+    ref = _read_band_hdf5(tmp_path / "phonopy_band.hdf5")
+    assert list(mine[3]) == list(ref[3]) and mine[4] == ref[4]       # segment_nqpoint, labels
+    assert np.allclose(mine[0], ref[0], atol=1e-12) and np.allclose(mine[2], ref[2], atol=1e-14)
+    assert np.allclose(mine[1], ref[1], atol=1e-9 + 5e-7 * (np.abs(ref[1]) < 1e-3))
+
 
 def test_phase_conversion_one_eigenvector_at_k(atoms):
     """One eigenvector by hand at K = (1/3, 1/3, 0): the Se atoms at x = (1/3, 2/3, ±0.168) take
