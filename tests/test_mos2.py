@@ -60,12 +60,15 @@ def test_mos2_charge_channel_matches_phx_fildrho(mos2, label):
 
 
 def test_mos2_frequencies_match_phx(mos2):
+    """Our diagonalisation of ph.x's dynamical matrix equals ph.x's frequencies to 1e-3 cm⁻¹.
+    The tiny 2×2 k, 20 Ry run is not converged: its four lowest modes at K are imaginary
+    (−190 to −120 cm⁻¹; README), so only the highest optical mode is held to a physical range
+    (MoS2 at K: optical modes up to ~470 cm⁻¹, above WSe2's ~250)."""
     r = mos2["K"]
     from dfptmag.kernel.modes import ry_to_cm1
     ours = ry_to_cm1(r["frequency_ry"])
     assert np.max(np.abs(ours - r["fildyn_freq_cm1"])) <= 1e-3
-    # MoS2 at K: acoustic ~170-240 cm-1, optical ~280-480 cm-1 (lighter than WSe2: 80-250)
-    assert np.all(ours > 100) and np.all(ours < 550), ours
+    assert 300 < ours.max() < 500, ours
 
 
 def test_mos2_time_reversal(mos2):
