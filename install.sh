@@ -11,6 +11,6 @@ if ! command -v pw.x >/dev/null || ! command -v ph.x >/dev/null || ! command -v 
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq quantum-espresso >/dev/null
 fi
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
-python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib, meshio, PIL"
+python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib, meshio, PIL, phonopy, pymatgen.core, yaml"
 command -v pw.x ph.x ld1.x >/dev/null
 echo "dfptmag installed; QE: $(command -v pw.x)"

@@ -112,6 +112,27 @@ def cmd_plot(a):
         print(f"wrote {f}")
 
 
+EXPORT_FORMATS = ("phonopy", "pymatgen")
+
+
+def cmd_export(a):
+    formats = _names(a.format)
+    bad = [f for f in formats if f not in EXPORT_FORMATS]
+    if bad:
+        raise DfptmagError(f"--format {','.join(bad)}: choose from {', '.join(EXPORT_FORMATS)}")
+    out = Path(a.outdir) if a.outdir else Path(a.file).parent
+    written = []
+    if "phonopy" in formats:
+        from .export.phonopy import export
+        written += export(a.file, out)
+    if "pymatgen" in formats:
+        from .export.pymatgen import write_json
+        out.mkdir(parents=True, exist_ok=True)
+        written.append(write_json(a.file, out / (Path(a.file).stem + "_pymatgen.json")))
+    for f in written:
+        print(f"wrote {f}")
+
+
 def _cells(text):
     try:
         n, m = (int(v) for v in text.lower().split("x"))
@@ -298,6 +319,12 @@ examples:
   dfptmag plot bands bands.h5 --format pdf --outdir figures
 Python: dfptmag.load("bands.h5").plot()      # the matplotlib Figure
 """,
+    "export": """\
+examples:
+  dfptmag export runs/wse2-tiny/bands.h5 --format phonopy            # band.yaml + band.hdf5 (THz)
+  dfptmag export bands.h5 --format phonopy,pymatgen --outdir exported
+Then: phonopy-bandplot exported/band.yaml; pymatgen: PhononBandStructureSymmLine.from_dict(json).
+""",
     "model": """\
 examples (all energies in meV):
   dfptmag model dos --eps0 0.1 --u0 0.01 --u1 0.01,0,0 --c 0.01,0.001 --kT 1,5,10,15,20
@@ -388,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pattern", type=_int_at_least(1), help="displacement pattern, 1-based (instead of --mode)")
     s.add_argument("--cells", type=_cells, default=(4, 4), help="supercell N x M (default 4x4)")
     s.add_argument("--time", type=_finite(), default=0.0, help="time in periods, 0..1 (default 0)")
-    s.add_argument("--plane", default="W", help="element symbol (plane of its first atom), z=<Å>, or avg (default W)")
+    s.add_argument("--plane", default=None, help="element symbol (plane of its first atom), z=<Å>, or avg "
+                                                 "(default: the heaviest atom's plane, W in WSe2, Mo in MoS2)")
     s.add_argument("--format", type=_formats(FORMATS), default="png,pdf", help=f"comma list of {', '.join(FORMATS)} (default png,pdf)")
     s.add_argument("--movie", choices=["gif", "mp4"], help="also write one period as a movie")
     s.add_argument("--frames", type=_int_at_least(2), default=48, help="movie frames per period (default 48)")
@@ -432,6 +460,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"figure formats, comma list of {', '.join(FIGURE_FORMATS)} (default png,pdf)")
     pl.add_argument("--outdir", help="output directory (default: next to the file)")
     pl.set_defaults(func=cmd_plot)
+    ex = sub.add_parser("export", help="bands.h5 → phonopy band.yaml/band.hdf5 or pymatgen JSON",
+                        description="Convert a bands.h5 for other tools. 'phonopy': band.yaml and band.hdf5 "
+                                    "in phonopy's layout (THz, phonopy's distance, labels and segments, "
+                                    "eigenvectors in phonopy's atom-position phase convention) with the RMS "
+                                    "magnetization as extra per-band keys; read by phonopy-bandplot. "
+                                    "'pymatgen': <stem>_pymatgen.json, a PhononBandStructureSymmLine "
+                                    "(as_dict) with structure, labels and eigendisplacements.",
+                        epilog="examples:\n  dfptmag export runs/wse2-tiny/bands.h5 --format phonopy\n"
+                               "  phonopy-bandplot --gnuplot runs/wse2-tiny/band.yaml\n"
+                               "  dfptmag export runs/wse2-tiny/bands.h5 --format phonopy,pymatgen --outdir out",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ex.add_argument("file", help="bands.h5 written by 'dfptmag bands'")
+    ex.add_argument("--format", default="phonopy", help="phonopy, pymatgen or both (comma list; default phonopy)")
+    ex.add_argument("--outdir", help="output directory (default: next to the file)")
+    ex.set_defaults(func=cmd_export)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
                         description="The model of shared/seeds/localized-level-spin-phonon-model.txt: a "
                                     "level ε = ε0σ0 + ε1·σ coupled to acoustic phonons ω = c q by U = u0σ0 + "

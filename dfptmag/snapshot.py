@@ -121,11 +121,20 @@ def supercell_atoms(amp: Amplitude, cells=(4, 4, 1), t: float = 0.0):
     return syms, np.array(pos), np.array(disp)
 
 
-def plane_index(amp: Amplitude, plane: str) -> int | None:
+def metal_symbol(symbols) -> str:
+    """The heaviest element present (W in WSe2, Mo in MoS2): the default snapshot plane and the
+    atoms drawn as circles; the lighter atoms above and below it are drawn as triangles."""
+    from ase.data import atomic_numbers
+    return max(dict.fromkeys(symbols), key=lambda s: atomic_numbers.get(s, 0))
+
+
+def plane_index(amp: Amplitude, plane: str | None) -> int | None:
     """Grid index along a3 of the requested plane: an element symbol (first such atom),
-    'z=<Å>', or 'avg' (None: average over z)."""
+    'z=<Å>', 'avg' (None: average over z), or None (the heaviest atom's plane, ``metal_symbol``)."""
     n3 = amp.field.shape[-1]
     c = amp.cell_bohr[2, 2]
+    if plane is None:
+        plane = metal_symbol(amp.symbols)
     if plane == "avg":
         return None
     if plane.startswith("z="):

@@ -14,7 +14,7 @@ from .export import FORMATS
 
 
 def run_snapshot(result, label: str, mode: int | None = None, pattern: int | None = None,
-                 cells=(4, 4), t: float = 0.0, plane: str = "W", formats=("png",),
+                 cells=(4, 4), t: float = 0.0, plane: str | None = None, formats=("png",),
                  movie: str | None = None, frames: int = 48, outdir=".", grid=None,
                  progress: bool = False) -> list[Path]:
     bad = [f for f in formats if f not in FORMATS]
@@ -61,9 +61,14 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
 
 
 def strongest_modes(result, label: str) -> dict[str, int]:
-    """1-based indices of the modes with the largest in-plane and out-of-plane RMS magnetization."""
+    """1-based indices of the modes with the largest in-plane and out-of-plane RMS magnetization
+    (modes without a zero-point amplitude, NaN: ω ≤ 0, are skipped; none left: empty dict)."""
     import h5py
     with h5py.File(result, "r") as f:       # only the two RMS arrays, not the real-space fields
         m = f["q"][label]["modes"]
-        return {"inplane": int(np.argmax(m["rms_inplane"][()])) + 1,
-                "outofplane": int(np.argmax(m["rms_outofplane"][()])) + 1}
+        out = {}
+        for kind in ("inplane", "outofplane"):
+            v = m[f"rms_{kind}"][()]
+            if np.isfinite(v).any():
+                out[kind] = int(np.nanargmax(v)) + 1
+        return out

@@ -102,7 +102,7 @@ def test_every_command_has_worked_examples_that_parse():
     sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
     helps = {None: parser.format_help()}
     helps.update({name: sp.format_help() for name, sp in sub.choices.items()})
-    assert set(helps) == {None, "run", "analyze", "capture", "snapshot", "bands", "plot", "model"}
+    assert set(helps) == {None, "run", "analyze", "capture", "snapshot", "bands", "plot", "export", "model"}
     n = 0
     for name, text in helps.items():
         assert "examples" in text, name

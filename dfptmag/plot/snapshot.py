@@ -6,7 +6,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..constants import BOHR_RADIUS_ANGS
-from ..snapshot import Amplitude, plane_index, supercell_atoms, supercell_field
+from ..snapshot import Amplitude, metal_symbol, plane_index, supercell_atoms, supercell_field
 
 A3 = BOHR_RADIUS_ANGS ** 3      # bohr³ in Å³: densities per bohr³ ÷ A3 = per Å³
 
@@ -18,7 +18,7 @@ def _mpl():
     return plt
 
 
-def plane_data(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str = "W", field=None):
+def plane_data(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str | None = None, field=None):
     """Arrays for one snapshot plane: X, Y (Å), components (4, N n1, M n2) per Å³, atoms."""
     N, M = cells
     f = supercell_field(amp.field if field is None else field, amp.q_crystal, (N, M, 1), t)
@@ -37,11 +37,11 @@ def plane_data(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str = "W", f
 
 
 def _atoms(ax, d, scale, zlim):
-    """W (first species, the metal plane) as circles coloured by their z displacement; atoms
-    above/below that plane as up/down triangles; crosses at equilibrium; in-plane displacement
-    arrows (scaled by ``scale``)."""
+    """The heaviest atoms (the metal plane: W, Mo) as circles coloured by their z displacement;
+    atoms above/below that plane as up/down triangles; crosses at equilibrium; in-plane
+    displacement arrows (scaled by ``scale``)."""
     syms = np.array(d["symbols"])
-    z0 = np.median(d["pos"][syms == syms[0], 2])
+    z0 = np.median(d["pos"][syms == metal_symbol(list(syms)), 2])
     import matplotlib
     cmap = matplotlib.colormaps["PiYG"]
     for s, p, u in zip(syms, d["pos"], d["disp"]):
@@ -71,7 +71,7 @@ def _q_arrow(ax, amp, X, Y):
     ax.text(x0 + 1.8 * d[0], y0 + 1.8 * d[1], "q", color="m", fontsize=11, ha="center", va="center")
 
 
-def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str = "W",
+def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str | None = None,
                     arrows_every: int = 3, disp_scale: float | None = None, fixed_limits: bool = False):
     """Three panels: in-plane δm (arrows coloured by magnitude), δm_z and δn (diverging maps).
     With ``fixed_limits`` the colour ranges are the bounds over a whole period (|complex
@@ -83,12 +83,13 @@ def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str = "
     if disp_scale is None:
         disp_scale = 0.35 / umax if umax > 0 else 1.0
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.0), constrained_layout=True)
-    where = f"plane {plane}" if d["plane_index"] is not None else "average over z"
+    metal = metal_symbol(amp.symbols)
+    where = f"plane {plane or metal}" if d["plane_index"] is not None else "average over z"
     title = (f"q = {amp.label}, {amp.what}"
              + (f" ({amp.frequency_mev:.2f} meV)" if amp.frequency_mev is not None else "")
              + f", t = {t:.3f} T, {where}, {cells[0]}×{cells[1]} cells")
     fig.suptitle(title + "\n" + amp.amplitude_note
-                 + f"; in-plane displacements drawn ×{disp_scale:.3g} (arrows), W colour = z displacement"
+                 + f"; in-plane displacements drawn ×{disp_scale:.3g} (arrows), {metal} colour = z displacement"
                  + "; one-sided amplitude of Eq. 1", fontsize=10)
     # (a) in-plane magnetization
     ax = axes[0]
@@ -123,7 +124,7 @@ def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str = "
     return fig, d
 
 
-def movie(amp: Amplitude, path, frames: int = 48, cells=(4, 4), plane: str = "W", fps: int = 12,
+def movie(amp: Amplitude, path, frames: int = 48, cells=(4, 4), plane: str | None = None, fps: int = 12,
           dpi: int = 70, progress: bool = False):
     """One period as GIF (Pillow) or MP4 (ffmpeg; a clear error when it is missing).
     Displacement scale and colour limits are fixed over the period."""

@@ -170,12 +170,8 @@ def _validate_values(path, data: dict) -> None:
 
 
 def _structure_elements(path, structure: Path) -> tuple[list[str], int]:
-    try:
-        from ase.io import read
-        atoms = read(structure)
-    except Exception as exc:      # ASE raises many kinds for unreadable files
-        raise InputFileError(structure, f"not a structure file ASE can read ({type(exc).__name__}: "
-                                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    from .inputs import read_structure        # ASE, else pymatgen (inputs imports this module)
+    atoms = read_structure(structure)
     symbols = atoms.get_chemical_symbols()
     if not symbols:
         raise InputFileError(structure, "holds no atoms")

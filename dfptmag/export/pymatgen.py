@@ -1,0 +1,70 @@
+"""``bands.h5`` as a pymatgen ``PhononBandStructureSymmLine``: pymatgen's plotters
+(``PhononBSPlotter``), its JSON (``as_dict``; sumo and the Materials Project tools read it) and
+everything built on pymatgen's phonon objects.
+
+What is passed:
+
+- the structure (lattice in Å, species, fractional coordinates exactly as in the run);
+- the q-points of every path segment, a corner point twice (end of one segment, start of the
+  next), which is how pymatgen's ``SymmLine`` recognises its branches; frequencies in THz;
+- ``labels_dict`` {label: reduced coordinates} of the special points;
+- eigendisplacements (nband, nq, nat, 3) = e_κ^QE / √m_κ (amu^-1/2): pymatgen's eigendisplacement
+  is exp(2πi q·x_κ) e_κ^phonopy / √m_κ (``pymatgen.io.phonopy.eigvec_to_eigdispl``), and since
+  e^phonopy = exp(−2πi q·x_κ) e^QE (see ``dfptmag.export.phonopy``) it carries QE's lattice-vector
+  phase: u(Rκ) = Re[A · eigendisplacement_κ · e^{i(q·R − ωt)}].
+
+pymatgen's ``SymmLine`` gives a segment with no point between its two labelled ends zero length
+(it treats consecutive labelled points as a branch boundary); such a path (``npoints`` too small
+for the number of special points) is exported with a warning.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .phonopy import THZ_PER_MEV, segments, structure
+
+log = logging.getLogger(__name__)
+
+
+def to_pymatgen(bands):
+    """A ``PhononBandStructureSymmLine`` from a bands.h5 path (or a dict read by
+    ``dfptmag.bands_file.read``)."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.phonon.bandstructure import PhononBandStructureSymmLine
+
+    if not isinstance(bands, dict):
+        from ..bands_file import read
+        bands = read(bands)
+    b = bands
+    cell, frac, symbols, masses = structure(b)
+    st = Structure(Lattice(cell), symbols, frac, coords_are_cartesian=False, to_unit_cell=False)
+    q = np.asarray(b["path/q_crystal"], dtype=float)
+    segs = segments(list(zip(b["path/label_index"], b["path/labels"])), b["path/breaks"], len(q))
+    idx = np.concatenate([np.arange(i0, i1 + 1) for i0, i1, _, _ in segs])
+    short = [f"{l0}-{l1}" for i0, i1, l0, l1 in segs if i1 - i0 < 2 and l0 is not None]
+    if short:
+        log.warning("pymatgen draws the segments %s with zero length (no point between their "
+                    "labelled ends); use more path points", ", ".join(short))
+    labels = {}
+    for i, lab in zip(b["path/label_index"], b["path/labels"]):
+        labels.setdefault(str(lab), q[int(i)].tolist())
+    thz = np.asarray(b["modes/frequency_meV"], dtype=float)[idx] * THZ_PER_MEV      # (nq', nmode)
+    e = np.asarray(b["modes/eigenvector"])[idx] / np.sqrt(masses)[None, None, :, None]
+    return PhononBandStructureSymmLine(
+        qpoints=q[idx], frequencies=thz.T, lattice=st.lattice.reciprocal_lattice,
+        eigendisplacements=e.transpose(1, 0, 2, 3), labels_dict=labels,
+        coords_are_cartesian=False, structure=st)
+
+
+def write_json(bands_file, path) -> Path:
+    """pymatgen's JSON of the band structure (``as_dict``), written atomically."""
+    import json
+
+    from .phonopy import _atomic
+    bs = to_pymatgen(bands_file)
+    text = json.dumps(bs.as_dict())
+    path = Path(path)
+    return _atomic(path, lambda p: p.write_text(text))
