@@ -309,6 +309,18 @@ class Bands:
             raise DfptmagError(f"plot kind {kind!r}: 'magnetization' or 'fat'")
         return makers[kind](self.raw)
 
+    def to_pymatgen(self):
+        """pymatgen's ``PhononBandStructureSymmLine`` (structure, labels, THz frequencies,
+        eigendisplacements); see dfptmag.export.pymatgen."""
+        from .export.pymatgen import to_pymatgen
+        return to_pymatgen(self.raw)
+
+    def to_phonopy(self, outdir=None) -> list[Path]:
+        """Write phonopy's band.yaml and band.hdf5 (default: next to the file); see
+        dfptmag.export.phonopy."""
+        from .export.phonopy import export
+        return export(self.file, outdir)
+
     def save_figures(self, outdir=None, formats=("png", "pdf")) -> list[Path]:
         """Write both figures as ``dfptmag plot bands`` does (default: next to the file)."""
         from .plot.bands import save_figures

@@ -296,6 +296,8 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     path, b = real_bands
     bs = to_pymatgen(path)
     assert isinstance(bs, PhononBandStructureSymmLine)
+    import dfptmag                                  # the same from the API object
+    assert np.array_equal(dfptmag.load(path).to_pymatgen().bands, bs.bands)
     assert [s.symbol for s in bs.structure.species] == ["W", "Se", "Se"]
     assert bs.structure.lattice.a == pytest.approx(3.32, abs=1e-9)
     assert set(bs.labels_dict) == {"K", "K'"}
