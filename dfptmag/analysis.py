@@ -17,7 +17,7 @@ import numpy as np
 from . import ONE_SIDED_NOTE
 from .errors import InputFileError, UnsupportedError
 from .io.planewaves import internal_order, match_miller, verify_order
-from .io.qe_buffers import open_buffer
+from .io.qe_buffers import files_by_pool, open_pool_buffer, pool_ranges
 from .io.qe_dyn import read_dyn
 from .io.qe_grid import read_grid_record
 from .io.qe_phsave import read_partial_dynmat, read_patterns
@@ -28,7 +28,7 @@ from .kernel import density_matrix as dm
 from .kernel import modes as km
 from .kernel import observables as obs
 from .kernel.pauli import pauli_from_matrix
-from .qrun import QRunFiles, locate
+from .qrun import QRunFiles, locate, verify_captures
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,11 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
 def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     options = options or AnalysisOptions()
     files = locate(root)
+    notes = []
+    unchecked = verify_captures(files)     # sizes and sha256 recorded at capture time
+    if unchecked:
+        notes.append(f"captures of irreps {unchecked} have no checksums (manifest written before "
+                     "dfptmag recorded them): only fildrho guards them")
     x = read_data_file_schema(files.xml)
     nocc = check_supported(x)
     pats = read_patterns(files.patterns_xml)
@@ -122,7 +127,9 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
                                      "(noncollinear convention)")
     if not files.psi_buffers:
         raise InputFileError(files.wfc_dir.parent, f"ph.x's ψ buffer {files.prefix}.wfc* not found")
-    psi_buf = open_buffer(files.psi_buffers, x.nbnd, 2, x.npwx, nks)
+    kunit = 1 if files.gamma else 2        # ph.x keeps k and k+q in one pool (setup_nscf)
+    psi_buf = _open_psi_buffer(files, x, nocc, kunit)
+    notes += psi_buf.notes
 
     # captured δψ per global pattern
     if not files.captures:
@@ -138,9 +145,14 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
             raise InputFileError(files.root, f"capture for irrep {irr}, but {pats.path} has "
                                              f"{max(pats.irreps)} irreps")
         npert = pats.irreps.count(irr)
-        buf = open_buffer(cap["dwf"], x.nbnd, 2, x.npwx, npert * nksq) if cap["dwf"] else None
-        if buf is None:
+        if not cap["dwf"]:
             raise InputFileError(files.root, f"no δψ files listed for irrep {irr}")
+        by_pool = files_by_pool(cap["dwf"])
+        npool = int(cap.get("npool") or max(by_pool) + 1)    # older manifests: from the names
+        ranges = [(s // kunit, n // kunit) for s, n in pool_ranges(nks, npool, kunit)]
+        buf = open_pool_buffer(by_pool, npool, ranges, npert, x.nbnd, 2, x.npwx,
+                               f"δψ of irrep {irr}")
+        notes += buf.notes
         for ip in range(npert):
             mu = offset[irr] + ip
             pattern_ids.append(mu)
@@ -161,19 +173,19 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         wk = read_wfc(files.wfc_dir / f"wfc{jk + 1}.dat", nbnd=nocc)
         _check_wfc(wk, x, jk, nocc)
         perm_k = internal_order(wk.miller, wk.xk / x.tpiba, x.bg)
-        verify_order(psi_buf[jk], wk.coeffs, perm_k, f"{files.psi_buffers[0]} record {jk + 1}")
+        verify_order(psi_buf.record(jk), wk.coeffs, perm_k, psi_buf.where(jk))
         if jq == jk:
             wq, perm_q = wk, perm_k
         else:
             wq = read_wfc(files.wfc_dir / f"wfc{jq + 1}.dat", nbnd=nocc)
             _check_wfc(wq, x, jq, nocc)
             perm_q = internal_order(wq.miller, wq.xk / x.tpiba, x.bg)
-            verify_order(psi_buf[jq], wq.coeffs, perm_q, f"{files.psi_buffers[0]} record {jq + 1}")
+            verify_order(psi_buf.record(jq), wq.coeffs, perm_q, psi_buf.where(jq))
         npw_q = wq.npw
         dpsi = np.empty((npat, nocc, 2, npw_q), dtype=complex)
         for n, mu in enumerate(pattern_ids):
             buf, ip = dwf_of[mu]
-            rec = np.asarray(buf[ip * nksq + ik])
+            rec = np.asarray(buf.record(ik, ip))
             dpsi[n][..., perm_q] = rec[:nocc, :, :npw_q]
         i_k, i_q = match_miller(wk.miller, wq.miller)
         g0 += dm.g0_contribution(wk.coeffs[..., i_k], dpsi[..., i_q], weights[ik])
@@ -197,7 +209,10 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         "pattern_matrix": g0,
         "pattern_cell_integral": cell_integral,
         "object": ONE_SIDED_NOTE,
+        "input_notes": notes,
     }
+    for note in notes:
+        log.info("%s", note)
     if field is not None:
         comp = pauli_from_matrix(field)                        # (npat, 4, n1, n2, n3)
         result["pattern_field"] = comp
@@ -216,6 +231,8 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         result["cell_average_vs_g0"] = np.max(np.abs(comp.mean(axis=(2, 3, 4)) * x.omega - cell_integral))
 
     dyn, why = _full_dynmat(files, pats.vectors, max(pats.irreps))
+    if npat < npat_total:
+        why = f"modes need all {npat_total} patterns; {npat} computed"
     if dyn is None:
         log.warning("no modes for %s: %s", files.root, why)
         result["modes_missing_reason"] = why
@@ -245,11 +262,45 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         result["mode_rms_subspace"] = obs.subspace_totals(mode_ci, groups)
         result["mode_coefficients"] = c
     else:
-        result["modes_missing_reason"] = f"only {npat} of {npat_total} patterns computed"
+        result["modes_missing_reason"] = why
     if files.fildyn is not None:
         d = read_dyn(files.fildyn)
         result["fildyn_freq_cm1"] = d.freq_cm1
     return result
+
+
+def _open_psi_buffer(files: QRunFiles, x: QEData, nocc: int, kunit: int):
+    """ph.x's ψ buffer, read with the pool layout of the ph.x run that wrote it last. That run's
+    pool count is not recorded anywhere, so the candidates (the captures' pool counts, the
+    number of buffer files, the XML's) are tried in turn: the first whose records fit and whose
+    first point of every pool equals the collected ψ bitwise is it (the loop over k then
+    verifies every point)."""
+    nks = len(x.xk)
+    by_pool = files_by_pool(files.psi_buffers)
+    cands = []
+    for n in ([c["npool"] for c in files.captures.values() if c.get("npool")]
+              + [max(by_pool) + 1, x.npool, 1]):
+        if n not in cands and n >= 1:
+            cands.append(int(n))
+    first = None
+    for npool in cands:
+        try:
+            ranges = pool_ranges(nks, npool, kunit)
+            buf = open_pool_buffer(by_pool, npool, ranges, 1, x.nbnd, 2, x.npwx, "ψ buffer",
+                                   extra_ok=True)
+            for s, n in ranges:
+                if n:
+                    w = read_wfc(files.wfc_dir / f"wfc{s + 1}.dat", nbnd=nocc)
+                    _check_wfc(w, x, s, nocc)
+                    verify_order(buf.record(s), w.coeffs, internal_order(w.miller, w.xk / x.tpiba, x.bg),
+                                 buf.where(s))
+            return buf
+        except InputFileError as exc:
+            first = first or exc
+    if len(cands) > 1:
+        raise InputFileError(first.path, f"{first.problem} (ψ buffer read as written by "
+                                         f"{' or '.join(map(str, cands))} pools)")
+    raise first
 
 
 def _check_wfc(w, x: QEData, ik: int, nocc: int):

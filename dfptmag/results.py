@@ -60,6 +60,8 @@ def _write_q(g, r: dict):
     g.attrs["object"] = r["object"]
     g.attrs["qe_version"] = r["qe_version"]
     g.attrs["components"] = "n, m_x, m_y, m_z; m_a = Tr(sigma_a dn) (QE convention; paper's components are half)"
+    if r.get("input_notes"):
+        g.attrs["input_notes"] = "\n".join(r["input_notes"])   # e.g. ignored trailing buffer records
     _ds(g, "q_crystal", r["q_crystal"], "reciprocal lattice vectors")
     _ds(g, "q_tpiba", r["q_tpiba"], "2pi/alat (Cartesian)")
     s = g.create_group("structure")

@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import DfptmagError, QERunError
-from ..qrun import MANIFEST, read_manifest, write_manifest
+from ..qrun import MANIFEST, read_manifest, record_capture, write_manifest
 from . import capture, inputs, pseudo
 from .config import QPoint, Workflow
 
@@ -201,13 +201,11 @@ class Runner:
             bar.update(1)
         for p in pats:
             def run_pattern(i, o, p=p):
-                dwf, drho = capture.captured_run(self._cmd("ph.x", i), o, work, ph0, wf.prefix,
+                cmd = self._cmd("ph.x", i)
+                dwf, drho = capture.captured_run(cmd, o, work, ph0, wf.prefix,
                                                  work / "capture", f"irr{p}", "drho")
-                m = read_manifest(work)
-                m.setdefault("captures", {})[str(p)] = {
-                    "dwf": [str(d.relative_to(work)) for d in dwf],
-                    "drho": str(drho.relative_to(work)) if drho else None}
-                write_manifest(work, m)
+                # sizes, sha256, irrep, q and pools, checked before every analysis
+                record_capture(work, p, dwf, drho, npool=capture.check_layout(cmd))
             self._step(work, f"ph.irr{p}",
                        inputs.ph_input(**common, recover=True, start_irr=p, last_irr=p, fildrho="drho"),
                        h, run_pattern)
