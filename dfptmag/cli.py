@@ -85,7 +85,7 @@ def cmd_analyze(a):
 def cmd_capture(a):
     from .workflow.capture import capture_user_command
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
-    irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log)
+    irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log, redo=a.redo)
     print(f"captured irrep {irr}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
           + (f", fildrho copy {drho.name}" if drho else ""))
 
@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Example: dfptmag capture --dir qK -- mpirun -np 4 ph.x -nk 4 -in ph.irr3.in")
     c.add_argument("--dir", default=".", help="q-run directory for the manifest and capture/ (default .)")
     c.add_argument("--log", help="ph.x output file (default DIR/ph.irrN.out)")
+    c.add_argument("--redo", action="store_true",
+                   help="recompute an irrep ph.x already marks done (drops its dynmat.1.N.xml); the "
+                        "earlier capture is replaced only once the new one is complete")
     c.add_argument("command", nargs=argparse.REMAINDER, help="-- then the ph.x command line")
     c.set_defaults(func=cmd_capture)
     s = sub.add_parser("snapshot", help="real-space pictures, movies and VESTA/ParaView exports of one mode",

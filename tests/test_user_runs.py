@@ -103,12 +103,12 @@ def cli(*args, cwd=None, key=None):
     return proc
 
 
-def capture(cell: Path, npool: int, irr: int, fildrho: bool = True):
+def capture(cell: Path, npool: int, irr: int, fildrho: bool = True, redo: bool = False):
     extra = f"recover = .true., start_irr = {irr}, last_irr = {irr}"
     if fildrho:
         extra += ", fildrho = 'dvscf'"
     (cell / f"ph.irr{irr}.in").write_text(PH_IN.format(prefix=PREFIX, outdir=OUTDIR, extra=extra, q=K_TPIBA))
-    return cli("capture", "--dir", ".", "--", *_launch("ph.x", npool, f"ph.irr{irr}.in"), cwd=cell,
+    return cli("capture", "--dir", ".", *(["--redo"] if redo else []), "--", *_launch("ph.x", npool, f"ph.irr{irr}.in"), cwd=cell,
                key="capture (ph.x)")
 
 
@@ -129,12 +129,13 @@ def matrix(qe_cache, tmp_path_factory):
             cell = root / f"{grid}_np{npool}"
             cell.mkdir()
             if npool == 1:
+                (cell / OUTDIR).mkdir(parents=True)      # pw.x makes one directory level only
                 (cell / "scf.in").write_text(PW_IN.format(prefix=PREFIX, outdir=OUTDIR, pseudo=pseudos,
                                                           grid=kgrid))
                 _qe(["pw.x", "-in", "scf.in"], cell, "scf.out", "pw.x scf")
                 scf = cell
-            else:
-                shutil.copytree(scf / "scratch", cell / "scratch")
+            else:                                        # the serial pw.x outputs only
+                shutil.copytree(scf / "scratch", cell / "scratch", ignore=shutil.ignore_patterns("_ph0"))
             (cell / "ph.wfc.in").write_text(PH_IN.format(prefix=PREFIX, outdir=OUTDIR, q=K_TPIBA,
                                                          extra="only_wfc = .true."))
             _qe(_launch("ph.x", npool, "ph.wfc.in"), cell, "ph.wfc.out", "ph.x only_wfc")
@@ -143,6 +144,15 @@ def matrix(qe_cache, tmp_path_factory):
             cells[grid, npool] = cell
     proc = capture(cells["odd", 2], 2, 1, fildrho=False)
     assert proc.returncode == 0, proc.stderr
+    # only_wfc in 3 pools, the captured irrep in 2: ψ buffer rewritten with 2 pools, wfc3 left over
+    cell = root / "odd_mixed"
+    cell.mkdir()
+    shutil.copytree(cells["odd", 1] / "scratch", cell / "scratch", ignore=shutil.ignore_patterns("_ph0"))
+    (cell / "ph.wfc.in").write_text(PH_IN.format(prefix=PREFIX, outdir=OUTDIR, q=K_TPIBA, extra="only_wfc = .true."))
+    _qe(_launch("ph.x", 3, "ph.wfc.in"), cell, "ph.wfc.out", "ph.x only_wfc")
+    proc = capture(cell, 2, 3)
+    assert proc.returncode == 0, proc.stderr
+    cells["odd", "mixed"] = cell
     yield cells
     print("\nQE time of the user-run matrix (s): " + ", ".join(f"{k} {v:.1f}" for k, v in TIMES.items())
           + f"; total {sum(TIMES.values()):.1f}")
@@ -193,12 +203,26 @@ def test_pools_equal_serial(results, grid, npool):
     assert np.abs(ref["ci"][i_ref]).max() > 1e-4
 
 
+def test_pool_counts_differ_between_runs(results):
+    """only_wfc in 3 pools, the irrep in 2: the 3-pool run's leftover ψ file is ignored (and
+    said so); the numbers equal the serial run's."""
+    ref, got = results["odd", 1], results["odd", "mixed"]
+    for name in ("ci", "field"):
+        rel = np.max(np.abs(got[name][0] - ref[name][0])) / np.max(np.abs(ref[name][0]))
+        print(f"odd, only_wfc 3 pools + irrep 2 pools, {name}: max|Δ|/max = {rel:.2e}")
+        assert rel <= 1e-12
+    assert re.search(r"mylayer\.wfc3: ignored \(process 3; the buffer was written by 2 pool\(s\)\)",
+                     got["attrs"]["input_notes"])
+
+
 def test_pool_layout_is_qe_divide_et_impera(matrix):
     """The capture files of the uneven cells hold what QE 6.7's rule predicts: 4 pairs in 3
     pools = 2 + 1 + 1, 3 pairs in 2 pools = 2 + 1 (record = nbnd·2·npwx complex numbers)."""
     from dfptmag.io.qe_buffers import pool_ranges
     from dfptmag.io.qe_xml import read_data_file_schema
     for (grid, npool), cell in matrix.items():
+        if npool == "mixed":
+            npool = 2
         man = json.loads((cell / "dfptmag-q.json").read_text())
         cap = man["captures"]["3"]
         assert cap["npool"] == npool and cap["irrep"] == 3
@@ -226,13 +250,12 @@ def test_recapture_keeps_files_and_says_how_to_redo(matrix, tmp_path):
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
     done = cell / OUTDIR / "_ph0" / f"{PREFIX}.phsave" / "dynmat.1.3.xml"
-    assert "irrep 3 is already done" in lines[0] and "kept unchanged" in lines[0]
-    assert f"delete {done}" in lines[0]
+    assert f"irrep 3 is already done ({done} marks it" in lines[0] and "kept unchanged" in lines[0]
+    assert "To redo irrep 3, run the same command with 'dfptmag capture --redo'" in lines[0]
     assert sorted((cell / "capture").iterdir()) == cap_files and _sha(cap_files) == before
     assert (cell / "dfptmag-q.json").read_bytes() == man_before
     # following the advice redoes the irrep; the new capture replaces the old one
-    done.unlink()
-    proc = capture(cell, 2, 3)
+    proc = capture(cell, 2, 3, redo=True)
     assert proc.returncode == 0, proc.stderr
     man = json.loads((cell / "dfptmag-q.json").read_text())
     new = [cell / f for f in man["captures"]["3"]["dwf"]]
@@ -337,14 +360,14 @@ def test_old_manifest_without_checksums_loads(matrix, tmp_path, results):
 def test_runner_records_checksums(tiny_run, tmp_path):
     """The workflow's own writer (Runner.qpoint): redo pattern 3 of a copy of the tiny run (as
     the capture error advises: delete its dynmat file), then corrupt it."""
-    from dfptmag.workflow import config
+    from dfptmag.workflow import capture, config
     from dfptmag.workflow.runner import Runner
     runner, dirs = tiny_run
     run = tmp_path / "run"
     shutil.copytree(runner.run_dir, run, ignore=shutil.ignore_patterns("q_G", "q_-K"))
     q = run / "q_K"
     (q / "ph.irr3.done").unlink()
-    (q / "out" / "_ph0" / "wse2.phsave" / "dynmat.1.3.xml").unlink()
+    capture.redo_irrep(q / "out" / "_ph0", "wse2", 3)       # after ph.final: status 30 → 20
     t0 = time.time()
     Runner(config.load(TINY), run, progress=False).run([config.parse_q("K", "test")], [3])
     TIMES["runner pattern 3"] = time.time() - t0

@@ -177,6 +177,27 @@ def run_logged(cmd: list[str], out_path: Path, cwd: Path, stdin: Path | None = N
                          f"output {out_path} ends with:\n{tail}")
 
 
+def redo_irrep(ph0: Path, prefix: str, irrep: int) -> None:
+    """Make ph.x's next recover run compute ``irrep`` again: drop ``dynmat.1.<irrep>.xml`` (the
+    mark that it is done) and, if a final run already assembled the dynamical matrix
+    (status_run.xml RECOVER_CODE 30, which makes solve_linter return at once), set the status
+    back to the one between irreps (20, 'done_drhod'). Captures are not touched."""
+    phsave = ph0 / f"{prefix}.phsave"
+    done = phsave / f"dynmat.1.{irrep}.xml"
+    if done.exists():
+        done.unlink()
+    status = phsave / "status_run.xml"
+    if status.is_file():
+        text = status.read_text()
+        m = re.search(r"<RECOVER_CODE>\s*(-?\d+)\s*</RECOVER_CODE>", text)
+        if m and int(m.group(1)) > 20:
+            text = re.sub(r"<STOPPED_IN>.*?</STOPPED_IN>", "<STOPPED_IN>done_drhod</STOPPED_IN>", text)
+            text = text.replace(m.group(0), "<RECOVER_CODE>20</RECOVER_CODE>")
+            tmp = status.with_name(status.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, status)
+
+
 def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: str,
                  dest: Path, tag: str, fildrho: str | None):
     """Run one ph.x irrep with its δψ buffer hard-linked into ``dest`` (= ``<q dir>/capture``)
@@ -217,7 +238,8 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
                     if had else f"there is no earlier capture of irrep {irrep}")
             raise QERunError(f"{shlex.join(cmd)} wrote no δψ ({out_path}): irrep {irrep} is already "
                              f"done ({done} marks it, so the recover run skipped it); {kept}. "
-                             f"To redo irrep {irrep}, delete {done} and run the same command again")
+                             f"To redo irrep {irrep}, run the same command with 'dfptmag capture "
+                             "--redo'")
         raise QERunError(f"{shlex.join(cmd)} wrote no δψ ({out_path}): was this irrep already done "
                          "(a recover run skips irreps marked done in _ph0/<prefix>.phsave), or "
                          "does ph.x write its buffers elsewhere (wf_collect / outdir)? Earlier "
@@ -225,7 +247,7 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
     return dwf, drho
 
 
-def capture_user_command(cmd: list[str], qdir=".", log=None):
+def capture_user_command(cmd: list[str], qdir=".", log=None, redo: bool = False):
     """``dfptmag capture``: run a user's ph.x command line (one irrep) with the δψ buffer kept,
     and record it in the q-run manifest. Returns (irrep, dwf files, drho copy, q directory)."""
     from ase.io.espresso import read_fortran_namelist
@@ -262,6 +284,8 @@ def capture_user_command(cmd: list[str], qdir=".", log=None):
     qdir = Path(qdir).resolve()
     outdir_abs = (Path.cwd() / outdir).resolve()
     out_log = Path(log) if log else qdir / f"ph.irr{s}.out"
+    if redo:
+        redo_irrep(outdir_abs / "_ph0", prefix, s)
     dwf, drho = captured_run(cmd, out_log, Path.cwd(), outdir_abs / "_ph0", prefix, qdir / "capture",
                              f"irr{s}", ph.get("fildrho"))
     base = {"prefix": prefix, "outdir": os.path.relpath(outdir_abs, qdir), "q_tpiba": q}
