@@ -85,6 +85,9 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
     for irr in range(0, nirr + 1):
         path = files.phsave / f"dynmat.1.{irr}.xml"
         if not path.is_file():
+            if irr == 0:
+                return None, (f"modes need ph.x's irrep-0 run (recover, start_irr = last_irr = 0): "
+                              f"{path} missing")
             return None, f"{path} missing"
         done, mat = read_partial_dynmat(path)
         if not done:
