@@ -86,6 +86,15 @@ class PoolBuffer:
         p, i = self.locate(unit, sub)
         return self.arrays[p][i]
 
+    def __getitem__(self, unit):
+        """``buf[j]``: the record of global unit j, sub-record 0 (ψ buffers: point j)."""
+        if not isinstance(unit, (int, np.integer)):
+            raise TypeError("index one record at a time")
+        return self.record(int(unit))
+
+    def __len__(self):
+        return int(sum(n for _, n in self.ranges))
+
     def where(self, unit: int, sub: int = 0) -> str:
         p, i = self.locate(unit, sub)
         return f"{self.paths[p]} record {i + 1}"
@@ -156,3 +165,16 @@ def files_by_pool(paths) -> dict[int, Path]:
                 continue
         out[i] = p
     return out
+
+
+def open_buffer(paths, nbnd: int, npol: int, npwx: int, expected_records: int):
+    """Serial view (one pool, or equal whole files concatenated in process order) of a buffer:
+    kept for callers that index records globally. Pool-aware readers use
+    :func:`open_pool_buffer`."""
+    by_pool = files_by_pool(paths)
+    npool = max(by_pool) + 1
+    if npool == 1:
+        return open_pool_buffer(by_pool, 1, [(0, expected_records)], 1, nbnd, npol, npwx, "buffer")
+    per = expected_records // npool
+    return open_pool_buffer(by_pool, npool, [(p * per, per) for p in range(npool)], 1, nbnd, npol,
+                            npwx, "buffer")
