@@ -20,7 +20,7 @@ import numpy as np
 from . import ONE_SIDED_NOTE
 from .errors import InputFileError, UnsupportedError
 from .io.planewaves import internal_order, match_miller, verify_order
-from .io.qe_buffers import open_buffer
+from .io.qe_buffers import files_by_pool, open_pool_buffer, pool_ranges
 from .io.qe_dyn import read_dyn
 from .io.qe_grid import read_grid_record
 from .io.qe_phsave import read_partial_dynmat, read_patterns
@@ -31,7 +31,7 @@ from .kernel import density_matrix as dm
 from .kernel import modes as km
 from .kernel import observables as obs
 from .kernel.pauli import pauli_from_matrix
-from .qrun import QRunFiles, check_manifest_types, locate
+from .qrun import QRunFiles, check_manifest_types, locate, verify_captures
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,9 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
     for irr in range(0, nirr + 1):
         path = files.phsave / f"dynmat.1.{irr}.xml"
         if not path.is_file():
+            if irr == 0:
+                return None, (f"modes need ph.x's irrep-0 run (recover, start_irr = last_irr = 0): "
+                              f"{path} missing")
             return None, f"{path} missing"
         done, mat = read_partial_dynmat(path)
         if not done:
@@ -112,6 +115,11 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise InputFileError(Path(root) / "dfptmag-q.json", f"malformed manifest ({type(exc).__name__}: "
                                                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    notes = []
+    unchecked = verify_captures(files)     # sizes and sha256 recorded at capture time
+    if unchecked:
+        notes.append(f"captures of irreps {unchecked} have no checksums (manifest written before "
+                     "dfptmag recorded them): only fildrho guards them")
     x = read_data_file_schema(files.xml)
     nocc = check_supported(x)
     pats = read_patterns(files.patterns_xml)
@@ -137,7 +145,9 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
                                      "(noncollinear convention)")
     if not files.psi_buffers:
         raise InputFileError(files.wfc_dir.parent, f"ph.x's ψ buffer {files.prefix}.wfc* not found")
-    psi_buf = open_buffer(files.psi_buffers, x.nbnd, 2, x.npwx, nks)
+    kunit = 1 if files.gamma else 2        # ph.x keeps k and k+q in one pool (setup_nscf)
+    psi_buf = _open_psi_buffer(files, x, nocc, kunit)
+    notes += psi_buf.notes
 
     # captured δψ per global pattern
     if not files.captures:
@@ -153,9 +163,14 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
             raise InputFileError(files.root, f"capture for irrep {irr}, but {pats.path} has "
                                              f"{max(pats.irreps)} irreps")
         npert = pats.irreps.count(irr)
-        buf = open_buffer(cap["dwf"], x.nbnd, 2, x.npwx, npert * nksq) if cap["dwf"] else None
-        if buf is None:
+        if not cap["dwf"]:
             raise InputFileError(files.root, f"no δψ files listed for irrep {irr}")
+        by_pool = files_by_pool(cap["dwf"])
+        npool = int(cap.get("npool") or max(by_pool) + 1)    # older manifests: from the names
+        ranges = [(s // kunit, n // kunit) for s, n in pool_ranges(nks, npool, kunit)]
+        buf = open_pool_buffer(by_pool, npool, ranges, npert, x.nbnd, 2, x.npwx,
+                               f"δψ of irrep {irr}")
+        notes += buf.notes
         for ip in range(npert):
             mu = offset[irr] + ip
             pattern_ids.append(mu)
@@ -183,9 +198,10 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, psi_buf, jq, 1, tm)
         t0 = time.perf_counter()
         npw_q = wq.npw
-        # δψ stays in ph.x's internal order, read from the memory-mapped records; collected-order
-        # index c of k+q is internal position inv_q[c]
-        dwf = [dwf_of[mu][0][dwf_of[mu][1] * nksq + ik] for mu in pattern_ids]
+        # δψ stays in ph.x's internal order, read from the memory-mapped records (each pool's
+        # file by its local record number); collected-order index c of k+q is internal position
+        # inv_q[c]
+        dwf = [dwf_of[mu][0].record(ik, dwf_of[mu][1]) for mu in pattern_ids]
         inv_q = np.empty_like(perm_q)
         inv_q[perm_q] = np.arange(len(perm_q))
         i_k, i_q = match_miller(wk.miller, wq.miller)
@@ -214,7 +230,10 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         "pattern_matrix": g0,
         "pattern_cell_integral": cell_integral,
         "object": ONE_SIDED_NOTE,
+        "input_notes": notes,
     }
+    for note in notes:
+        log.info("%s", note)
     t0 = time.perf_counter()
     comp = None
     if stream is not None:
@@ -227,6 +246,8 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     tm["field_oracle"] += time.perf_counter() - t0
 
     dyn, why = _full_dynmat(files, pats.vectors, max(pats.irreps))
+    if npat < npat_total:
+        why = f"modes need all {npat_total} patterns; {npat} computed"
     if dyn is None:
         log.warning("no modes for %s: %s", files.root, why)
         result["modes_missing_reason"] = why
@@ -259,7 +280,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
                       mode_rms_outofplane=o["outofplane"], mode_rms_subspace=o["subspace"])
         result["mode_coefficients"] = c
     else:
-        result["modes_missing_reason"] = f"only {npat} of {npat_total} patterns computed"
+        result["modes_missing_reason"] = why
     if files.fildyn is not None:
         d = read_dyn(files.fildyn)
         result["fildyn_freq_cm1"] = d.freq_cm1
@@ -411,12 +432,46 @@ def _read_psi(files: QRunFiles, x: QEData, psi_buf, j: int, nbands: int, tm):
     t1 = time.perf_counter()
     perm = internal_order(w.miller, w.xk / x.tpiba, x.bg)
     t2 = time.perf_counter()
-    verify_order(psi_buf[j], w.coeffs[:1], perm, f"{files.psi_buffers[0]} record {j + 1}")
+    verify_order(psi_buf.record(j), w.coeffs[:1], perm, psi_buf.where(j))
     t3 = time.perf_counter()
     tm["read_psi"] += t1 - t0
     tm["order"] += t2 - t1
     tm["verify"] += t3 - t2
     return w, perm
+
+
+def _open_psi_buffer(files: QRunFiles, x: QEData, nocc: int, kunit: int):
+    """ph.x's ψ buffer, read with the pool layout of the ph.x run that wrote it last. That run's
+    pool count is not recorded anywhere, so the candidates (the captures' pool counts, the
+    number of buffer files, the XML's) are tried in turn: the first whose records fit and whose
+    first point of every pool equals the collected ψ bitwise is it (the loop over k then
+    verifies every point)."""
+    nks = len(x.xk)
+    by_pool = files_by_pool(files.psi_buffers)
+    cands = []
+    for n in ([c["npool"] for c in files.captures.values() if c.get("npool")]
+              + [max(by_pool) + 1, x.npool, 1]):
+        if n not in cands and n >= 1:
+            cands.append(int(n))
+    first = None
+    for npool in cands:
+        try:
+            ranges = pool_ranges(nks, npool, kunit)
+            buf = open_pool_buffer(by_pool, npool, ranges, 1, x.nbnd, 2, x.npwx, "ψ buffer",
+                                   extra_ok=True)
+            for s, n in ranges:
+                if n:
+                    w = read_wfc(files.wfc_dir / f"wfc{s + 1}.dat", nbnd=nocc)
+                    _check_wfc(w, x, s)
+                    verify_order(buf.record(s), w.coeffs, internal_order(w.miller, w.xk / x.tpiba, x.bg),
+                                 buf.where(s))
+            return buf
+        except InputFileError as exc:
+            first = first or exc
+    if len(cands) > 1:
+        raise InputFileError(first.path, f"{first.problem} (ψ buffer read as written by "
+                                         f"{' or '.join(map(str, cands))} pools)")
+    raise first
 
 
 def _check_wfc(w, x: QEData, ik: int):

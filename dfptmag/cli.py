@@ -77,7 +77,7 @@ def cmd_capture(a):
     if Path(a.dir).exists() and not Path(a.dir).is_dir():
         raise DfptmagError(f"{a.dir}: --dir names a file, not a directory")
     with locks.locked(a.dir):      # one capture at a time per q-run directory (manifest, capture/)
-        irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log)
+        irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log, redo=a.redo)
     print(f"captured irrep {irr}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
           + (f", fildrho copy {drho.name}" if drho else ""))
 
@@ -399,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Example: dfptmag capture --dir qK -- mpirun -np 4 ph.x -nk 4 -in ph.irr3.in")
     c.add_argument("--dir", default=".", help="q-run directory for the manifest and capture/ (default .)")
     c.add_argument("--log", help="ph.x output file (default DIR/ph.irrN.out)")
+    c.add_argument("--redo", action="store_true",
+                   help="recompute an irrep ph.x already marks done (drops its dynmat.1.N.xml); the "
+                        "earlier capture is replaced only once the new one is complete")
     c.add_argument("command", nargs=argparse.REMAINDER, help="-- then the ph.x command line")
     c.set_defaults(func=cmd_capture)
     s = sub.add_parser("snapshot", help="real-space pictures, movies and VESTA/ParaView exports of one mode",

@@ -4,7 +4,14 @@ A q-run directory holds a manifest ``dfptmag-q.json`` written by ``dfptmag run``
 ``dfptmag capture``::
 
     {"prefix": "wse2", "outdir": "out", "fildyn": "dyn", "q_tpiba": [qx, qy, qz],
-     "captures": {"<irrep>": {"dwf": ["capture/dwf.irr3.1", ...], "drho": "capture/drho.irr3"}}}
+     "captures": {"<irrep>": {"dwf": ["capture/dwf.irr3.1", ...], "drho": "capture/drho.irr3",
+                              "irrep": 3, "q_tpiba": [qx, qy, qz], "npool": 2,
+                              "checksums": {"capture/dwf.irr3.1": {"size": 1127808,
+                                                                   "sha256": "..."}, ...}}}}
+
+``irrep``, ``q_tpiba``, ``npool`` and ``checksums`` are written at capture time (older manifests
+lack them: they still load, unchecked). ``npool`` is the pool count of the ph.x run that wrote
+the δψ files (file ``dwf.<tag>.<r>`` is MPI process r, pool r − 1).
 
 and, relative to it:
 - ``<outdir>/_ph0/<prefix>.save/`` — data-file-schema.xml and wfcN.dat of ph.x's k, k+q list
@@ -17,7 +24,9 @@ and, relative to it:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +47,8 @@ class QRunFiles:
     wfc_dir: Path
     psi_buffers: list[Path]
     phsave: Path
-    captures: dict[int, dict]      # irrep -> {"dwf": [Path...], "drho": Path | None}
+    captures: dict[int, dict]      # irrep -> {"dwf": [Path...], "drho": Path | None,
+                                   #           "npool": int | None, "checksums": {Path: {...}}, ...}
     fildyn: Path | None
 
     @property
@@ -92,8 +102,16 @@ def locate(root) -> QRunFiles:
         buffers = _rank_sorted(ph0.glob(f"{prefix}.wfc*"))
     captures = {}
     for irr, cap in man.get("captures", {}).items():
-        captures[int(irr)] = {"dwf": [root / p for p in cap.get("dwf", [])],
-                              "drho": (root / cap["drho"]) if cap.get("drho") else None}
+        try:
+            irr_i = int(irr)
+        except ValueError:
+            raise InputFileError(root / MANIFEST, f"capture key '{irr}' is not an irrep number") from None
+        captures[irr_i] = {"dwf": [root / p for p in cap.get("dwf", [])],
+                           "drho": (root / cap["drho"]) if cap.get("drho") else None,
+                           "npool": cap.get("npool"), "irrep": cap.get("irrep"),
+                           "q_tpiba": cap.get("q_tpiba"),
+                           "checksums": {root / k: v for k, v in cap.get("checksums", {}).items()}
+                           if "checksums" in cap else None}
     fildyn = root / man["fildyn"] if man.get("fildyn") else None
     if fildyn is not None and not fildyn.is_file():
         fildyn = None
@@ -108,6 +126,104 @@ def find_qruns(run_dir) -> list[Path]:
     if (run_dir / MANIFEST).is_file():
         return [run_dir]
     return sorted(p.parent for p in run_dir.rglob(MANIFEST))
+
+
+# -- capture integrity -------------------------------------------------------------------------
+def sha256_file(path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def capture_files(cap: dict) -> list[Path]:
+    return list(cap["dwf"]) + ([cap["drho"]] if cap.get("drho") else [])
+
+
+def record_capture(root, irrep: int, dwf, drho, npool: int, q_tpiba=None, base: dict | None = None) -> dict:
+    """Record a finished capture of ``irrep`` in the manifest (atomic write): its files with
+    their size and sha256, the irrep, the q (default: the manifest's) and the pool count. Then
+    delete the files of the capture it replaces (never before: the manifest always lists
+    complete files). ``base`` updates top-level keys (prefix, outdir, ...) in the same write."""
+    root = Path(root)
+    man = read_manifest(root)
+    if base:
+        man.update(base)
+    if q_tpiba is None:
+        q_tpiba = man.get("q_tpiba")
+    rel = lambda p: os.path.relpath(Path(p), root)  # noqa: E731
+    new = [Path(p) for p in dwf] + ([Path(drho)] if drho else [])
+    entry = {"dwf": [rel(d) for d in dwf], "drho": rel(drho) if drho else None, "irrep": int(irrep),
+             "q_tpiba": [float(v) for v in q_tpiba] if q_tpiba is not None else None,
+             "npool": int(npool),
+             "checksums": {rel(p): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in new}}
+    caps = man.setdefault("captures", {})
+    old = caps.get(str(irrep), {})
+    old_files = list(old.get("dwf", [])) + ([old["drho"]] if old.get("drho") else [])
+    caps[str(irrep)] = entry
+    write_manifest(root, man)
+    keep = {rel(p) for p in new}
+    for other in caps.values():
+        keep.update(other.get("dwf", []))
+        if other.get("drho"):
+            keep.add(other["drho"])
+    for f in old_files:
+        if f not in keep and (root / f).is_file():
+            (root / f).unlink()
+    return entry
+
+
+def verify_captures(files: QRunFiles) -> list[str]:
+    """Check every capture against what the manifest recorded at capture time (size, sha256,
+    irrep, q) before any number is computed. Raises InputFileError naming the file. Returns
+    the irreps that have no recorded checksums (older manifests): only fildrho guards those."""
+    man_path = files.root / MANIFEST
+    recorded = {}                       # sha256 -> (irrep, path) over all captures
+    for irr, cap in files.captures.items():
+        for p, c in (cap.get("checksums") or {}).items():
+            recorded.setdefault(c.get("sha256"), (irr, p))
+    unchecked = []
+    for irr, cap in sorted(files.captures.items()):
+        if cap.get("irrep") is not None and int(cap["irrep"]) != irr:
+            raise InputFileError(man_path, f"entry of irrep {irr} records irrep {cap['irrep']}: "
+                                           "manifest edited or entries exchanged")
+        if cap.get("q_tpiba") is not None and not np.allclose(cap["q_tpiba"], files.q_tpiba, atol=1e-8):
+            raise InputFileError(man_path, f"capture of irrep {irr} was made at q = {cap['q_tpiba']} "
+                                           f"(2π/alat), this q-run is at q = {files.q_tpiba.tolist()}")
+        sums = cap.get("checksums")
+        if sums is None:
+            unchecked.append(irr)
+            continue
+        for p in capture_files(cap):
+            if p not in sums:
+                raise InputFileError(p, f"capture of irrep {irr} lists this file but no checksum "
+                                        "for it: manifest edited after capture")
+        for p, c in sums.items():
+            if not p.is_file():
+                raise InputFileError(p, f"capture of irrep {irr}: file not found (it was there at "
+                                        "capture time)")
+            size = p.stat().st_size
+            if size < c["size"]:
+                raise InputFileError(p, f"capture of irrep {irr} truncated since capture: {size} B, "
+                                        f"{c['size']} B at capture time")
+            if size != c["size"]:
+                raise InputFileError(p, f"capture of irrep {irr} changed since capture: {size} B, "
+                                        f"{c['size']} B at capture time")
+            digest = sha256_file(p)
+            if digest != c["sha256"]:
+                other = recorded.get(digest)
+                if other is not None and other[1] != p:
+                    what = (f"the data of irrep {other[0]}" if other[0] != irr
+                            else "the data of another file of this irrep")
+                    raise InputFileError(p, f"capture of irrep {irr} holds {what} "
+                                            f"({other[1].name} at capture time)")
+                raise InputFileError(p, f"capture of irrep {irr} changed since capture: sha256 "
+                                        "differs (same size)")
+    return unchecked
 
 
 def check_manifest_types(root) -> None:

@@ -14,6 +14,8 @@ def mode_table(label: str, r: dict) -> str:
     if "drho_relative_error" in r and np.any(np.isfinite(r["drho_relative_error"])):
         lines.append(f"charge oracle: max ‖2·Tr δñ − drho(ph.x)‖/‖drho‖ = "
                      f"{np.nanmax(r['drho_relative_error']):.2e} over {np.sum(np.isfinite(r['drho_relative_error']))} patterns")
+    for note in r.get("input_notes", []):
+        lines.append("note: " + note)
     if "mode_cell_integral" not in r:
         lines.append("modes: " + r.get("modes_missing_reason", "not available"))
         lines.append("per pattern |∫δn| (e/bohr), |∫δm_x|, |∫δm_y|, |∫δm_z| (μB/bohr):")

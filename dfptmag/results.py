@@ -95,6 +95,8 @@ def _write_q(g, r: dict):
     g.attrs["object"] = r["object"]
     g.attrs["qe_version"] = r["qe_version"]
     g.attrs["components"] = COMPONENTS
+    if r.get("input_notes"):
+        g.attrs["input_notes"] = "\n".join(r["input_notes"])   # e.g. ignored trailing buffer records
     _ds(g, "q_crystal", r["q_crystal"], "1", "q in crystal coordinates of the reciprocal lattice vectors b_i")
     _ds(g, "q_tpiba", r["q_tpiba"], "2pi/alat", "q in Cartesian coordinates, units of 2 pi/alat (QE)")
     s = g.create_group("structure")

@@ -53,19 +53,43 @@ def check_layout(cmd: list[str]) -> int:
 
 
 def prepare(ph0: Path, prefix: str, dest: Path, tag: str, nranks: int) -> list[tuple[Path, Path]]:
+    """Create ph.x's δψ buffer names empty and hard-link each into ``dest/dwf.<tag>.<rank>``.
+    The capture names must be new (see :func:`fresh_tag`): an earlier capture is never touched."""
     ph0.mkdir(parents=True, exist_ok=True)
     dest.mkdir(parents=True, exist_ok=True)
     links = []
     for rank in [0] + list(range(1, nranks + 1)):
         src = ph0 / (f"{prefix}.dwf" + (str(rank) if rank else ""))
         dst = dest / f"dwf.{tag}.{rank}"
-        for p in (src, dst):
-            if p.exists() or p.is_symlink():
-                p.unlink()
+        if dst.exists() or dst.is_symlink():
+            raise DfptmagError(f"{dst} exists: refusing to overwrite a capture")
+        if src.exists() or src.is_symlink():
+            src.unlink()        # only ph.x's name; a capture linked to it keeps its data
         src.touch()
         os.link(src, dst)
         links.append((src, dst))
     return links
+
+
+def fresh_tag(dest: Path, tag: str) -> str:
+    """``tag`` or ``tag.v2``, ``tag.v3`` ...: the first whose files no manifest entry lists.
+    Unlisted files of that tag (an interrupted capture, or one the runner dropped) are removed."""
+    from ..qrun import read_manifest
+    man = read_manifest(dest.parent)
+    listed = set()
+    for cap in man.get("captures", {}).values():
+        listed.update(Path(p).name for p in cap.get("dwf", []))
+        if cap.get("drho"):
+            listed.add(Path(cap["drho"]).name)
+    n = 1
+    while True:
+        t = tag if n == 1 else f"{tag}.v{n}"
+        mine = [p for p in dest.glob(f"*.{t}*") if re.fullmatch(rf"(dwf\.{re.escape(t)}\.\d+|drho\.{re.escape(t)}(\.part)?)", p.name)]
+        if not any(p.name in listed for p in mine):
+            for p in mine:
+                p.unlink()
+            return t
+        n += 1
 
 
 def finish(links, ph0: Path, prefix: str, fildrho: str | None, dest: Path, tag: str):
@@ -79,7 +103,7 @@ def finish(links, ph0: Path, prefix: str, fildrho: str | None, dest: Path, tag: 
         else:
             kept.append(dst)
     drho = None
-    if fildrho:
+    if fildrho and kept:
         cands = [p for p in ph0.glob(f"{prefix}.{fildrho}*")
                  if re.fullmatch(re.escape(f"{prefix}.{fildrho}") + r"\d*", p.name)]
         if cands:
@@ -160,38 +184,83 @@ def run_logged(cmd: list[str], out_path: Path, cwd: Path, stdin: Path | None = N
                          f"output {out_path} ends with:\n{tail}")
 
 
+def redo_irrep(ph0: Path, prefix: str, irrep: int) -> None:
+    """Make ph.x's next recover run compute ``irrep`` again: drop ``dynmat.1.<irrep>.xml`` (the
+    mark that it is done) and, if a final run already assembled the dynamical matrix
+    (status_run.xml RECOVER_CODE 30, which makes solve_linter return at once), set the status
+    back to the one between irreps (20, 'done_drhod'). Captures are not touched."""
+    phsave = ph0 / f"{prefix}.phsave"
+    done = phsave / f"dynmat.1.{irrep}.xml"
+    if done.exists():
+        done.unlink()
+    status = phsave / "status_run.xml"
+    if status.is_file():
+        text = status.read_text()
+        m = re.search(r"<RECOVER_CODE>\s*(-?\d+)\s*</RECOVER_CODE>", text)
+        if m and int(m.group(1)) > 20:
+            text = re.sub(r"<STOPPED_IN>.*?</STOPPED_IN>", "<STOPPED_IN>done_drhod</STOPPED_IN>", text)
+            text = text.replace(m.group(0), "<RECOVER_CODE>20</RECOVER_CODE>")
+            tmp = status.with_name(status.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, status)
+
+
 def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: str,
                  dest: Path, tag: str, fildrho: str | None):
+    """Run one ph.x irrep with its δψ buffer hard-linked into ``dest`` (= ``<q dir>/capture``)
+    under fresh names; return (dwf files, drho copy). The caller records them
+    (:func:`dfptmag.qrun.record_capture`), which is when an earlier capture of the irrep is
+    replaced: a failed or empty run leaves it untouched."""
     nranks = check_layout(cmd)
+    m = re.fullmatch(r"irr(\d+)", tag)
+    irrep = int(m.group(1)) if m else None
     # An interrupted irrep leaves ph.x's mid-irrep restart data (<prefix>.recover, .restart_k);
     # a recover run would resume from it and read δψ from the buffer — which capture replaces by
     # a fresh empty file. Drop it so that the irrep is recomputed from its start.
     for ext in ("recover", "restart_k"):
         for stale in ph0.glob(f"{prefix}.{ext}*"):
             stale.unlink()
+    tag = fresh_tag(dest, tag)
     links = prepare(ph0, prefix, dest, tag, nranks)
-    try:
-        run_logged(cmd, out_path, cwd)
-    except DfptmagError:
+
+    def discard():
         for src, dst in links:
             if dst.exists():
                 dst.unlink()
+            if src.exists() and src.stat().st_size == 0:
+                src.unlink()
+    try:
+        run_logged(cmd, out_path, cwd)
+    except BaseException:
+        discard()
         raise
     dwf, drho = finish(links, ph0, prefix, fildrho, dest, tag)
     if not dwf:
+        discard()
+        done = ph0 / f"{prefix}.phsave" / f"dynmat.1.{irrep}.xml" if irrep is not None else None
+        if done is not None and done.is_file():
+            from ..qrun import read_manifest
+            had = str(irrep) in read_manifest(dest.parent).get("captures", {})
+            kept = (f"the earlier capture of irrep {irrep} in {dest} is kept unchanged"
+                    if had else f"there is no earlier capture of irrep {irrep}")
+            raise QERunError(f"{shlex.join(cmd)} wrote no δψ ({out_path}): irrep {irrep} is already "
+                             f"done ({done} marks it, so the recover run skipped it); {kept}. "
+                             f"To redo irrep {irrep}, run the same command with 'dfptmag capture "
+                             "--redo'")
         raise QERunError(f"{shlex.join(cmd)} wrote no δψ ({out_path}): was this irrep already done "
                          "(a recover run skips irreps marked done in _ph0/<prefix>.phsave), or "
-                         "does ph.x write its buffers elsewhere (wf_collect / outdir)?")
+                         "does ph.x write its buffers elsewhere (wf_collect / outdir)? Earlier "
+                         "captures are kept unchanged")
     return dwf, drho
 
 
-def capture_user_command(cmd: list[str], qdir=".", log=None):
+def capture_user_command(cmd: list[str], qdir=".", log=None, redo: bool = False):
     """``dfptmag capture``: run a user's ph.x command line (one irrep) with the δψ buffer kept,
     and record it in the q-run manifest. Returns (irrep, dwf files, drho copy, q directory)."""
     from ase.io.espresso import read_fortran_namelist
 
     from ..errors import InputFileError
-    from ..qrun import read_manifest, write_manifest
+    from ..qrun import record_capture
     if not cmd:
         raise DfptmagError("give the ph.x command line after --, e.g. "
                            "dfptmag capture -- mpirun -np 4 ph.x -nk 4 -in ph.in")
@@ -218,17 +287,16 @@ def capture_user_command(cmd: list[str], qdir=".", log=None):
         q = [float(v.replace("d", "e").replace("D", "e")) for v in qline[-1].split()[:3]]
     except (IndexError, ValueError):
         raise InputFileError(infile, "no q-point line after the &inputph namelist") from None
+    nranks = check_layout(cmd)
     qdir = Path(qdir).resolve()
     outdir_abs = (Path.cwd() / outdir).resolve()
     out_log = Path(log) if log else qdir / f"ph.irr{s}.out"
+    if redo:
+        redo_irrep(outdir_abs / "_ph0", prefix, s)
     dwf, drho = captured_run(cmd, out_log, Path.cwd(), outdir_abs / "_ph0", prefix, qdir / "capture",
                              f"irr{s}", ph.get("fildrho"))
-    man = read_manifest(qdir)
-    man.update({"prefix": prefix, "outdir": os.path.relpath(outdir_abs, qdir), "q_tpiba": q})
+    base = {"prefix": prefix, "outdir": os.path.relpath(outdir_abs, qdir), "q_tpiba": q}
     if ph.get("fildyn"):
-        man["fildyn"] = os.path.relpath((Path.cwd() / ph["fildyn"]).resolve(), qdir)
-    man.setdefault("captures", {})[str(s)] = {
-        "dwf": [os.path.relpath(d, qdir) for d in dwf],
-        "drho": os.path.relpath(drho, qdir) if drho else None}
-    write_manifest(qdir, man)
+        base["fildyn"] = os.path.relpath((Path.cwd() / ph["fildyn"]).resolve(), qdir)
+    record_capture(qdir, s, dwf, drho, npool=nranks, q_tpiba=q, base=base)
     return s, dwf, drho, qdir

@@ -26,8 +26,10 @@ whatever a killed run left behind:
 - ``ph.irr0``: ph.x's record of irrep 0 (``_ph0/<prefix>.phsave/dynmat.1.0.xml``) and its
   mid-irrep restart files (``<prefix>.recover*``, ``.restart_k*``) are removed first.
 - ``ph.irr<p>``: the same for irrep p (``dynmat.1.<p>.xml``: a ph.x that finished p after its
-  dfptmag died has marked it done, and a recover run would skip it and write no δψ); the
-  manifest entry of p is dropped, and δψ is captured anew.
+  dfptmag died has marked it done, and a recover run would skip it and write no δψ; after a
+  final run ph.x's status is also set back from RECOVER_CODE 30 to 20, or ph.x would return at
+  once, see :func:`.capture.redo_irrep`); the manifest entry of p is dropped, and δψ is captured
+  anew.
 - ``ph.final``: rerun as is (it only reads the irreps' records and writes fildyn).
 
 The markers chain: a changed input (or a redone earlier step with a new hash) invalidates every
@@ -50,7 +52,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import DfptmagError, QERunError
-from ..qrun import MANIFEST, read_manifest, write_manifest
+from ..qrun import MANIFEST, read_manifest, record_capture, write_manifest
 from . import capture, inputs, locks, pseudo
 from .config import QPoint, Workflow
 
@@ -257,13 +259,11 @@ class Runner:
         for p in pats:
             def run_pattern(i, o, p=p):
                 self._forget_irrep(work, ph0, p)
-                dwf, drho = capture.captured_run(self._cmd("ph.x", i), o, work, ph0, wf.prefix,
+                cmd = self._cmd("ph.x", i)
+                dwf, drho = capture.captured_run(cmd, o, work, ph0, wf.prefix,
                                                  work / "capture", f"irr{p}", "drho")
-                m = read_manifest(work)
-                m.setdefault("captures", {})[str(p)] = {
-                    "dwf": [str(d.relative_to(work)) for d in dwf],
-                    "drho": str(drho.relative_to(work)) if drho else None}
-                write_manifest(work, m)
+                # sizes, sha256, irrep, q and pools, checked before every analysis
+                record_capture(work, p, dwf, drho, npool=capture.check_layout(cmd))
             self._step(work, f"ph.irr{p}",
                        inputs.ph_input(**common, recover=True, start_irr=p, last_irr=p, fildrho="drho"),
                        h, run_pattern)
@@ -283,6 +283,10 @@ class Runner:
         replaced only once a new capture is complete)."""
         phsave = ph0 / f"{self.wf.prefix}.phsave"
         stale = [phsave / f"dynmat.1.{irr}.xml"]
+        if irr > 0 and stale[0].exists():
+            log.info("%s: irrep %d marked done by ph.x without our marker: redoing it", work, irr)
+            # also resets status_run.xml if a final run had set RECOVER_CODE 30 (see redo_irrep)
+            capture.redo_irrep(ph0, self.wf.prefix, irr)
         for ext in ("recover", "restart_k"):
             stale += list(ph0.glob(f"{self.wf.prefix}.{ext}*"))
         for path in stale:
