@@ -120,6 +120,9 @@ def test_live_qe_process_in_a_directory_is_refused(tmp_path):
     fake = tmp_path / "ph.x"
     shutil.copy(shutil.which("sleep"), fake)
     proc = subprocess.Popen([str(fake), "60"], cwd=qdir)
+    t0 = time.time()                   # Popen may return before the child's exec: wait for it
+    while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "ph.x" and time.time() - t0 < 10:
+        time.sleep(0.02)
     try:
         with pytest.raises(locks.LockedError, match=rf"QE processes still work here: ph.x \(PID {proc.pid}\)"):
             with locks.task(qdir):
