@@ -117,9 +117,6 @@ EXPORT_FORMATS = ("phonopy", "pymatgen")
 
 def cmd_export(a):
     formats = _names(a.format)
-    bad = [f for f in formats if f not in EXPORT_FORMATS]
-    if bad:
-        raise DfptmagError(f"--format {','.join(bad)}: choose from {', '.join(EXPORT_FORMATS)}")
     out = Path(a.outdir) if a.outdir else Path(a.file).parent
     written = []
     if "phonopy" in formats:
@@ -475,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "  dfptmag export runs/wse2-tiny/bands.h5 --format phonopy,pymatgen --outdir out",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     ex.add_argument("file", help="bands.h5 written by 'dfptmag bands'")
-    ex.add_argument("--format", default="phonopy", help="phonopy, pymatgen or both (comma list; default phonopy)")
+    ex.add_argument("--format", type=_formats(EXPORT_FORMATS), default="phonopy", help="phonopy, pymatgen or both (comma list; default phonopy)")
     ex.add_argument("--outdir", help="output directory (default: next to the file)")
     ex.set_defaults(func=cmd_export)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",

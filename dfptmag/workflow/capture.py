@@ -16,7 +16,7 @@ import sys
 import threading
 from pathlib import Path
 
-from ..atomic import copy_file
+from ..atomic import copy_file, write_text
 from ..errors import DfptmagError, QERunError, UnsupportedError
 
 ENV_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -199,10 +199,16 @@ def redo_irrep(ph0: Path, prefix: str, irrep: int) -> None:
         m = re.search(r"<RECOVER_CODE>\s*(-?\d+)\s*</RECOVER_CODE>", text)
         if m and int(m.group(1)) > 20:
             text = re.sub(r"<STOPPED_IN>.*?</STOPPED_IN>", "<STOPPED_IN>done_drhod</STOPPED_IN>", text)
-            text = text.replace(m.group(0), "<RECOVER_CODE>20</RECOVER_CODE>")
-            tmp = status.with_name(status.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, status)
+            write_text(status, text.replace(m.group(0), "<RECOVER_CODE>20</RECOVER_CODE>"))
+
+
+def drop_restart_data(ph0: Path, prefix: str) -> None:
+    """Remove ph.x's mid-irrep restart data (``<prefix>.recover*``, ``.restart_k*``): a recover
+    run would resume from it and read δψ from a buffer that capture replaces by an empty file,
+    so an interrupted irrep is recomputed from its start instead."""
+    for ext in ("recover", "restart_k"):
+        for stale in ph0.glob(f"{prefix}.{ext}*"):
+            stale.unlink()
 
 
 def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: str,
@@ -214,12 +220,7 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
     nranks = check_layout(cmd)
     m = re.fullmatch(r"irr(\d+)", tag)
     irrep = int(m.group(1)) if m else None
-    # An interrupted irrep leaves ph.x's mid-irrep restart data (<prefix>.recover, .restart_k);
-    # a recover run would resume from it and read δψ from the buffer — which capture replaces by
-    # a fresh empty file. Drop it so that the irrep is recomputed from its start.
-    for ext in ("recover", "restart_k"):
-        for stale in ph0.glob(f"{prefix}.{ext}*"):
-            stale.unlink()
+    drop_restart_data(ph0, prefix)
     tag = fresh_tag(dest, tag)
     links = prepare(ph0, prefix, dest, tag, nranks)
 

@@ -79,12 +79,13 @@ def locked(directory, what: str | None = None):
         os.close(fd)          # releases the flock
 
 
-def _cwd_inside(pid: str, root: str) -> bool:
+def _cwd_inside(pid: str, root: str) -> str | None:
+    """The process's current directory if it is ``root`` or below it, else None."""
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
-        return False
-    return cwd == root or cwd.startswith(root + os.sep)
+        return None
+    return cwd if cwd == root or cwd.startswith(root + os.sep) else None
 
 
 def live_qe_processes(directory) -> list[tuple[int, str, str]]:
@@ -107,8 +108,9 @@ def live_qe_processes(directory) -> list[tuple[int, str, str]]:
             continue
         if not any(comm == n or comm == n[:15] for n in QE_NAMES):
             continue
-        if _cwd_inside(pid, root):
-            out.append((int(pid), comm, os.readlink(f"/proc/{pid}/cwd")))
+        cwd = _cwd_inside(pid, root)
+        if cwd is not None:
+            out.append((int(pid), comm, cwd))
     return sorted(out)
 
 

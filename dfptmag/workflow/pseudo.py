@@ -17,6 +17,7 @@ from pathlib import Path
 from ..atomic import copy_file
 from ..errors import InputFileError, QERunError
 from ..io.upf import read_upf_header
+from .capture import supervised         # no ld1.x outlives dfptmag
 
 
 def cache_dir() -> Path:
@@ -70,7 +71,6 @@ def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
         if shutil.which(ld1x) is None:
             raise QERunError(f"{ld1x} not found on PATH: install QE (Debian package quantum-espresso)")
         with tempfile.TemporaryDirectory() as tmp:
-            from .capture import supervised     # no ld1.x outlives dfptmag
             proc = subprocess.run(supervised([ld1x]), input=text, capture_output=True, text=True,
                                   cwd=tmp, start_new_session=True)
             out = proc.stdout
@@ -94,7 +94,5 @@ def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     if not dest.is_file() or content_key(dest.read_text(errors="replace")) != content_key(
             cached.read_text(errors="replace")):
-        part = dest.with_name(dest.name + f".{os.getpid()}.part")
-        shutil.copy2(cached, part)
-        os.replace(part, dest)
+        copy_file(cached, dest, metadata=True)
     return dest

@@ -281,18 +281,14 @@ class Runner:
         """Clean state for redoing irrep ``irr``: remove ph.x's record that it is done and its
         mid-irrep restart data, and drop its capture from the manifest (the files themselves are
         replaced only once a new capture is complete)."""
-        phsave = ph0 / f"{self.wf.prefix}.phsave"
-        stale = [phsave / f"dynmat.1.{irr}.xml"]
-        if irr > 0 and stale[0].exists():
+        done = ph0 / f"{self.wf.prefix}.phsave" / f"dynmat.1.{irr}.xml"
+        if done.exists():
             log.info("%s: irrep %d marked done by ph.x without our marker: redoing it", work, irr)
-            # also resets status_run.xml if a final run had set RECOVER_CODE 30 (see redo_irrep)
-            capture.redo_irrep(ph0, self.wf.prefix, irr)
-        for ext in ("recover", "restart_k"):
-            stale += list(ph0.glob(f"{self.wf.prefix}.{ext}*"))
-        for path in stale:
-            if path.exists():
-                log.info("%s: removing %s before redoing irrep %d", work, path, irr)
-                path.unlink()
+            if irr > 0:     # also resets status_run.xml if a final run had set RECOVER_CODE 30
+                capture.redo_irrep(ph0, self.wf.prefix, irr)
+            else:
+                done.unlink()
+        capture.drop_restart_data(ph0, self.wf.prefix)
         man = read_manifest(work)
         if str(irr) in man.get("captures", {}):
             del man["captures"][str(irr)]
