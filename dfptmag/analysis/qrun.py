@@ -17,21 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ONE_SIDED_NOTE
-from .errors import InputFileError, UnsupportedError
-from .io.planewaves import internal_order, match_miller, verify_order
-from .io.qe_buffers import files_by_pool, open_pool_buffer, pool_ranges
-from .io.qe_dyn import read_dyn
-from .io.qe_grid import read_grid_record
-from .io.qe_phsave import read_partial_dynmat, read_patterns
-from .io.qe_wfc import read_wfc
-from .io.qe_xml import QEData, read_data_file_schema
-from .io.upf import read_upf_header
-from .kernel import density_matrix as dm
-from .kernel import modes as km
-from .kernel import observables as obs
-from .kernel.pauli import pauli_from_matrix
-from .qrun import QRunFiles, check_manifest_types, locate, verify_captures
+from .. import ONE_SIDED_NOTE
+from ..errors import InputFileError, UnsupportedError
+from ..io.planewaves import internal_order, match_miller, verify_order
+from ..io.qe_buffers import files_by_pool, open_pool_buffer, pool_ranges
+from ..io.qe_dyn import read_dyn
+from ..io.qe_grid import read_grid_record
+from ..io.qe_phsave import read_partial_dynmat, read_patterns
+from ..io.qe_wfc import read_wfc
+from ..io.qe_xml import QEData, read_data_file_schema
+from ..io.upf import read_upf_header
+from ..kernel import density_matrix as dm
+from ..kernel import modes as km
+from ..kernel import observables as obs
+from ..kernel.pauli import pauli_from_matrix
+from ..io.qrun_dir import QRunFiles, check_manifest_types, locate, verify_captures
 
 log = logging.getLogger(__name__)
 
