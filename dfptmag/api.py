@@ -23,6 +23,7 @@ import numpy as np
 
 from .constants import BOHR_RADIUS_ANGS, RY_TO_CMM1, RY_TO_MEV, RY_TO_THZ
 from .errors import DfptmagError, InputFileError
+from .kernel.modes import DEGENERACY_TOL_CM1
 
 FREQUENCY_UNITS = {"meV": 1.0, "THz": RY_TO_THZ / RY_TO_MEV, "cm-1": RY_TO_CMM1 / RY_TO_MEV}
 _UNIT_ALIASES = {"mev": "meV", "thz": "THz", "cm-1": "cm-1", "cm1": "cm-1", "cm^-1": "cm-1", "1/cm": "cm-1"}
@@ -153,7 +154,7 @@ class QPoint:
             self.modes = Modes(
                 frequency_meV=d["modes/frequency_meV"], eigenvectors=d["modes/eigenvector"],
                 displacements_bohr=d["modes/displacement_bohr"], degenerate_group=d["modes/degenerate_group"],
-                degeneracy_tol_cm1=float(mattrs.get("degenerate_tolerance_cm1", 0.5)),
+                degeneracy_tol_cm1=float(mattrs.get("degenerate_tolerance_cm1", DEGENERACY_TOL_CM1)),
                 amplitude=str(mattrs.get("amplitude", "")),
                 cell_integral=d.get("modes/cell_integral"), rms=d.get("modes/rms"),
                 rms_inplane=d.get("modes/rms_inplane"), rms_outofplane=d.get("modes/rms_outofplane"),

@@ -13,7 +13,6 @@ import argparse
 import logging
 import math
 import sys
-from pathlib import Path
 
 from . import ONE_SIDED_NOTE, __version__
 from .data import default_workflow
@@ -71,13 +70,9 @@ def cmd_analyze(a):
 
 
 def cmd_capture(a):
-    from .workflow import locks
-    from .workflow.capture import capture_user_command
+    from .jobs.files import capture
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
-    if Path(a.dir).exists() and not Path(a.dir).is_dir():
-        raise DfptmagError(f"{a.dir}: --dir names a file, not a directory")
-    with locks.locked(a.dir):      # one capture at a time per q-run directory (manifest, capture/)
-        irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log, redo=a.redo)
+    irr, dwf, drho, qdir = capture(cmd, a.dir, a.log, redo=a.redo)
     print(f"captured irrep {irr}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
           + (f", fildrho copy {drho.name}" if drho else ""))
 
@@ -101,14 +96,8 @@ def cmd_bands(a):
 
 
 def cmd_plot(a):
-    from .results.bandsfile import read
-    from .plot.bands import save_figures
-    if not Path(a.file).is_file():
-        raise DfptmagError(f"{a.file}: file not found")
-    out = Path(a.outdir) if a.outdir else Path(a.file).parent
-    if out.exists() and not out.is_dir():
-        raise DfptmagError(f"{out}: --outdir names a file, not a directory")
-    for f in save_figures(read(a.file), out, formats=_names(a.format), stem=Path(a.file).stem):
+    from .jobs.files import plot
+    for f in plot(a.file, a.outdir, formats=_names(a.format)):
         print(f"wrote {f}")
 
 
@@ -116,17 +105,8 @@ EXPORT_FORMATS = ("phonopy", "pymatgen")
 
 
 def cmd_export(a):
-    formats = _names(a.format)
-    out = Path(a.outdir) if a.outdir else Path(a.file).parent
-    written = []
-    if "phonopy" in formats:
-        from .export.phonopy import export
-        written += export(a.file, out)
-    if "pymatgen" in formats:
-        from .export.pymatgen import write_json
-        out.mkdir(parents=True, exist_ok=True)
-        written.append(write_json(a.file, out / (Path(a.file).stem + "_pymatgen.json")))
-    for f in written:
+    from .jobs.files import export
+    for f in export(a.file, _names(a.format), a.outdir):
         print(f"wrote {f}")
 
 

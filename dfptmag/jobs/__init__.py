@@ -5,6 +5,7 @@ prints.
 - ``run``       dfptmag run / analyze (and ``bands``, the facade over ``jobs.bands``)
 - ``bands``     the band-path job
 - ``snapshot``  snapshots of a saved result
+- ``files``     capture (users' own ph.x runs), plot and export of saved files
 - ``model``     the localized-level model (second paper)
 """
 from .run import analyze, bands, run
