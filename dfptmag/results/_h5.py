@@ -3,9 +3,14 @@ plain ``units`` string and a prose ``description``, the structure block (phonopy
 quantities plus QE's bohr), the phase-convention attribute and the amplitude text."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
+
 import h5py
 import numpy as np
 
+from .. import ONE_SIDED_NOTE, __version__
+from ..atomic import atomic_path
 from ..constants import BOHR_RADIUS_ANGS
 
 # units of [δn, δm_x, δm_y, δm_z] datasets
@@ -45,3 +50,15 @@ def write_structure(s, cell_bohr, positions_bohr, symbols, masses_amu):
     _ds(s, "masses_amu", np.asarray(masses_amu, dtype=float), "amu", "atomic masses used for the modes")
     _ds(s, "cell_bohr", cell_bohr, "bohr", "lattice vectors (rows), as QE")
     _ds(s, "positions_bohr", positions_bohr, "bohr", "Cartesian atomic positions, as QE")
+
+
+@contextmanager
+def create(path, schema: str):
+    """A new dfptmag HDF5 file, written atomically (temporary file, renamed on success): yields the
+    open h5py.File with the root attributes every file carries (version, schema, which object)."""
+    with atomic_path(Path(path)) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["dfptmag_version"] = __version__
+            f.attrs["schema"] = schema
+            f.attrs["object"] = ONE_SIDED_NOTE
+            yield f

@@ -38,11 +38,9 @@ from pathlib import Path
 
 import h5py
 
-from .. import ONE_SIDED_NOTE, __version__
-from ..atomic import atomic_path
 from ..kernel import modes as km
 from ._h5 import (PHASE_CONVENTION, PHASE_NOTE, U_CELL, U_FIELD, U_PER_BOHR,  # noqa: F401  (schema names)
-                  dataset, write_structure)
+                  create, dataset, write_structure)
 
 _ds = dataset
 
@@ -138,20 +136,16 @@ def write(path, results: dict[str, dict], failures: dict[str, str] | None = None
     ({label: error}) of q-points that could not be analyzed go to the ``failures`` group's
     attributes, and the root attribute ``complete`` says whether there were any."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["dfptmag_version"] = __version__
-            f.attrs["schema"] = SCHEMA
-            f.attrs["object"] = ONE_SIDED_NOTE
-            qg = f.create_group("q")
-            for label, r in results.items():
-                _write_q(qg.create_group(label), r)
-            f.attrs["complete"] = not failures
-            if failures:
-                fg = f.create_group("failures")
-                fg.attrs["note"] = "q-points whose analysis failed: label -> error"
-                for label, msg in failures.items():
-                    fg.attrs[label] = msg
+    with create(path, SCHEMA) as f:
+        qg = f.create_group("q")
+        for label, r in results.items():
+            _write_q(qg.create_group(label), r)
+        f.attrs["complete"] = not failures
+        if failures:
+            fg = f.create_group("failures")
+            fg.attrs["note"] = "q-points whose analysis failed: label -> error"
+            for label, msg in failures.items():
+                fg.attrs[label] = msg
     return path
 
 
