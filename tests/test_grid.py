@@ -92,7 +92,7 @@ def test_little_group_rules(grid_run, label):
     ops = [op for op in _ops(r) if np.allclose(op.q(q), q, atol=1e-8)]
     names = sorted(tuple(op.W.ravel()) for op in ops)
     assert len(ops) == (2 if label == "K" else 4), names
-    U, F = r["displacement_bohr"], r["mode_cell_integral"]
+    U = r["displacement_bohr"]
     pat = np.abs(r["pattern_cell_integral"]).max(axis=0)      # per component, per bohr, this q
     groups = r["degenerate_group"]
     checked, worst, mixing = 0, [], []

@@ -198,11 +198,13 @@ def little_group(ops, q_c) -> list[Operation]:
 
 
 def irreducible_grid(ops, n: tuple[int, int, int], time_reversal: bool = True):
-    """Irreducible points of the Γ-centred grid n (crystal coordinates i/n), with the star of each.
-    Returns (irreducible q's (nirr, 3), for every grid point the index of its irreducible q)."""
+    """Irreducible points of the Γ-centred grid n (crystal coordinates i/n), with the star of each;
+    the first point met, with the first index running fastest, represents its star (so the
+    hexagonal grids give (1/N, 0, 0), not (0, 1/N, 0)). Returns (irreducible q's (nirr, 3), the
+    grid points (npts, 3), for every grid point the index of its irreducible q)."""
     n = np.asarray(n)
-    pts = np.array([[i / n[0], j / n[1], k / n[2]] for i in range(n[0]) for j in range(n[1])
-                    for k in range(n[2])])
+    pts = np.array([[i / n[0], j / n[1], k / n[2]] for k in range(n[2]) for j in range(n[1])
+                    for i in range(n[0])])
     owner = np.full(len(pts), -1)
     irr = []
     for i, q in enumerate(pts):
