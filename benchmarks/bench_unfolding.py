@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dfptmag import gridinterp as gi                       # noqa: E402
-from dfptmag.analysis import AnalysisOptions, analyze_qrun  # noqa: E402
+from dfptmag.analysis import grid as gi                     # noqa: E402
+from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun  # noqa: E402
 from dfptmag.kernel import symmetry as ks                  # noqa: E402
 
 

@@ -13,7 +13,6 @@ import argparse
 import logging
 import math
 import sys
-from pathlib import Path
 
 from . import ONE_SIDED_NOTE, __version__
 from .data import default_workflow
@@ -27,7 +26,7 @@ FIGURE_FORMATS = ("png", "pdf", "svg", "eps")
 
 
 def _print_tables(analyses: dict):
-    from .report import mode_table
+    from .results.report import mode_table
     for label, r in analyses.items():
         print(mode_table(label, r))
         print()
@@ -45,7 +44,7 @@ def _report_failures(r):
 
 
 def cmd_run(a):
-    from .jobs import run
+    from .jobs.run import run
     r = run(a.workflow, q=a.q, patterns=a.patterns, run_dir=a.run_dir, output=a.output,
             snapshots=not a.no_snapshots, allow_charge_mismatch=a.allow_charge_mismatch,
             progress=not a.quiet)
@@ -59,7 +58,7 @@ def cmd_run(a):
 
 
 def cmd_analyze(a):
-    from .jobs import analyze
+    from .jobs.run import analyze
     r = analyze(a.run_dir, a.output, amplitude=a.amplitude, amplitude_bohr=a.amplitude_bohr,
                 field=not a.no_field, degeneracy_tol_cm1=a.degeneracy_tol,
                 allow_charge_mismatch=a.allow_charge_mismatch, progress=not a.quiet)
@@ -71,13 +70,9 @@ def cmd_analyze(a):
 
 
 def cmd_capture(a):
-    from .workflow import locks
-    from .workflow.capture import capture_user_command
+    from .jobs.files import capture
     cmd = a.command[1:] if a.command and a.command[0] == "--" else a.command
-    if Path(a.dir).exists() and not Path(a.dir).is_dir():
-        raise DfptmagError(f"{a.dir}: --dir names a file, not a directory")
-    with locks.locked(a.dir):      # one capture at a time per q-run directory (manifest, capture/)
-        irr, dwf, drho, qdir = capture_user_command(cmd, a.dir, a.log, redo=a.redo)
+    irr, dwf, drho, qdir = capture(cmd, a.dir, a.log, redo=a.redo)
     print(f"captured irrep {irr}: {len(dwf)} δψ file(s) in {qdir / 'capture'}"
           + (f", fildrho copy {drho.name}" if drho else ""))
 
@@ -85,13 +80,13 @@ def cmd_capture(a):
 def cmd_bands(a):
     if a.interpolate:
         return _cmd_bands_interpolated(a)
-    from .jobs import bands
+    from .jobs.run import bands
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
     if not a.quiet:
-        from .bands_file import read
-        from .report import bands_table
+        from .results.bandsfile import read
+        from .results.report import bands_table
         print(bands_table(read(r.output)))
     print(f"wrote {r.output}")
     for f in r.figures:
@@ -103,7 +98,7 @@ def cmd_bands(a):
 
 
 def _cmd_bands_interpolated(a):
-    from .interp_job import run_interpolated_bands
+    from .jobs.interpolate import run_interpolated_bands
     r = run_interpolated_bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
                                output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     n = "×".join(map(str, r.grid[:2]))
@@ -115,14 +110,8 @@ def _cmd_bands_interpolated(a):
 
 
 def cmd_plot(a):
-    from .bands_file import read
-    from .plot.bands import save_figures
-    if not Path(a.file).is_file():
-        raise DfptmagError(f"{a.file}: file not found")
-    out = Path(a.outdir) if a.outdir else Path(a.file).parent
-    if out.exists() and not out.is_dir():
-        raise DfptmagError(f"{out}: --outdir names a file, not a directory")
-    for f in save_figures(read(a.file), out, formats=_names(a.format), stem=Path(a.file).stem):
+    from .jobs.files import plot
+    for f in plot(a.file, a.outdir, formats=_names(a.format)):
         print(f"wrote {f}")
 
 
@@ -130,17 +119,8 @@ EXPORT_FORMATS = ("phonopy", "pymatgen")
 
 
 def cmd_export(a):
-    formats = _names(a.format)
-    out = Path(a.outdir) if a.outdir else Path(a.file).parent
-    written = []
-    if "phonopy" in formats:
-        from .export.phonopy import export
-        written += export(a.file, out)
-    if "pymatgen" in formats:
-        from .export.pymatgen import write_json
-        out.mkdir(parents=True, exist_ok=True)
-        written.append(write_json(a.file, out / (Path(a.file).stem + "_pymatgen.json")))
-    for f in written:
+    from .jobs.files import export
+    for f in export(a.file, _names(a.format), a.outdir):
         print(f"wrote {f}")
 
 
@@ -226,7 +206,7 @@ def _formats(allowed):
 
 
 def cmd_snapshot(a):
-    from .snapshot_job import run_snapshot
+    from .jobs.snapshot import run_snapshot
     if (a.mode is None) == (a.pattern is None):
         raise DfptmagError("give one of --mode N or --pattern N")
     files = run_snapshot(a.result, a.q, mode=a.mode, pattern=a.pattern, cells=a.cells, t=a.time,
@@ -243,7 +223,7 @@ def _names(text):
 
 
 def cmd_model(a):
-    from .model.jobs import parse_floats, parse_kT, run_model
+    from .jobs.model import parse_floats, parse_kT, run_model
     run_model(a.what, eps0=a.eps0, eps1=parse_floats(a.eps1, "--eps1"), mu=a.mu, u0=a.u0,
               u1=parse_floats(a.u1, "--u1"), velocities=parse_floats(a.c, "--c"),
               kTs=parse_kT(a.kT), qc=a.qc, dim=a.dim, delta=a.delta, window=a.window,

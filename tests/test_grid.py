@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dfptmag import gridinterp as gi
+from dfptmag.analysis import grid as gi
 from dfptmag.kernel import interpolation as ki
 from dfptmag.kernel import symmetry as ks
 

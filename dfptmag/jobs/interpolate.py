@@ -4,7 +4,7 @@ DFPT with δψ capture only at the irreducible q-points of the ``[interpolation]
 Steps: the crystal's operations (spglib) → irreducible q of the N×N grid → DFPT with capture there
 (all patterns, real-space fields) and the ``[dispersion]`` chain (ph.x ldisp, q2r.x, matdyn.x on the
 dense path plus a BZ sampling) → the fields unfolded to the full grid and turned into F_{κα}(q)
-(``gridinterp``; saved as ``grid.h5`` next to bands.h5) → modes at every dense q from matdyn.x's
+(``analysis.grid``; saved as ``grid.h5`` next to bands.h5) → modes at every dense q from matdyn.x's
 dynamical matrices, cell integrals Σ U_ν F, RMS → bands.h5 with the dense path (grid points on
 the path are marked ``path/dfpt_point``) and figures, and ``bz_maps.png`` (per band index, in-plane
 and out-of-plane RMS over the 2D Brillouin zone).
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bandpath
-from . import gridinterp as gi
-from .errors import DfptmagError
-from .kernel import modes as km
-from .kernel import observables as obs
-from .kernel import symmetry as ks
-from .results import amplitude_text
+from ..analysis import grid as gi
+from ..errors import DfptmagError
+from ..kernel import bandpath
+from ..kernel import modes as km
+from ..kernel import observables as obs
+from ..kernel import symmetry as ks
+from ..kernel.modes import amplitude_text
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +88,12 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
                            workers: int | None = None, run_dir=None, output=None, progress: bool = True,
                            figures=("png", "pdf"), tol_cm1: float = km.DEGENERACY_TOL_CM1,
                            nproc: int | None = None, bz_points: int = 40) -> InterpolatedBandsRun:
-    from .analysis import AnalysisOptions, analyze_qrun
-    from .bands_file import write
-    from .bands_job import dispersion_modes, track_branches
-    from .io.qe_dyn import read_dyn_blocks
-    from .workflow import config, inputs
-    from .workflow.runner import Runner
+    from ..analysis.bands import dispersion_modes, track_branches
+    from ..analysis.qrun import AnalysisOptions, analyze_qrun
+    from ..io.qe_dyn import read_dyn_blocks
+    from ..results.bandsfile import write
+    from ..workflow import config, inputs
+    from ..workflow.runner import Runner
 
     wf = config.load(workflow)
     if wf.interpolation is None:
@@ -179,10 +179,10 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
     write(output, b)
     figs = []
     if figures:
-        from .plot.bands import save_figures
+        from ..plot.bands import save_figures
         figs = save_figures(b, output.parent, formats=figures)
         if len(bz_q):
-            from .plot.bzmap import save_bz_maps
+            from ..plot.bzmap import save_bz_maps
             figs += save_bz_maps(bz_q, inp[nd:], outp[nd:], km.ry_to_mev(w[nd:]), ref["cell_bohr"],
                                  output.parent, formats=figures)
     wall = sum(ph_wall_seconds(res.qdirs[q.label]) for q in qpts)

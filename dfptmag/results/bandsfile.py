@@ -36,10 +36,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import ONE_SIDED_NOTE, __version__
-from .atomic import atomic_path
-from .errors import InputFileError
-from .results import PHASE_CONVENTION, PHASE_NOTE, U_CELL, dataset, write_structure
+from ..errors import InputFileError
+from ._h5 import PHASE_CONVENTION, PHASE_NOTE, U_CELL, create, dataset, write_structure
 
 SCHEMA = "bands.h5/2"
 _AT = "per unit cell, RMS over one period at the stated amplitude"
@@ -78,28 +76,24 @@ UNITS = {
 def write(path, b: dict) -> Path:
     """Write a bands dict (keys as in the layout, '/'-joined) atomically."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["dfptmag_version"] = __version__
-            f.attrs["schema"] = SCHEMA
-            f.attrs["object"] = ONE_SIDED_NOTE
-            for k, v in b.get("attrs", {}).items():
-                f.attrs[k] = v
-            if "structure/cell_bohr" in b:
-                write_structure(f.create_group("structure"), b["structure/cell_bohr"],
-                                b["structure/positions_bohr"], b["structure/symbols"], b["structure/masses_amu"])
-            for key, val in b.items():
-                if "/" not in key or val is None or key.startswith("structure/"):
-                    continue
-                if key == "path/labels":
-                    val = np.array(val, dtype=h5py.string_dtype())
-                units, description = UNITS.get(key, ("", ""))
-                extra = ({"phase_convention": PHASE_CONVENTION, "phase_note": PHASE_NOTE}
-                         if key == "modes/eigenvector" else {})
-                dataset(f, key, val, units, description, **extra)
-            if "dispersion/frequency_meV" in b:
-                for k, v in b.get("dispersion_attrs", {}).items():
-                    f["dispersion"].attrs[k] = v
+    with create(path, SCHEMA) as f:
+        for k, v in b.get("attrs", {}).items():
+            f.attrs[k] = v
+        if "structure/cell_bohr" in b:
+            write_structure(f.create_group("structure"), b["structure/cell_bohr"],
+                            b["structure/positions_bohr"], b["structure/symbols"], b["structure/masses_amu"])
+        for key, val in b.items():
+            if "/" not in key or val is None or key.startswith("structure/"):
+                continue
+            if key == "path/labels":
+                val = np.array(val, dtype=h5py.string_dtype())
+            units, description = UNITS.get(key, ("", ""))
+            extra = ({"phase_convention": PHASE_CONVENTION, "phase_note": PHASE_NOTE}
+                     if key == "modes/eigenvector" else {})
+            dataset(f, key, val, units, description, **extra)
+        if "dispersion/frequency_meV" in b:
+            for k, v in b.get("dispersion_attrs", {}).items():
+                f["dispersion"].attrs[k] = v
     return path
 
 
@@ -128,7 +122,7 @@ def read(path) -> dict:
 
 def _upgrade(b: dict) -> None:
     """Fill what version-1 files lack, in place: the structure (root attributes then) and THz."""
-    from .constants import RY_TO_MEV, RY_TO_THZ
+    from ..constants import RY_TO_MEV, RY_TO_THZ
     a = b["attrs"]
     if "structure/cell_bohr" not in b and "cell_bohr" in a:
         b["structure/cell_bohr"] = np.asarray(a["cell_bohr"])

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .kernel import interpolation as ki
-from .kernel import symmetry as ks
+from ..kernel import interpolation as ki
+from ..kernel import symmetry as ks
 
 COMPONENTS = ("n", "m_x", "m_y", "m_z")
 
@@ -132,7 +132,7 @@ def save(path, g: GridResponse) -> Path:
     """Write grid.h5 atomically."""
     import h5py
 
-    from .atomic import atomic_path
+    from ..atomic import atomic_path
     path = Path(path)
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h:
