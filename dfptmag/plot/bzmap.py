@@ -30,10 +30,10 @@ def bz_figure(q_crystal, rms_in, rms_out, freq_mev, cell_bohr):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import patheffects
     from matplotlib.tri import Triangulation
     B = 2 * np.pi * np.linalg.inv(np.asarray(cell_bohr, float)).T[:2, :2] / 0.529177210903   # 1/Å
     xy = np.asarray(q_crystal)[:, :2] @ B
-    tri = Triangulation(xy[:, 0], xy[:, 1])
     corners = _bz_corners(B)
     K = (B[0] + B[1]) / 3
     marks = {"Γ": np.zeros(2), "M": B[0] / 2, "K": K, "K′": -K}
@@ -52,17 +52,20 @@ def bz_figure(q_crystal, rms_in, rms_out, freq_mev, cell_bohr):
                 cb = fig.colorbar(pc, ax=ax, fraction=0.046, pad=0.02, format="%.0e")
                 cb.ax.tick_params(labelsize=5)
             c = np.vstack([corners, corners[:1]])
-            ax.plot(c[:, 0], c[:, 1], "w-", lw=0.8)
+            ax.plot(c[:, 0], c[:, 1], "k-", lw=0.8)
             for lab, p in marks.items():
-                ax.plot(*p, "o", ms=2.5, color="r")
-                ax.annotate(lab, p, color="w", fontsize=7, xytext=(2, 2), textcoords="offset points")
+                ax.plot(*p, "o", ms=2.5, color="r", mec="k", mew=0.3)
+                ax.annotate(lab, p, color="w", fontsize=7, xytext=(2, 2), textcoords="offset points",
+                            path_effects=[patheffects.withStroke(linewidth=1.5, foreground="k")])
+            pad = 0.08 * np.abs(corners).max()
+            ax.set_xlim(corners[:, 0].min() - pad, corners[:, 0].max() + pad)
+            ax.set_ylim(corners[:, 1].min() - pad, corners[:, 1].max() + pad)
             ax.set_aspect("equal")
             ax.set_xticks([]), ax.set_yticks([])
             if row == 0:
                 ax.set_title(f"band {j + 1}\n(~{wmean:.1f} meV)", fontsize=7)
             if j == 0:
                 ax.set_ylabel(f"{name} RMS (μB/cell)", fontsize=7)
-    del tri
     fig.suptitle("Interpolated magnetization over the Brillouin zone (modes by ascending frequency; "
                  "one phonon quantum)", fontsize=8)
     fig.tight_layout()
