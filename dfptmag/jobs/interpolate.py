@@ -56,6 +56,22 @@ def bz_sampling(cell_bohr, n: int = 40) -> np.ndarray:
     return np.column_stack([qc, np.zeros(len(qc))])
 
 
+def _write_bz(path: Path, q, rms_in, rms_out, freq_mev, attrs) -> Path:
+    """The BZ-map data (modes by ascending frequency at each q), atomically."""
+    import h5py
+
+    from ..atomic import atomic_path
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as h:
+            h.attrs["object"] = "interpolated RMS magnetization over the 2D Brillouin zone, modes by ascending frequency"
+            h.attrs["amplitude"] = attrs["amplitude"]
+            h.create_dataset("q_crystal", data=q).attrs["units"] = "1"
+            h.create_dataset("rms_inplane", data=rms_in).attrs["units"] = "muB"
+            h.create_dataset("rms_outofplane", data=rms_out).attrs["units"] = "muB"
+            h.create_dataset("frequency_meV", data=freq_mev).attrs["units"] = "meV"
+    return path
+
+
 def ph_wall_seconds(qdir: Path) -> float:
     """Summed ph.x wall time of a q-run (the last 'PHONON ... WALL' line of each output)."""
     total = 0.0
@@ -177,6 +193,8 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
                   "interpolation_qgrid": list(qgrid), "dfpt_qpoints": len(qpts)}
     track_branches(b, None)
     write(output, b)
+    if len(bz_q):
+        _write_bz(output.with_name("bz_maps.h5"), bz_q, inp[nd:], outp[nd:], km.ry_to_mev(w[nd:]), b["attrs"])
     figs = []
     if figures:
         from ..plot.bands import save_figures

@@ -82,7 +82,7 @@ def save_bz_maps(q_crystal, rms_in, rms_out, freq_mev, cell_bohr, outdir, format
     for fmt in formats:
         p = Path(outdir) / f"{stem}.{fmt}"
         with atomic_path(p) as tmp:
-            fig.savefig(tmp, dpi=160, format=fmt)
+            fig.savefig(tmp, dpi=110, format=fmt)
         out.append(p)
     plt.close(fig)
     return out
