@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis import grid as gi
-from ..errors import DfptmagError
+from ..errors import DfptmagError, InputFileError
 from ..kernel import bandpath
 from ..kernel import modes as km
 from ..kernel import observables as obs
@@ -113,10 +113,10 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
 
     wf = config.load(workflow)
     if wf.interpolation is None:
-        raise DfptmagError(f"{wf.path}: --interpolate needs an [interpolation] section with qgrid = [N, N, 1]")
+        raise InputFileError(wf.path, "--interpolate needs an [interpolation] section with qgrid = [N, N, 1]")
     if wf.dispersion is None:
-        raise DfptmagError(f"{wf.path}: --interpolate takes the modes at every dense q from the "
-                           "[dispersion] section (ph.x ldisp, q2r.x, matdyn.x); add one")
+        raise InputFileError(wf.path, "--interpolate takes the modes at every dense q from the "
+                                      "[dispersion] section (ph.x ldisp, q2r.x, matdyn.x); add one")
     if nproc is not None:
         if nproc < 1:
             raise DfptmagError(f"nproc = {nproc}: give a positive number of processes")
