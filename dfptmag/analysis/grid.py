@@ -45,7 +45,10 @@ def crystal_operations(cell_bohr, positions_bohr, symbols, symprec: float = 1e-5
     kinds = {s: i + 1 for i, s in enumerate(dict.fromkeys(symbols))}
     nums = [kinds[s] for s in symbols]
     # spglib takes lengths in any unit; symprec is in the same unit (bohr here)
-    sym = spglib.get_symmetry((cell, frac, nums), symprec=symprec)
+    import warnings
+    with warnings.catch_warnings():           # spglib 2.x warns about its old error handling
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sym = spglib.get_symmetry((cell, frac, nums), symprec=symprec)
     if sym is None:
         raise ValueError("spglib found no symmetry")
     return ks.operations(sym["rotations"], sym["translations"], cell, frac, nums)
