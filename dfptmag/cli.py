@@ -98,14 +98,15 @@ def cmd_bands(a):
 
 
 def _cmd_bands_interpolated(a):
-    from .jobs.interpolate import run_interpolated_bands
-    r = run_interpolated_bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
-                               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
+    from .jobs.run import bands
+    r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
+              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc, interpolate=True)
     n = "×".join(map(str, r.grid[:2]))
     print(f"DFPT q-points computed: {len(r.irreducible)} (irreducible q of the {n} grid: "
           f"{', '.join(r.irreducible)}); ph.x wall time {r.qe_wall_s:.0f} s")
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
-    for f in [r.output, r.grid_file, *r.figures]:
+    bz = r.output.with_name("bz_maps.h5")
+    for f in [r.output, r.grid_file, *([bz] if bz.is_file() else []), *r.figures]:
         print(f"wrote {f}")
 
 
