@@ -78,6 +78,8 @@ def cmd_capture(a):
 
 
 def cmd_bands(a):
+    if a.interpolate:
+        return _cmd_bands_interpolated(a)
     from .jobs.run import bands
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
@@ -93,6 +95,19 @@ def cmd_bands(a):
         msg = "\n\n".join(f"[{k}] {v}" for k, v in r.failures.items())
         raise DfptmagError(f"{len(r.failures)} job(s) failed; bands.h5 has NaN there "
                            f"(path/computed = False). Rerun the same command to retry them.\n{msg}")
+
+
+def _cmd_bands_interpolated(a):
+    from .jobs.run import bands
+    r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
+              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc, interpolate=True)
+    n = "×".join(map(str, r.grid[:2]))
+    print(f"DFPT q-points computed: {len(r.irreducible)} (irreducible q of the {n} grid: "
+          f"{', '.join(r.irreducible)}); ph.x wall time {r.qe_wall_s:.0f} s")
+    print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
+    bz = r.output.with_name("bz_maps.h5")
+    for f in [r.output, r.grid_file, *([bz] if bz.is_file() else []), *r.figures]:
+        print(f"wrote {f}")
 
 
 def cmd_plot(a):
@@ -430,6 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--format", type=_formats(FIGURE_FORMATS), default="png,pdf",
                     help=f"figure formats, comma list of {', '.join(FIGURE_FORMATS)} (default png,pdf)")
     bd.add_argument("--quiet", action="store_true", help="no progress bar, no table")
+    bd.add_argument("--interpolate", action="store_true",
+                    help="DFPT with capture only at the irreducible q of the workflow's [interpolation] "
+                         "qgrid; the magnetization on the dense [dispersion] path and over the Brillouin "
+                         "zone (bz_maps) from the fields unfolded by symmetry and Fourier-interpolated; "
+                         "grid.h5 holds the grid response")
     bd.set_defaults(func=cmd_bands)
     pl = sub.add_parser("plot", help="redraw figures from a results file",
                         description="Redraw the figures of 'dfptmag bands' from its bands.h5 without "

@@ -104,8 +104,11 @@ def test_mode_transform_is_linear_combination_of_patterns(analyzed):
 def test_gamma_point_laws(analyzed_gamma):
     """q = Γ (no nscf: ψ from pw.x): the charge oracle holds; time reversal maps q onto itself,
     so the one-sided magnetization amplitude is purely imaginary and the charge real, pointwise,
-    to ph.x precision. The code reports whether the cell average of δm vanishes too: it does,
-    to the same precision (and ∫δn = 0 by charge conservation)."""
+    to ph.x precision. For these two displacements (W along z, Se along z) the cell integrals
+    also vanish, by symmetry (C3 and σ_v leave them invariant; an in-plane or out-of-plane axial
+    vector invariant under both is zero) and ∫δn = 0 by charge conservation. This is NOT true of
+    every displacement at Γ: the Se in-plane ones carry an in-plane δm (the E″ pair), see
+    tests/test_grid.py::test_gamma_selection_rules."""
     r = analyzed_gamma
     assert list(r["pattern_index"]) == [3, 9]
     assert np.all(r["drho_relative_error"] <= 1e-6)

@@ -89,6 +89,9 @@ TOML_CASES = [
     (_set("dispersion", "asr", '"simpel"'), r"asr = 'simpel'"),
     (_set("dispersion", "npoints", '"many"'), r"npoints = 'many': expected an integer"),
     (_set("dispersion", "loto_2d", '"yes"'), r"loto_2d = 'yes': true or false"),
+    (_set("interpolation", "qgrid", "[6, 4, 1]"), r"\[interpolation\] qgrid = \[6, 4, 1\]: \[N, N, 1\]"),
+    (_set("interpolation", "qgrid", '"6x6"'), r"\[interpolation\] qgrid = '6x6'"),
+    (_set("interpolation", "qgird", "[6, 6, 1]"), r"did you mean 'qgrid'"),
     (_set("workflow", "name", '"a/b"'), r"name = 'a/b'"),
     (lambda t: t + "\nthis is not toml\n", r"invalid TOML"),
 ]

@@ -3,6 +3,8 @@
 - ``qrun``      one q-point directory (ψ, δψ per pattern, fildyn) → modes, cell integrals, fields,
                 in named stages (see its module doc); the charge oracle against fildrho.
 - ``bands``     a band path: per-q results stacked, the interpolated dispersion, branch tracking.
+- ``grid``      a q grid: fields at the irreducible q unfolded by symmetry and time reversal,
+                the one-displaced-atom response on the supercell, F_{κα}(q) at any q (grid.h5).
 - ``snapshot``  real-space snapshots of one mode from a saved result (periodic amplitude ×
                 Bloch phase on a supercell).
 

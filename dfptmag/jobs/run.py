@@ -161,17 +161,24 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
 
 def bands(workflow=None, path: str | None = None, npoints: int | None = None, workers: int | None = None,
           nproc: int | None = None, run_dir=None, output=None, figures=("png", "pdf"),
-          progress: bool = False):
+          progress: bool = False, interpolate: bool = False):
     """``dfptmag bands``: all patterns at every q of a band path, the interpolated dispersion,
     branch tracking, bands.h5 and figures (dfptmag.jobs.bands.run_bands). Returns its BandsRun;
     q-points that failed are in ``.failures`` (bands.h5 has NaN there; the CLI then exits
-    non-zero). ``dfptmag.load(result.output)`` reads the file."""
+    non-zero). ``dfptmag.load(result.output)`` reads the file. ``interpolate=True`` is
+    ``dfptmag bands --interpolate`` (dfptmag.jobs.interpolate: DFPT only at the irreducible q of
+    the [interpolation] grid; returns an InterpolatedBandsRun)."""
     from .bands import run_bands
     from ..data import resolve_workflow
     if output is not None:
         output_file(output)
     if run_dir is not None:
         run_directory(run_dir)
+    if interpolate:
+        from .interpolate import run_interpolated_bands
+        return run_interpolated_bands(resolve_workflow(workflow), path=path, npoints=npoints, workers=workers,
+                                      run_dir=run_dir, output=output, progress=progress,
+                                      figures=tuple(figures or ()), nproc=nproc)
     return run_bands(resolve_workflow(workflow), path=path, npoints=npoints, workers=workers,
                      run_dir=run_dir, output=output, progress=progress, figures=tuple(figures or ()),
                      nproc=nproc)

@@ -82,8 +82,17 @@ def magnetization_figure(b):
     ax = axes[0]
     _interpolated(ax, b)
     w = per_branch(b, "modes/frequency_meV")
+    # interpolated magnetization bands (--interpolate): lines, dots only where DFPT ran
+    dots = b.get("path/dfpt_point")
+    mark = (lambda x, y, **kw: None) if dots is None else (
+        lambda x, y, **kw: ax.plot(x[dots], y[dots], "o", **kw))
+    style = "-o" if dots is None else "-"
+    if dots is not None:
+        ax.text(0.01, 1.01, f"lines: interpolated from the {'×'.join(map(str, b['attrs'].get('interpolation_qgrid', [])))} "
+                "grid; dots: DFPT grid points", transform=ax.transAxes, fontsize=6.5, va="bottom", ha="left", color="0.3")
     for br in range(nmode):
-        ax.plot(d, w[:, br], "-o", ms=3.5, color=colors[br], mec="k", mew=0.4, lw=1.0)
+        ax.plot(d, w[:, br], style, ms=3.5, color=colors[br], mec="k", mew=0.4, lw=1.0)
+        mark(d, w[:, br], ms=3.5, color=colors[br], mec="k", mew=0.4)
     ax.set_ylabel("ω (meV)")
     ax.set_ylim(bottom=min(0.0, np.nanmin(w) * 1.05))
     ax.axhline(0, color="0.5", lw=0.5)
@@ -93,8 +102,9 @@ def magnetization_figure(b):
         vmax = np.nanmax(v) if np.any(np.isfinite(v)) else 1.0
         k = int(np.floor(np.log10(vmax))) if vmax > 0 else 0
         for br in range(nmode):
-            ax.plot(d, v[:, br] / 10.0 ** k, "-o", ms=3, lw=1.0, color=colors[br], mec="k", mew=0.3,
+            ax.plot(d, v[:, br] / 10.0 ** k, style, ms=3, lw=1.0, color=colors[br], mec="k", mew=0.3,
                     label=f"{br + 1}")
+            mark(d, v[:, br] / 10.0 ** k, ms=3, color=colors[br], mec="k", mew=0.3)
         ax.set_ylabel(f"${sym}$ ($10^{{{k}}}\\,\\mu_B$/cell)")
         ax.set_ylim(bottom=0, top=1.08 * vmax / 10.0 ** k)
     for ax in axes:

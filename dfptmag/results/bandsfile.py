@@ -49,6 +49,8 @@ UNITS = {
     "path/labels": ("", "high-symmetry labels"), "path/label_index": ("1", "index of each label in the path"),
     "path/breaks": ("1", "indices where a disconnected segment starts"),
     "path/computed": ("1", "False where the DFPT run failed (values are NaN there)"),
+    "path/dfpt_point": ("1", "bands --interpolate: True where q is a point of the DFPT grid (the other "
+                             "points are interpolated)"),
     "modes/frequency_meV": ("meV", _OMEGA), "modes/frequency_THz": ("THz", _OMEGA),
     "modes/frequency_cm1": ("cm-1", _OMEGA),
     "modes/frequency_phx_cm1": ("cm-1", "ph.x's own frequencies (fildyn), the oracle"),

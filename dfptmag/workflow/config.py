@@ -42,6 +42,7 @@ class Workflow:
     analysis: dict
     bands: dict = dataclasses.field(default_factory=lambda: dict(BANDS_DEFAULTS))
     dispersion: dict | None = None     # None: no interpolated dispersion
+    interpolation: dict | None = None  # bands --interpolate: {"qgrid": [N, N, 1]}
 
 
 BANDS_DEFAULTS = {"path": "GMKG", "npoints": 7, "workers": 1, "extra_points": {}}
@@ -78,6 +79,7 @@ KNOWN_KEYS = {
     "analysis": ("amplitude", "amplitude_bohr", "realspace"),
     "bands": ("path", "npoints", "extra_points"),
     "dispersion": ("qgrid", "method", "asr", "loto_2d", "npoints"),
+    "interpolation": ("qgrid",),
 }
 
 
@@ -258,6 +260,7 @@ def load(path) -> Workflow:
         raise InputFileError(path, f"[analysis] amplitude = {amp!r}: 'zero-point' or 'fixed'")
     bands = _bands_section(path, section("bands"), par)
     dispersion = _dispersion_section(path, data.get("dispersion"))
+    interpolation = _interpolation_section(path, data.get("interpolation"))
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
         structure=structure, vacuum_angstrom=float(need(st, "vacuum_angstrom", "structure", float)),
@@ -265,7 +268,7 @@ def load(path) -> Workflow:
         nproc=nproc, npool=npool, mpirun=par.get("mpirun", "mpirun"),
         analysis={"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
                   "realspace": bool(an.get("realspace", True))},
-        bands=bands, dispersion=dispersion,
+        bands=bands, dispersion=dispersion, interpolation=interpolation,
     )
 
 
@@ -291,6 +294,21 @@ def _bands_section(path, bs: dict, par: dict) -> dict:
     if unknown:
         raise InputFileError(path, f"[bands] unknown keys {sorted(unknown)}; known: path, npoints, extra_points")
     return out
+
+
+def _interpolation_section(path, sec) -> dict | None:
+    """[interpolation] qgrid = [N, N, 1]: the Γ-centred grid of ``bands --interpolate``."""
+    if sec is None:
+        return None
+    if not isinstance(sec, dict):
+        raise InputFileError(path, "[interpolation] must be a table")
+    qgrid = sec.get("qgrid")
+    if not (isinstance(qgrid, list) and len(qgrid) == 3
+            and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in qgrid)
+            and qgrid[0] == qgrid[1] and qgrid[2] == 1):
+        raise InputFileError(path, f"[interpolation] qgrid = {qgrid!r}: [N, N, 1] with N a positive "
+                                   "integer (an in-plane Γ-centred grid, e.g. [6, 6, 1])")
+    return {"qgrid": qgrid}
 
 
 def _dispersion_section(path, ds) -> dict | None:

@@ -1,0 +1,209 @@
+"""Symmetry of the response, selection rules and the interpolation of F_{κα}(q) from a q grid,
+on real tiny ph.x runs (fixture ``grid_run``: Γ, K, −K, (1/3, 0, 0) and M, all nine patterns).
+
+Selection rules (docs: README "Selection rules"): for every operation g of the crystal with
+Rq = q EXACTLY (not up to a reciprocal vector: F(q + G) ≠ F(q)), the cell integrals of a mode of
+parity p under g obey T_g F = p F, T_g = 1 ⊕ det R · R on [δn, δm] (δm axial). σ_h belongs to
+every in-plane q; at Γ the whole D3h does, so only the E″ pair carries a cell integral."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfptmag.analysis import grid as gi
+from dfptmag.kernel import interpolation as ki
+from dfptmag.kernel import symmetry as ks
+
+
+
+THIRD = "0.3333_0.0000_0.0000"
+
+
+def _ops(r):
+    return gi.crystal_operations(r["cell_bohr"], r["positions_bohr"], r["symbols"])
+
+
+def _sigma_h(ops):
+    return next(op for op in ops if np.array_equal(op.W, np.diag([1, 1, -1])))
+
+
+def test_gamma_selection_rules(grid_run):
+    """At Γ only the σ_h-odd in-plane pair E″ (Se layers moving in-plane in antiphase, 21.5 meV in
+    the tiny run) carries a cell integral, an in-plane δm; E′, A₁′, A₂″ carry nothing, and ∫δn = 0
+    for every displacement (charge conservation). The amplitude is one-sided: time reversal
+    maps q = 0 onto itself, δm_{−q}(r, t) = −δm_q(r, −t), so δm(t) must be odd in t, i.e. the
+    amplitude purely imaginary — not zero. Measured (tiny run): E″ 5.98e-5 μB/cell RMS in-plane
+    per mode; every other mode ≤ 1.3e-8 μB and ≤ 2.5e-7 e."""
+    r = grid_run["G"]
+    assert r["pattern_vectors"].shape == (9, 9)
+    ci = r["pattern_cell_integral"]                    # per bohr: rows = Cartesian (κ, α)
+    # per displacement: ∫δn = 0 (measured ≤ 3.3e-6 e/bohr), ∫δm_z = 0 (measured ≤ 1e-7 μB/bohr)
+    assert np.abs(ci[:, 0]).max() <= 1e-5
+    assert np.abs(ci[:, 3]).max() <= 1e-6
+    # W (1-3) and the Se z displacements (6, 9): no in-plane δm either (measured ≤ 2.4e-7)
+    assert np.abs(ci[[0, 1, 2, 5, 8], 1:3]).max() <= 1e-6
+    # Se in-plane: δm = i χ ẑ × u for Se1, the opposite for Se2 (E″ = Se1 − Se2), χ purely imaginary
+    z = np.array([0, 0, 1.0])
+    chis = []
+    for p, sign in ((3, 1), (4, 1), (6, -1), (7, -1)):
+        u = np.eye(3)[p % 3]
+        m = ci[p, 1:]
+        zxu = np.cross(z, u)
+        chi = np.vdot(zxu, m) * sign
+        chis.append(chi)
+        assert np.linalg.norm(m - sign * chi * zxu) <= 1e-3 * abs(chi)
+    chis = np.array(chis)
+    assert np.all(np.abs(chis.real) <= 1e-3 * np.abs(chis.imag))
+    assert np.abs(chis - chis.mean()).max() <= 1e-4 * abs(chis.mean())
+    assert 8e-4 <= abs(chis.mean()) <= 1e-3                   # measured |χ| = 9.017e-4 μB/bohr
+    # modes: the E″ pair (σ_h-odd, no z motion) and nothing else
+    ops = _ops(r)
+    sh = _sigma_h(ops)
+    U, mci = r["displacement_bohr"], r["mode_cell_integral"]
+    freq_mev = r["frequency_ry"] * 13605.693122994
+    eprime2 = []
+    for n in range(len(U)):
+        if freq_mev[n] <= 0:
+            assert np.all(np.isnan(mci[n]))                  # no zero-point amplitude
+            continue
+        par = np.vdot(U[n], ks.transform_displacement(U[n], r["q_crystal"], sh)).real / np.vdot(U[n], U[n]).real
+        if par < -0.99 and np.abs(U[n][:, 2]).max() < 1e-3 * np.abs(U[n]).max():
+            eprime2.append(n)
+    assert len(eprime2) == 2 and abs(freq_mev[eprime2[0]] - 21.46) < 0.05
+    rin = r["mode_rms_inplane"]
+    big = rin[eprime2].min()
+    assert 5e-5 <= big <= 7e-5                                # measured 5.984e-5 μB per cell
+    others = [n for n in range(len(U)) if n not in eprime2 and freq_mev[n] > 0]
+    assert np.abs(mci[others, 1:]).max() <= 1e-3 * big        # measured ≤ 2.1e-4 of E″
+    assert np.abs(mci[others + eprime2, 0]).max() <= 1e-6     # ∫δn, measured ≤ 2.5e-7 e
+
+
+@pytest.mark.parametrize("label", ["K", "M", THIRD])
+def test_little_group_rules(grid_run, label):
+    """Away from Γ: for each g with Rq = q exactly and each non-degenerate mode of parity
+    p = ±1 under g, T_g F = p F. σ_h everywhere: σ_h-odd modes carry only in-plane δm,
+    σ_h-even modes only δn and δm_z. At M and (1/3, 0, 0) also the vertical mirror through Γ–M:
+    the in-plane δm of a σ_h-odd mode is perpendicular to Γ–M if the mode is even under it,
+    parallel if odd. At K the exact little group is {E, σ_h} only (C3 maps K to K + G, where F
+    differs). Forbidden components, relative to ‖U_ν‖ × the largest cell integral of one
+    Cartesian displacement at that q (same component), measured ≤ 3e-5 (ph.x precision)."""
+    r = grid_run[label]
+    q = r["q_crystal"]
+    ops = [op for op in _ops(r) if np.allclose(op.q(q), q, atol=1e-8)]
+    names = sorted(tuple(op.W.ravel()) for op in ops)
+    assert len(ops) == (2 if label == "K" else 4), names
+    U = r["displacement_bohr"]
+    pat = np.abs(r["pattern_cell_integral"]).max(axis=0)      # per component, per bohr, this q
+    groups = r["degenerate_group"]
+    checked, worst, mixing = 0, [], []
+    Fpat = r["pattern_cell_integral"].reshape(len(r["symbols"]), 3, 4)
+    for op in ops:
+        for n in range(len(U)):
+            if np.sum(groups == groups[n]) > 1:
+                continue
+            gU = ks.transform_displacement(U[n], q, op)
+            p = np.vdot(U[n], gU) / np.vdot(U[n], U[n])
+            assert abs(abs(p) - 1) < 1e-4 and abs(p.imag) < 1e-4
+            # ph.x's dynamical matrix mixes parities slightly (|p| − 1 is second order in the
+            # admixture): take the part of definite parity, and bound what was dropped
+            Up = 0.5 * (U[n] + np.sign(p.real) * gU)
+            mixing.append(np.linalg.norm(U[n] - Up) / np.linalg.norm(U[n]))
+            Fp = np.einsum("ka,kac->c", Up, Fpat)
+            resid = np.abs(ks.transform_vector(Fp, op) - np.sign(p.real) * Fp)
+            scale = np.linalg.norm(U[n]) * pat                # what one displacement gives
+            worst.append((resid / scale).max())
+            assert np.all(resid <= 1e-4 * scale), (op.W.tolist(), n, resid / scale)
+            checked += 1
+    assert checked >= len(U) * len(ops) - 2
+    print(label, "worst forbidden / allowed-per-displacement:", max(worst), "parity mixing", max(mixing))
+    assert max(mixing) <= 3e-3
+
+
+def _cart(r):
+    return gi.cartesian_fields(r)
+
+
+def test_unfolding_matches_direct_runs(grid_run):
+    """The response unfolded from K to −K by a proper rotation (C2′ about an in-plane axis), an
+    improper operation (the vertical mirror σ_v) and time reversal alone equals the independent
+    direct ph.x run at −K, field by field on the FFT grid (relative L2 over all 9 displacements ×
+    4 components). Measured 1.4e-5, 1.6e-5, 1.4e-5 at the tiny run's tr2_ph = 1e-14: ph.x's
+    convergence (time reversal alone is an exact law); with conv_thr = 1e-14 and tr2_ph = 1e-18
+    the same comparison gives ≤ 1e-6 (README). Operations that land on −K + G (G ≠ 0: C3 and
+    the other two mirrors) leave 4.7e-4 at both thresholds: ph.x's response at q and at q + G
+    differ by that much at the tiny cutoff (M and −M ≡ M − b₁ in one run show the same 4.3e-4;
+    see README), so they are held to 1e-3."""
+    rK, rmK = grid_run["K"], grid_run["-K"]
+    ops = _ops(rK)
+    FK, FmK = _cart(rK), _cart(rmK)
+    qK, qmK = rK["q_crystal"], rmK["q_crystal"]
+    seen, shifted = set(), []
+    for op in ops:
+        for tr in (False, True):
+            qp = op.q(qK) * (-1 if tr else 1)
+            G = ks.equivalent(qmK, qp)
+            if G is None:
+                continue
+            _, F = ks.transform(FK, qK, op, tr)
+            F = ks.shift_to(F, qp, qmK)
+            err = np.linalg.norm(F - FmK) / np.linalg.norm(FmK)
+            if G.any():
+                shifted.append(err)
+                assert err <= 1e-3
+                continue
+            kind = ("identity" if np.array_equal(op.W, np.eye(3, dtype=int)) else
+                    "proper" if op.proper else "improper") + ("+T" if tr else "")
+            assert err <= 3e-5, (kind, op.W.tolist(), err)
+            seen.add(kind)
+    assert {"identity+T", "proper", "improper"} <= seen
+    assert len(shifted) == 8 and min(shifted) > 1e-4          # the q ≠ q + G floor is real
+
+
+def test_interpolation_3x3(grid_run, tmp_path):
+    """3×3×1 grid from DFPT at its 3 irreducible q-points (Γ, K, (1/3, 0)), unfolded by symmetry and
+    time reversal, supercell route: the 9 grid points are reproduced to round-off; at M (off the
+    grid) the direct run's cell integrals per displacement are matched to 1.8 % (δn) and 16 % (δm)
+    of their largest value, per-mode RMS to 1.6 % (charge), 7.8 % (in-plane), 4.0 % (out of
+    plane); the plain lattice Fourier series of the cell integrals does worse (13 %, 23 %;
+    in-plane 9.6 %, out-of-plane 21 %). Tolerances: 1.5 × measured. The saved grid.h5 gives the
+    same F at any q. At −K (a grid point plus a reciprocal vector, unfolded from K by time reversal)
+    it equals the independent −K run to 2.3e-5."""
+    res = grid_run
+    g = gi.from_results([res["G"], res["K"], res[THIRD]], 3)
+    assert sorted(set(g.origin[..., 0].ravel())) == [0, 1, 2]
+    qs = ki.grid_points(3)
+    on = g.evaluate(qs)
+    assert np.abs(on - g.cell_integrals_on_grid().reshape(on.shape)).max() <= 1e-12 * np.abs(on).max()
+    # the grid points computed directly: the analysis's own cell integrals
+    for lab, idx in (("G", 0), ("K", 4)):
+        assert np.allclose(on[idx], gi.cartesian_fields(res[lab], "pattern_cell_integral"), rtol=0, atol=1e-12)
+    # −K ≡ (2/3, 2/3) − (1, 1): a grid point shifted by G, so the route is exact there (in-plane
+    # G·Ns ∈ 2πℤ; F(q_m + G) is the −G component of the grid field), and the grid value at (2/3, 2/3)
+    # was unfolded from K by time reversal: it must equal the independent −K run (measured 2.3e-5
+    # of max |δn|, ≤ 2e-6 of max |δm| per component)
+    rmK = res["-K"]
+    Fd = gi.cartesian_fields(rmK, "pattern_cell_integral")
+    F = g.evaluate(rmK["q_crystal"])
+    for c in range(4):
+        assert np.abs(F[..., c] - Fd[..., c]).max() <= (1e-4 if c == 0 else 1e-5) * np.abs(Fd[..., c]).max()
+    rM = res["M"]
+    Fd = gi.cartesian_fields(rM, "pattern_cell_integral")
+    U = rM["displacement_bohr"]
+
+    def errs(F):
+        e_n = np.abs(F[..., 0] - Fd[..., 0]).max() / np.abs(Fd[..., 0]).max()
+        e_m = np.linalg.norm(F[..., 1:] - Fd[..., 1:], axis=-1).max() / np.linalg.norm(Fd[..., 1:], axis=-1).max()
+        mi, md = gi.mode_values(F, U), gi.mode_values(Fd, U)
+        r_in = (np.abs(np.linalg.norm(mi[:, 1:3], axis=1) - np.linalg.norm(md[:, 1:3], axis=1)).max()
+                / np.linalg.norm(md[:, 1:3], axis=1).max())
+        r_out = np.abs(np.abs(mi[:, 3]) - np.abs(md[:, 3])).max() / np.abs(md[:, 3]).max()
+        return np.array([e_n, e_m, r_in, r_out])
+
+    e = errs(g.evaluate(rM["q_crystal"]))
+    el = errs(g.lattice_series().evaluate(rM["q_crystal"]))
+    print("supercell", e, "lattice series", el)
+    assert np.all(e <= 1.5 * np.array([0.0178, 0.160, 0.078, 0.040]))
+    assert np.all(el > e)                                       # the plain series is worse everywhere
+    path = gi.save(tmp_path / "grid.h5", g)
+    back = gi.load(path)
+    assert np.allclose(back.evaluate(rM["q_crystal"]), g.evaluate(rM["q_crystal"]), rtol=0, atol=1e-14)
