@@ -6,7 +6,7 @@ Steps: the crystal's operations (spglib) → irreducible q of the N×N grid → 
 dense path plus a BZ sampling) → the fields unfolded to the full grid and turned into F_{κα}(q)
 (``analysis.grid``; saved as ``grid.h5`` next to bands.h5) → modes at every dense q from matdyn.x's
 dynamical matrices, cell integrals Σ U_ν F, RMS → bands.h5 with the dense path (grid points on
-the path are marked ``path/dfpt_point``) and figures, and ``bz_maps.png`` (per band index, in-plane
+the path are marked ``path/dfpt_point``) and figures, and ``bz_maps_inplane.png``/``bz_maps_outofplane.png`` (per band index, in-plane
 and out-of-plane RMS over the 2D Brillouin zone).
 """
 from __future__ import annotations

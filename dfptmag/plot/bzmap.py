@@ -25,8 +25,17 @@ def _bz_corners(B):
     return pts[np.argsort(ang)]
 
 
-def bz_figure(q_crystal, rms_in, rms_out, freq_mev, cell_bohr):
-    """rms_in/rms_out: (nq, nmode) in μB per cell; returns the matplotlib Figure."""
+def _scale(vmax: float) -> tuple[float, str]:
+    """A power of ten for a colour bar, and its label text (values shown ×10^k)."""
+    if not np.isfinite(vmax) or vmax <= 0:
+        return 1.0, ""
+    k = int(np.floor(np.log10(vmax)))
+    return 10.0 ** k, (f"10$^{{{k}}}$ " if k else "")
+
+
+def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols: int = 3):
+    """One panel per band index: ``rms`` (nq, nmode) in μB per cell over the BZ sampled at
+    ``q_crystal``; the zone boundary and Γ, M, K, K′ marked. Returns the matplotlib Figure."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -37,52 +46,58 @@ def bz_figure(q_crystal, rms_in, rms_out, freq_mev, cell_bohr):
     corners = _bz_corners(B)
     K = (B[0] + B[1]) / 3
     marks = {"Γ": np.zeros(2), "M": B[0] / 2, "K": K, "K′": -K}
-    nmode = rms_in.shape[1]
-    fig, axes = plt.subplots(2, nmode, figsize=(2.1 * nmode, 4.6), squeeze=False)
-    for j in range(nmode):
-        wmean = np.nanmean(freq_mev[:, j])
-        for row, (vals, name) in enumerate(((rms_in, "in-plane"), (rms_out, "out-of-plane"))):
-            ax = axes[row, j]
-            v = np.array(vals[:, j], float)
-            ok = np.isfinite(v)
-            if ok.sum() >= 3:
-                vmax = np.nanpercentile(v[ok], 99.5) or 1.0
-                pc = ax.tripcolor(Triangulation(xy[ok, 0], xy[ok, 1]), v[ok], shading="gouraud",
-                                  cmap="viridis", vmin=0, vmax=vmax)
-                cb = fig.colorbar(pc, ax=ax, fraction=0.046, pad=0.02, format="%.0e")
-                cb.ax.tick_params(labelsize=5)
-            c = np.vstack([corners, corners[:1]])
-            ax.plot(c[:, 0], c[:, 1], "k-", lw=0.8)
-            for lab, p in marks.items():
-                ax.plot(*p, "o", ms=2.5, color="r", mec="k", mew=0.3)
-                ax.annotate(lab, p, color="w", fontsize=7, xytext=(2, 2), textcoords="offset points",
-                            path_effects=[patheffects.withStroke(linewidth=1.5, foreground="k")])
-            pad = 0.08 * np.abs(corners).max()
-            ax.set_xlim(corners[:, 0].min() - pad, corners[:, 0].max() + pad)
-            ax.set_ylim(corners[:, 1].min() - pad, corners[:, 1].max() + pad)
-            ax.set_aspect("equal")
-            ax.set_xticks([]), ax.set_yticks([])
-            if row == 0:
-                ax.set_title(f"band {j + 1}\n(~{wmean:.1f} meV)", fontsize=7)
-            if j == 0:
-                ax.set_ylabel(f"{name} RMS (μB/cell)", fontsize=7)
-    fig.suptitle("Interpolated magnetization over the Brillouin zone (modes by ascending frequency; "
-                 "one phonon quantum)", fontsize=8)
+    nmode = rms.shape[1]
+    nrows = -(-nmode // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.9 * nrows), squeeze=False)
+    tri = None
+    for j, ax in enumerate(axes.flat):
+        if j >= nmode:
+            ax.axis("off")
+            continue
+        v = np.array(rms[:, j], float)
+        ok = np.isfinite(v)
+        if ok.sum() >= 3:
+            if tri is None or not np.all(ok):
+                tri = Triangulation(xy[ok, 0], xy[ok, 1])
+            vmax = float(np.nanmax(v[ok]))
+            f, lab = _scale(vmax)
+            pc = ax.tripcolor(tri, v[ok] / f, shading="gouraud", cmap="viridis", vmin=0,
+                              vmax=vmax / f if vmax > 0 else 1.0)
+            cb = fig.colorbar(pc, ax=ax, fraction=0.046, pad=0.03)
+            cb.set_label(f"{lab}μB/cell", fontsize=10)
+            cb.ax.tick_params(labelsize=7)
+        c = np.vstack([corners, corners[:1]])
+        ax.plot(c[:, 0], c[:, 1], "k-", lw=0.9)
+        for name, pt in marks.items():
+            ax.plot(*pt, "o", ms=3, color="w", mec="k", mew=0.5)
+            ax.annotate(name, pt, color="w", fontsize=9, xytext=(3, 3), textcoords="offset points",
+                        path_effects=[patheffects.withStroke(linewidth=1.8, foreground="k")])
+        pad = 0.1 * np.abs(corners).max()
+        ax.set_xlim(corners[:, 0].min() - pad, corners[:, 0].max() + pad)
+        ax.set_ylim(corners[:, 1].min() - pad, corners[:, 1].max() + pad)
+        ax.set_aspect("equal")
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"band {j + 1}  (mean {np.nanmean(freq_mev[:, j]):.1f} meV)", fontsize=9)
+    fig.suptitle(f"{what} magnetization RMS over the Brillouin zone (interpolated)\n"
+                 "one phonon quantum; modes by ascending frequency; one-sided amplitude of paper Eq. 1",
+                 fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def save_bz_maps(q_crystal, rms_in, rms_out, freq_mev, cell_bohr, outdir, formats=("png",),
                  stem="bz_maps") -> list[Path]:
+    """``<stem>_inplane.<fmt>`` and ``<stem>_outofplane.<fmt>`` (atomic writes); returns the files."""
     import matplotlib.pyplot as plt
 
     from ..atomic import atomic_path
-    fig = bz_figure(q_crystal, rms_in, rms_out, freq_mev, cell_bohr)
     out = []
-    for fmt in formats:
-        p = Path(outdir) / f"{stem}.{fmt}"
-        with atomic_path(p) as tmp:
-            fig.savefig(tmp, dpi=110, format=fmt)
-        out.append(p)
-    plt.close(fig)
+    for what, vals, suffix in (("in-plane", rms_in, "inplane"), ("out-of-plane", rms_out, "outofplane")):
+        fig = bz_figure(q_crystal, vals, freq_mev, cell_bohr, what)
+        for fmt in formats:
+            p = Path(outdir) / f"{stem}_{suffix}.{fmt}"
+            with atomic_path(p) as tmp:
+                fig.savefig(tmp, dpi=130, format=fmt)
+            out.append(p)
+        plt.close(fig)
     return out
