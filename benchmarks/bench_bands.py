@@ -24,7 +24,7 @@ TINY = ROOT / "workflows" / "wse2-tiny.toml"
 
 CHILD = r"""
 import json, resource, sys, time
-from dfptmag.bands_job import run_bands
+from dfptmag.jobs.bands import run_bands
 t0 = time.perf_counter()
 r = run_bands(sys.argv[1], run_dir=sys.argv[2], progress=False, figures=("png", "pdf"))
 print(json.dumps({"seconds": time.perf_counter() - t0, "qe_steps_run": r.steps_ran,

@@ -52,10 +52,10 @@ TINY = ROOT / "workflows" / "wse2-tiny.toml"
 CHILD = r"""
 import json, resource, sys, time, tracemalloc
 import numpy as np
-from dfptmag.analysis import AnalysisOptions, analyze_qrun
+from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
 from dfptmag.io.qe_xml import read_data_file_schema
 from dfptmag.kernel.density_matrix import GridPlan
-from dfptmag.qrun import locate
+from dfptmag.io.qrun_dir import locate
 qdir, realspace, trace = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1"
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 if trace:                       # a separate run: tracing costs time

@@ -24,7 +24,7 @@ ROOT = HERE.parent
 
 CHILD = r"""
 import json, resource, sys, time
-from dfptmag.analysis import AnalysisOptions, analyze_qrun
+from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
 qdir, realspace, repeat = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
 best = 1e99
 for _ in range(repeat):

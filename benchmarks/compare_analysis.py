@@ -29,7 +29,11 @@ import logging, sys, time
 sys.path.insert(0, sys.argv[1])
 logging.disable(logging.WARNING)
 import numpy as np
-import dfptmag, dfptmag.analysis as A
+import dfptmag
+try:                       # the package layout (analysis/qrun.py)
+    import dfptmag.analysis.qrun as A
+except ImportError:        # older revisions: one module dfptmag/analysis.py
+    import dfptmag.analysis as A
 assert dfptmag.__file__.startswith(sys.argv[1]), dfptmag.__file__
 t0 = time.perf_counter()
 r = A.analyze_qrun(sys.argv[2], A.AnalysisOptions(realspace=True))

@@ -173,7 +173,7 @@ class QPoint:
 
     def amplitude(self, mode: int | None = None, pattern: int | None = None):
         """The dfptmag.snapshot.Amplitude of a mode or pattern (field, displacement, cell, ...)."""
-        from .snapshot import load as load_amplitude
+        from .analysis.snapshot import load as load_amplitude
         if (mode is None) == (pattern is None):
             raise DfptmagError("give one of mode=N or pattern=N")
         return load_amplitude(self.file, self.label, mode=mode, pattern=pattern)
@@ -181,7 +181,7 @@ class QPoint:
     def snapshot(self, mode: int | None = None, pattern: int | None = None, outdir=".", **options) -> list[Path]:
         """Pictures, movies and exports of one mode or pattern: exactly ``dfptmag snapshot``
         (options: cells=(4, 4), t=0.0, plane, formats=('png',), movie, frames, grid)."""
-        from .snapshot_job import run_snapshot
+        from .jobs.snapshot import run_snapshot
         if (mode is None) == (pattern is None):
             raise DfptmagError("give one of mode=N or pattern=N")
         return run_snapshot(self.file, self.label, mode=mode, pattern=pattern, outdir=outdir, **options)
@@ -238,8 +238,8 @@ class Bands:
     """A bands.h5 file: the path, per-q modes in ascending frequency, branches, RMS values."""
 
     def __init__(self, path):
-        from . import bandpath
-        from .bands_file import read
+        from .kernel import bandpath
+        from .results.bandsfile import read
         self.file = Path(path)
         self.raw = read(self.file)                 # the flat dict {'modes/rms': array, ...}
         b = self.raw
@@ -292,13 +292,14 @@ class Bands:
     def by_branch(self, unit: str = "meV") -> dict[str, np.ndarray]:
         """(nq, nbranch) arrays reordered by tracked branch (NaN where not computed):
         'frequency' (in ``unit``), 'rms_inplane', 'rms_outofplane' (μB per cell), 'rms' (…, 4)."""
-        from .plot.bands import per_branch
-        out = {"frequency": per_branch(self.raw, "modes/frequency_meV") * FREQUENCY_UNITS[_unit(unit)],
-               "rms_inplane": per_branch(self.raw, "modes/rms_inplane"),
-               "rms_outofplane": per_branch(self.raw, "modes/rms_outofplane")}
-        comps = [per_branch({**self.raw, "_c": self.rms[..., c]}, "_c") for c in range(4)]
-        out["rms"] = np.stack(comps, axis=-1)
-        return out
+        from .kernel.branches import per_branch
+
+        def per(values):
+            return per_branch(values, self.raw["modes/branch"], self.raw["path/computed"])
+        return {"frequency": per(self.raw["modes/frequency_meV"]) * FREQUENCY_UNITS[_unit(unit)],
+                "rms_inplane": per(self.raw["modes/rms_inplane"]),
+                "rms_outofplane": per(self.raw["modes/rms_outofplane"]),
+                "rms": per(self.rms)}
 
     def plot(self, kind: str = "magnetization"):
         """The figure (matplotlib Figure): 'magnetization' (dispersion + in-plane + out-of-plane

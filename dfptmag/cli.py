@@ -27,7 +27,7 @@ FIGURE_FORMATS = ("png", "pdf", "svg", "eps")
 
 
 def _print_tables(analyses: dict):
-    from .report import mode_table
+    from .results.report import mode_table
     for label, r in analyses.items():
         print(mode_table(label, r))
         print()
@@ -45,7 +45,7 @@ def _report_failures(r):
 
 
 def cmd_run(a):
-    from .jobs import run
+    from .jobs.run import run
     r = run(a.workflow, q=a.q, patterns=a.patterns, run_dir=a.run_dir, output=a.output,
             snapshots=not a.no_snapshots, allow_charge_mismatch=a.allow_charge_mismatch,
             progress=not a.quiet)
@@ -59,7 +59,7 @@ def cmd_run(a):
 
 
 def cmd_analyze(a):
-    from .jobs import analyze
+    from .jobs.run import analyze
     r = analyze(a.run_dir, a.output, amplitude=a.amplitude, amplitude_bohr=a.amplitude_bohr,
                 field=not a.no_field, degeneracy_tol_cm1=a.degeneracy_tol,
                 allow_charge_mismatch=a.allow_charge_mismatch, progress=not a.quiet)
@@ -83,13 +83,13 @@ def cmd_capture(a):
 
 
 def cmd_bands(a):
-    from .jobs import bands
+    from .jobs.run import bands
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
     if not a.quiet:
-        from .bands_file import read
-        from .report import bands_table
+        from .results.bandsfile import read
+        from .results.report import bands_table
         print(bands_table(read(r.output)))
     print(f"wrote {r.output}")
     for f in r.figures:
@@ -101,7 +101,7 @@ def cmd_bands(a):
 
 
 def cmd_plot(a):
-    from .bands_file import read
+    from .results.bandsfile import read
     from .plot.bands import save_figures
     if not Path(a.file).is_file():
         raise DfptmagError(f"{a.file}: file not found")
@@ -212,7 +212,7 @@ def _formats(allowed):
 
 
 def cmd_snapshot(a):
-    from .snapshot_job import run_snapshot
+    from .jobs.snapshot import run_snapshot
     if (a.mode is None) == (a.pattern is None):
         raise DfptmagError("give one of --mode N or --pattern N")
     files = run_snapshot(a.result, a.q, mode=a.mode, pattern=a.pattern, cells=a.cells, t=a.time,
@@ -229,7 +229,7 @@ def _names(text):
 
 
 def cmd_model(a):
-    from .model.jobs import parse_floats, parse_kT, run_model
+    from .jobs.model import parse_floats, parse_kT, run_model
     run_model(a.what, eps0=a.eps0, eps1=parse_floats(a.eps1, "--eps1"), mu=a.mu, u0=a.u0,
               u1=parse_floats(a.u1, "--u1"), velocities=parse_floats(a.c, "--c"),
               kTs=parse_kT(a.kT), qc=a.qc, dim=a.dim, delta=a.delta, window=a.window,

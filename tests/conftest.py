@@ -62,14 +62,14 @@ def tiny_run(tmp_path_factory, qe_cache):
 
 @pytest.fixture(scope="session")
 def analyzed(tiny_run):
-    from dfptmag.analysis import AnalysisOptions, analyze_qrun
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     _, dirs = tiny_run
     return {label: analyze_qrun(d, AnalysisOptions()) for label, d in dirs.items() if label != "G"}
 
 
 @pytest.fixture(scope="session")
 def analyzed_gamma(tiny_run):
-    from dfptmag.analysis import AnalysisOptions, analyze_qrun
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     _, dirs = tiny_run
     return analyze_qrun(dirs["G"], AnalysisOptions())
 
@@ -92,8 +92,8 @@ def band_run(tiny_run, tmp_path_factory):
     import sys
     import time
 
-    from dfptmag.bands_file import read
-    from dfptmag.bands_job import run_bands
+    from dfptmag.results.bandsfile import read
+    from dfptmag.jobs.bands import run_bands
     runner, _ = tiny_run
     run_dir = tmp_path_factory.mktemp("bands") / "run"
     shutil.copytree(runner.run_dir, run_dir, ignore=shutil.ignore_patterns("q_G", "q_-K"))

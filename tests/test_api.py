@@ -16,7 +16,8 @@ import h5py
 import numpy as np
 import pytest
 
-from dfptmag import bandpath, qpoints
+from dfptmag.kernel import bandpath
+from dfptmag.kernel import qpoints
 from dfptmag.constants import BOHR_RADIUS_ANGS
 from dfptmag.errors import DfptmagError, InputFileError
 from dfptmag.kernel import modes as km
@@ -186,8 +187,8 @@ def result_file(tiny_run, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bands_file(analyzed, tmp_path_factory):
     """A real bands.h5 along K → K' built from the tiny run's analyses with the band writer."""
-    from dfptmag.bands_file import write
-    from dfptmag.bands_job import assemble, track_branches
+    from dfptmag.results.bandsfile import write
+    from dfptmag.analysis.bands import assemble, track_branches
     bp = bandpath.band_path(inputs.build_atoms(config.load(TINY)), "KKp", 2)
     b = assemble(bp, [analyzed["K"], analyzed["-K"]])
     b["attrs"]["path"] = "KKp"
@@ -304,8 +305,8 @@ def test_units_and_metadata_schema(result_file, bands_file):
 
 def test_degeneracy_tolerance_comes_from_options(tiny_run, tmp_path):
     import dfptmag
-    from dfptmag import results
-    from dfptmag.analysis import AnalysisOptions, analyze_qrun
+    from dfptmag.results import qfile as results
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     qk = tiny_run[1]["K"]
     wide = analyze_qrun(qk, AnalysisOptions(realspace=False, degeneracy_tol_cm1=1000.0))
     narrow = analyze_qrun(qk, AnalysisOptions(realspace=False, degeneracy_tol_cm1=1e-9))

@@ -8,9 +8,9 @@ import sys
 import h5py
 import pytest
 
-from dfptmag.analysis import AnalysisOptions, analyze_qrun
+from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
 from dfptmag.errors import InputFileError, UnsupportedError
-from dfptmag.qrun import read_manifest, write_manifest
+from dfptmag.io.qrun_dir import read_manifest, write_manifest
 from dfptmag.workflow import capture
 
 pytestmark = pytest.mark.qe
@@ -169,7 +169,7 @@ def test_bad_workflow_file_names_key(tmp_path):
 
 
 def test_partial_hdf5_never_left(tmp_path, analyzed):
-    from dfptmag import results
+    from dfptmag.results import qfile as results
     out = tmp_path / "x.h5"
     broken = dict(analyzed["K"])
     broken["pattern_cell_integral"] = object()      # h5py cannot store this

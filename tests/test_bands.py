@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dfptmag import bandpath
+from dfptmag.kernel import bandpath
 from dfptmag.kernel import branches as kb
 from dfptmag.workflow import config, inputs
 
@@ -169,7 +169,7 @@ def test_acoustic_branch_continuous_through_crossing(band_run):
     this dense path: recompute its eigenvectors from matdyn.x's matrices (our diagonalisation
     agrees with matdyn.x's own frequencies) and check that every tracked branch — ZA included —
     keeps its parity at every dense point."""
-    from dfptmag.bands_job import dispersion_modes
+    from dfptmag.analysis.bands import dispersion_modes
     from dfptmag.io.qe_dyn import read_dyn_blocks
     b = band_run["bands"]
     _, dyn = read_dyn_blocks(band_run["run_dir"] / "dispersion" / "matdyn.dyn", 3)
@@ -243,7 +243,7 @@ def test_plot_bands_redraws_from_file(band_run, tmp_path):
 def test_failed_job_is_reported_and_others_finish(band_run, monkeypatch, tmp_path):
     """One q-point's ph.x fails: the others are still written, the failure names the q and
     carries the message, and the file marks that point as not computed."""
-    from dfptmag.bands_job import run_bands
+    from dfptmag.jobs.bands import run_bands
     from dfptmag.errors import QERunError
     from dfptmag.workflow.runner import Runner
     orig = Runner.qpoint
@@ -256,7 +256,7 @@ def test_failed_job_is_reported_and_others_finish(band_run, monkeypatch, tmp_pat
     r = run_bands(TINY, run_dir=band_run["run_dir"], output=tmp_path / "b.h5", progress=False,
                   figures=(), **band_run["args"])
     assert set(r.failures) == {"M"} and "phq_readin" in r.failures["M"]
-    from dfptmag.bands_file import read
+    from dfptmag.results.bandsfile import read
     b = read(r.output)
     m = b["path/label_index"][list(b["path/labels"]).index("M")]
     assert list(b["path/computed"]) == [i != m for i in range(4)]

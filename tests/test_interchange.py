@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import yaml
 
-from dfptmag import bandpath
+from dfptmag.kernel import bandpath
 from dfptmag.constants import BOHR_RADIUS_ANGS
 from dfptmag.export.phonopy import THZ_PER_MEV, export, segments, to_phonopy_phase, write_band_yaml
 from dfptmag.workflow import config, inputs
@@ -214,8 +214,8 @@ def test_phase_conversion_one_eigenvector_at_k(atoms):
 def real_bands(analyzed, atoms, tmp_path_factory):
     """bands.h5 from the tiny real run: the path K → K' (the two DFPT q-points of the session's
     tiny run), assembled and branch-tracked by the band workflow's own code."""
-    from dfptmag.bands_file import read, write
-    from dfptmag.bands_job import assemble, track_branches
+    from dfptmag.results.bandsfile import read, write
+    from dfptmag.analysis.bands import assemble, track_branches
     bp = bandpath.band_path(atoms, "KKp", 2)
     b = assemble(bp, [analyzed["K"], analyzed["-K"]])
     track_branches(b, None)

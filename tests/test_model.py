@@ -328,7 +328,7 @@ def test_crossover_refuses_nan():
 
 def test_matsubara_once_per_kT(tmp_path, monkeypatch):
     """run_model evaluates the Matsubara sum once per (velocity, k_BT) when M keeps its sign."""
-    from dfptmag.model import jobs
+    from dfptmag.jobs import model as jobs
     calls = []
     orig = Model.matsubara
 
@@ -346,7 +346,7 @@ def test_paper_dos_like_the_papers_figures(tmp_path):
     """Paper convention, nq = 1 (the normalised bath's strength), δ = 0.1 meV, u1 = u0(x̂ + ẑ),
     c = 0.01, k_BT = 30 meV (Fig. 6): resonances inside ±2.5 meV, DOS of order 1/meV (peaks
     0.5–3/meV); the consistent DOS has ≈ 32/meV delta-like peaks (its caption says so)."""
-    from dfptmag.model import jobs
+    from dfptmag.jobs import model as jobs
     data = jobs.run_model("dos", u1=(0.01, 0, 0.01), velocities=(0.01,), kTs=(30.0,), convention="paper",
                           nq=1, window=8.0, outdir=tmp_path)
     tot, up, dn = data[("c = 0.01", 30.0)]

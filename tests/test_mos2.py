@@ -24,7 +24,7 @@ def mos2(tmp_path_factory, qe_cache):
     """`dfptmag run` at K (CLI: QE, analysis, dfptmag.h5, snapshots) and the runner at −K."""
     if shutil.which("pw.x") is None:
         pytest.skip("Quantum ESPRESSO not installed")
-    from dfptmag.analysis import AnalysisOptions, analyze_qrun
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     from dfptmag.workflow import config
     from dfptmag.workflow.runner import Runner
     run_dir = _session_dir(tmp_path_factory, "mos2_tiny")
@@ -93,8 +93,8 @@ def test_mos2_mirror_selection_rule_and_snapshot(mos2):
     """σ_h: modes in which Mo moves out of plane carry in-plane δm, modes in which Mo moves in
     plane carry δm_z. `dfptmag run` drew the strongest modes in the Mo plane (the default)."""
     from dfptmag.plot.snapshot import snapshot_figure
-    from dfptmag.snapshot import load, metal_symbol, plane_index
-    from dfptmag.snapshot_job import strongest_modes
+    from dfptmag.analysis.snapshot import load, metal_symbol, plane_index
+    from dfptmag.jobs.snapshot import strongest_modes
     r = mos2["K"]
     U, ci = r["displacement_bohr"], r["mode_cell_integral"]
     mo = U[:, 0, :]

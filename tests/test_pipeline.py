@@ -9,9 +9,9 @@ import os
 
 import pytest
 
-from dfptmag import results
-from dfptmag.analysis import AnalysisOptions, analyze_qrun
-from dfptmag.qrun import read_manifest
+from dfptmag.results import qfile as results
+from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
+from dfptmag.io.qrun_dir import read_manifest
 from dfptmag.workflow import capture, config
 from dfptmag.workflow.runner import Runner
 

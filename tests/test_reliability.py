@@ -210,7 +210,7 @@ def test_sigkill_at_five_moments_then_resume_equals_uninterrupted(tiny_run, anal
 def _qcopy(src, dst):
     """A copy of a q-run directory whose manifest keeps only the pre-checksum fields, so that
     the charge oracle alone has to catch what is done to the captures."""
-    from dfptmag.qrun import read_manifest, write_manifest
+    from dfptmag.io.qrun_dir import read_manifest, write_manifest
     shutil.copytree(src, dst)
     man = read_manifest(dst)
     man["captures"] = {k: {"dwf": v["dwf"], "drho": v["drho"]} for k, v in man["captures"].items()}

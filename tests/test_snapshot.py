@@ -5,9 +5,9 @@ import sys
 import numpy as np
 import pytest
 
-from dfptmag import results
+from dfptmag.results import qfile as results
 from dfptmag.constants import BOHR_RADIUS_ANGS
-from dfptmag.snapshot import load, resample, supercell_field
+from dfptmag.analysis.snapshot import load, resample, supercell_field
 
 pytestmark = pytest.mark.qe
 S = np.array([1, -1, -1, -1])[:, None, None, None]     # time reversal: n → n, m → −m
@@ -76,7 +76,7 @@ def test_exports_read_back(result_file, tmp_path):
     from ase.io import read
     from ase.io.cube import read_cube_data
     import meshio
-    from dfptmag.snapshot_job import run_snapshot
+    from dfptmag.jobs.snapshot import run_snapshot
     files = run_snapshot(result_file, "K", mode=1, cells=(2, 2), t=0.2,
                          formats=("xsf", "cube", "vtk", "h5"), outdir=tmp_path, movie="gif", frames=4)
     amp = load(result_file, "K", mode=1)

@@ -13,7 +13,7 @@ from dfptmag.io.qe_phsave import read_patterns
 from dfptmag.io.qe_wfc import read_wfc
 from dfptmag.io.qe_xml import read_data_file_schema
 from dfptmag.kernel.pauli import pauli_from_matrix
-from dfptmag.qrun import locate
+from dfptmag.io.qrun_dir import locate
 
 pytestmark = pytest.mark.qe
 

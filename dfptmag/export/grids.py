@@ -20,7 +20,7 @@ from ase import Atoms
 
 from ..atomic import atomic_path
 from ..constants import BOHR_RADIUS_ANGS
-from ..snapshot import COMPONENTS, Amplitude, supercell_atoms
+from ..analysis.snapshot import COMPONENTS, Amplitude, supercell_atoms
 
 A3 = BOHR_RADIUS_ANGS ** 3
 

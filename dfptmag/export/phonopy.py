@@ -258,7 +258,7 @@ def write_band_hdf5(b: dict, path, source="bands.h5") -> Path:
 def export(bands_file, outdir=None) -> list[Path]:
     """Write ``band.yaml`` and ``band.hdf5`` for a bands.h5 file into ``outdir`` (default: its
     directory). Returns the paths."""
-    from ..bands_file import read
+    from ..results.bandsfile import read
     bands_file = Path(bands_file)
     b = read(bands_file)
     for key in ("cell_bohr", "positions_bohr", "symbols", "masses_amu"):

@@ -31,12 +31,12 @@ log = logging.getLogger(__name__)
 
 def to_pymatgen(bands):
     """A ``PhononBandStructureSymmLine`` from a bands.h5 path (or a dict read by
-    ``dfptmag.bands_file.read``)."""
+    ``dfptmag.results.bandsfile.read``)."""
     from pymatgen.core import Lattice, Structure
     from pymatgen.phonon.bandstructure import PhononBandStructureSymmLine
 
     if not isinstance(bands, dict):
-        from ..bands_file import read
+        from ..results.bandsfile import read
         bands = read(bands)
     b = bands
     cell, frac, symbols, masses = structure(b)

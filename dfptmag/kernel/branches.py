@@ -89,6 +89,15 @@ def by_branch(values: np.ndarray, branch: np.ndarray) -> np.ndarray:
     return out
 
 
+def per_branch(values: np.ndarray, branch: np.ndarray, computed: np.ndarray) -> np.ndarray:
+    """(nq, nbranch, ...) values reordered by branch, NaN at the q-points not computed."""
+    values = np.asarray(values)
+    out = np.full(values.shape, np.nan, dtype=np.result_type(values.dtype, float))
+    computed = np.asarray(computed, dtype=bool)
+    out[computed] = by_branch(values[computed], np.asarray(branch)[computed])
+    return out
+
+
 def mirror_parity(eigvecs: np.ndarray, positions: np.ndarray, z0: float, tol: float = 1e-3) -> np.ndarray:
     """⟨e|σ_h|e⟩ for the horizontal mirror z → 2 z0 − z: +1 for even (in-plane-like) modes, −1
     for odd (flexural-like) ones.

@@ -82,3 +82,10 @@ def degenerate_groups(omega_cm1: np.ndarray, tol_cm1: float = DEGENERACY_TOL_CM1
             g += 1
         groups[i] = g
     return groups
+
+
+def amplitude_text(kind: str, amplitude_bohr: float) -> str:
+    """The amplitude convention in words, for file attributes and reports."""
+    if kind == "zero-point":
+        return "zero-point amplitude: U = sqrt(hbar/(2 omega)) e/sqrt(M) (one phonon quantum)"
+    return f"fixed amplitude: |U| = {amplitude_bohr} bohr over all atoms"

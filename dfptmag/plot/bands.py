@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import savefig
-from ..kernel.branches import by_branch
+from ..kernel import branches as kb
 
 NOTE = "zero-point amplitude; one-sided ψ*δψ amplitude (paper Eq. 1)"
 
@@ -54,13 +54,8 @@ def _path_axis(ax, b):
 
 
 def per_branch(b, key):
-    """(nq, nbranch) values of ``key`` reordered by branch (NaN where not computed)."""
-    v = b[key]
-    br = b["modes/branch"]
-    out = np.full(v.shape, np.nan)
-    ok = b["path/computed"]
-    out[ok] = by_branch(v[ok], br[ok])
-    return out
+    """(nq, nbranch) values of ``key`` of a bands dict reordered by branch (NaN where not computed)."""
+    return kb.per_branch(b[key], b["modes/branch"], b["path/computed"])
 
 
 def _interpolated(ax, b, label=True):

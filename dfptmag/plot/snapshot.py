@@ -2,11 +2,13 @@
 and charge of a phonon over N×M cells, with the displaced atoms."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, savefig
 from ..constants import BOHR_RADIUS_ANGS
-from ..snapshot import Amplitude, metal_symbol, plane_index, supercell_atoms, supercell_field
+from ..analysis.snapshot import Amplitude, metal_symbol, plane_index, supercell_atoms, supercell_field
 
 A3 = BOHR_RADIUS_ANGS ** 3      # bohr³ in Å³: densities per bohr³ ÷ A3 = per Å³
 
@@ -170,3 +172,15 @@ def movie(amp: Amplitude, path, frames: int = 48, cells=(4, 4), plane: str | Non
                                 str(Path(d) / "f%05d.png"), "-pix_fmt", "yuv420p", "-vf",
                                 "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-f", "mp4", str(tmp)], check=True)
     return path
+
+
+def save_snapshot(amp: Amplitude, stem, formats=("png",), cells=(4, 4), t: float = 0.0,
+                  plane: str | None = None, dpi: int = 150) -> list[Path]:
+    """Write the snapshot figure as ``<stem>.<ext>`` for each of png/pdf in ``formats`` (atomic
+    writes); returns the files written."""
+    plt = _mpl()
+    fig, _ = snapshot_figure(amp, cells, t, plane)
+    try:
+        return [savefig(fig, Path(f"{stem}.{ext}"), dpi=dpi) for ext in ("png", "pdf") if ext in formats]
+    finally:
+        plt.close(fig)

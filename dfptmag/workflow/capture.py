@@ -74,7 +74,7 @@ def prepare(ph0: Path, prefix: str, dest: Path, tag: str, nranks: int) -> list[t
 def fresh_tag(dest: Path, tag: str) -> str:
     """``tag`` or ``tag.v2``, ``tag.v3`` ...: the first whose files no manifest entry lists.
     Unlisted files of that tag (an interrupted capture, or one the runner dropped) are removed."""
-    from ..qrun import read_manifest
+    from ..io.qrun_dir import read_manifest
     man = read_manifest(dest.parent)
     listed = set()
     for cap in man.get("captures", {}).values():
@@ -215,7 +215,7 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
                  dest: Path, tag: str, fildrho: str | None):
     """Run one ph.x irrep with its δψ buffer hard-linked into ``dest`` (= ``<q dir>/capture``)
     under fresh names; return (dwf files, drho copy). The caller records them
-    (:func:`dfptmag.qrun.record_capture`), which is when an earlier capture of the irrep is
+    (:func:`dfptmag.io.qrun_dir.record_capture`), which is when an earlier capture of the irrep is
     replaced: a failed or empty run leaves it untouched."""
     nranks = check_layout(cmd)
     m = re.fullmatch(r"irr(\d+)", tag)
@@ -240,7 +240,7 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
         discard()
         done = ph0 / f"{prefix}.phsave" / f"dynmat.1.{irrep}.xml" if irrep is not None else None
         if done is not None and done.is_file():
-            from ..qrun import read_manifest
+            from ..io.qrun_dir import read_manifest
             had = str(irrep) in read_manifest(dest.parent).get("captures", {})
             kept = (f"the earlier capture of irrep {irrep} in {dest} is kept unchanged"
                     if had else f"there is no earlier capture of irrep {irrep}")
@@ -261,7 +261,7 @@ def capture_user_command(cmd: list[str], qdir=".", log=None, redo: bool = False)
     from ase.io.espresso import read_fortran_namelist
 
     from ..errors import InputFileError
-    from ..qrun import record_capture
+    from ..io.qrun_dir import record_capture
     if not cmd:
         raise DfptmagError("give the ph.x command line after --, e.g. "
                            "dfptmag capture -- mpirun -np 4 ph.x -nk 4 -in ph.in")

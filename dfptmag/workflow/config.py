@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import qpoints
+from ..kernel import qpoints
 from ..errors import InputFileError
 
 # named q-points (2D hexagonal lattice): the one table lives in dfptmag.qpoints

@@ -52,7 +52,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import DfptmagError, QERunError
-from ..qrun import MANIFEST, read_manifest, record_capture, write_manifest
+from ..io.qrun_dir import MANIFEST, read_manifest, record_capture, write_manifest
 from . import capture, inputs, locks, pseudo
 from .config import QPoint, Workflow
 

@@ -4,7 +4,7 @@ Python the same functions are ``dfptmag.run``, ``dfptmag.analyze`` and ``dfptmag
 
     run(workflow, q=..., patterns=...)     ld1.x/pw.x/ph.x with δψ capture → analysis → HDF5 → snapshots
     analyze(run_dir, output=...)           finished q-run directories → HDF5
-    bands(workflow, path=..., ...)         the band workflow (dfptmag.bands_job) → bands.h5 → figures
+    bands(workflow, path=..., ...)         the band workflow (dfptmag.jobs.bands) → bands.h5 → figures
 
 Nothing here prints; progress bars only with ``progress=True``.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from .errors import DfptmagError, InputFileError
+from ..errors import DfptmagError, InputFileError
 
 
 @dataclasses.dataclass
@@ -25,7 +25,7 @@ class AnalyzeResult:
 
     def load(self):
         """The written file as a dfptmag.api.Result."""
-        from .api import load
+        from ..api import load
         return load(self.output)
 
 
@@ -64,9 +64,9 @@ def analyze_dirs(qdirs, output, options) -> AnalyzeResult:
     q-points, one that cannot be analyzed is recorded in ``.failures`` and in the file (the
     ``failures`` group; root attribute ``complete = False``), and the others are written; with a
     single q-point its error is raised."""
-    from . import results
-    from .analysis import analyze_qrun
-    from .qrun import MANIFEST, read_manifest
+    from ..results import qfile as results
+    from ..analysis.qrun import analyze_qrun
+    from ..io.qrun_dir import MANIFEST, read_manifest
     dirs: dict[str, Path] = {}
     for qd in qdirs:
         label = read_manifest(qd).get("label") or Path(qd).name
@@ -98,9 +98,9 @@ def analyze(run_dir, output="dfptmag.h5", amplitude: str = "zero-point", amplitu
     modes closer than ``degeneracy_tol_cm1`` (default 0.5 cm⁻¹) form one degenerate subspace;
     ``allow_charge_mismatch`` writes the numbers even if the charge oracle fails (recorded).
     q-points that could not be analyzed are in ``.failures`` (see :func:`analyze_dirs`)."""
-    from .analysis import AnalysisOptions
-    from .kernel.modes import DEGENERACY_TOL_CM1
-    from .qrun import MANIFEST, find_qruns
+    from ..analysis.qrun import AnalysisOptions
+    from ..kernel.modes import DEGENERACY_TOL_CM1
+    from ..io.qrun_dir import MANIFEST, find_qruns
     if not Path(run_dir).is_dir():
         raise InputFileError(run_dir, "not a directory (give a run directory or a q-run directory)")
     output = output_file(output)
@@ -126,10 +126,10 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     ('K', "K'" = '-K', 'M', 'G', '0.5,0,0' or three numbers; default the workflow's [ph] q);
     patterns: 1-based pattern numbers (default all); run_dir: default runs/<workflow name>;
     output: default <run_dir>/dfptmag.h5."""
-    from .analysis import AnalysisOptions
-    from .data import resolve_workflow
-    from .workflow import config
-    from .workflow.runner import Runner
+    from ..analysis.qrun import AnalysisOptions
+    from ..data import resolve_workflow
+    from ..workflow import config
+    from ..workflow.runner import Runner
     wf = config.load(resolve_workflow(workflow))
     qpoints = [config.parse_q(s, "--q") for s in q] if q else None
     if patterns is not None:
@@ -145,7 +145,7 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     a = analyze_dirs(qdirs, out, opts)
     shots = []
     if wf.analysis["realspace"] and snapshots:
-        from .snapshot_job import run_snapshot, strongest_modes
+        from .snapshot import run_snapshot, strongest_modes
         for label, r in a.analyses.items():
             if "mode_cell_integral" not in r:
                 continue
@@ -163,11 +163,11 @@ def bands(workflow=None, path: str | None = None, npoints: int | None = None, wo
           nproc: int | None = None, run_dir=None, output=None, figures=("png", "pdf"),
           progress: bool = False):
     """``dfptmag bands``: all patterns at every q of a band path, the interpolated dispersion,
-    branch tracking, bands.h5 and figures (dfptmag.bands_job.run_bands). Returns its BandsRun;
+    branch tracking, bands.h5 and figures (dfptmag.jobs.bands.run_bands). Returns its BandsRun;
     q-points that failed are in ``.failures`` (bands.h5 has NaN there; the CLI then exits
     non-zero). ``dfptmag.load(result.output)`` reads the file."""
-    from .bands_job import run_bands
-    from .data import resolve_workflow
+    from .bands import run_bands
+    from ..data import resolve_workflow
     if output is not None:
         output_file(output)
     if run_dir is not None:

@@ -4,7 +4,8 @@ Streams one k-point at a time: reads ψ_k and ψ_{k+q} (collected files), verifi
 internal plane-wave order against its ψ buffer, maps every captured δψ onto Miller indices, and
 accumulates Eq. 1 as a 2×2 matrix both as the cell integral (G = 0, overlaps only) and on the
 real-space FFT grid. Then the Pauli decomposition, the charge oracle against fildrho, the
-dynamical matrix, modes and RMS values.
+dynamical matrix, modes and RMS values. :func:`analyze_qrun` runs the six named stages in order;
+each takes and returns plain objects, so a caller can stop after any of them.
 """
 from __future__ import annotations
 
@@ -17,21 +18,21 @@ from pathlib import Path
 
 import numpy as np
 
-from . import ONE_SIDED_NOTE
-from .errors import InputFileError, UnsupportedError
-from .io.planewaves import internal_order, match_miller, verify_order
-from .io.qe_buffers import files_by_pool, open_pool_buffer, pool_ranges
-from .io.qe_dyn import read_dyn
-from .io.qe_grid import read_grid_record
-from .io.qe_phsave import read_partial_dynmat, read_patterns
-from .io.qe_wfc import read_wfc
-from .io.qe_xml import QEData, read_data_file_schema
-from .io.upf import read_upf_header
-from .kernel import density_matrix as dm
-from .kernel import modes as km
-from .kernel import observables as obs
-from .kernel.pauli import pauli_from_matrix
-from .qrun import QRunFiles, check_manifest_types, locate, verify_captures
+from .. import ONE_SIDED_NOTE
+from ..errors import InputFileError, UnsupportedError
+from ..io.planewaves import internal_order, match_miller, verify_order
+from ..io.qe_buffers import files_by_pool, open_pool_buffer, pool_ranges
+from ..io.qe_dyn import read_dyn
+from ..io.qe_grid import read_grid_record
+from ..io.qe_phsave import read_partial_dynmat, read_patterns
+from ..io.qe_wfc import read_wfc
+from ..io.qe_xml import QEData, read_data_file_schema
+from ..io.upf import read_upf_header
+from ..kernel import density_matrix as dm
+from ..kernel import modes as km
+from ..kernel import observables as obs
+from ..kernel.pauli import pauli_from_matrix
+from ..io.qrun_dir import QRunFiles, check_manifest_types, locate, verify_captures
 
 log = logging.getLogger(__name__)
 
@@ -106,9 +107,30 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
 
 
 def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
+    """One q-run directory → a dict of arrays (the dfptmag.h5 group, see ``results.qfile``), in
+    named stages: the manifest and capture records (:func:`open_qrun`), the ground state and
+    ph.x's k/k+q list (:func:`read_ground_state`), the δψ captures per pattern
+    (:func:`open_captures`), Eq. 1 accumulated over k (:func:`accumulate_eq1`), the Pauli
+    decomposition and the charge oracle (:func:`cell_integrals_and_oracle`), the modes and their
+    RMS (:func:`modes_and_rms`)."""
     options = options or AnalysisOptions()
     t_start = time.perf_counter()
     tm = defaultdict(float)         # wall seconds per stage (result["timing_s"], benchmarks)
+    files, notes = open_qrun(root)
+    gs = read_ground_state(files)
+    notes += gs.notes
+    caps = open_captures(files, gs)
+    notes += caps.notes
+    acc = accumulate_eq1(files, gs, caps, options, tm)
+    result = cell_integrals_and_oracle(files, gs, caps, acc, options, notes, tm)
+    modes_and_rms(result, files, gs, len(caps.pattern_ids), options)
+    result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
+    return result
+
+
+def open_qrun(root) -> tuple[QRunFiles, list[str]]:
+    """Stage 1: the manifest (types checked), the files it names, and the capture records (size
+    and sha256 at capture time) verified before any number is computed."""
     check_manifest_types(root)
     try:
         files = locate(root)
@@ -116,14 +138,37 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         raise InputFileError(Path(root) / "dfptmag-q.json", f"malformed manifest ({type(exc).__name__}: "
                                                             f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     notes = []
-    unchecked = verify_captures(files)     # sizes and sha256 recorded at capture time
+    unchecked = verify_captures(files)
     if unchecked:
         notes.append(f"captures of irreps {unchecked} have no checksums (manifest written before "
                      "dfptmag recorded them): only fildrho guards them")
+    return files, notes
+
+
+@dataclasses.dataclass
+class GroundState:
+    """What stage 2 reads: QE's data file, the occupied bands, ph.x's patterns, the (k, k+q)
+    pairing of ph.x's k list and the ψ buffer."""
+    x: QEData
+    nocc: int
+    pats: object            # io.qe_phsave.Patterns
+    nks: int                # k-points in the list (k and k+q counted separately)
+    nksq: int               # k-points of the sum
+    ikk: np.ndarray
+    ikq: np.ndarray
+    weights: np.ndarray
+    kunit: int              # ph.x keeps k and k+q in one pool (setup_nscf)
+    psi_buf: object
+    notes: list
+
+
+def read_ground_state(files: QRunFiles) -> GroundState:
+    """Stage 2: data-file-schema.xml (scope checked: noncollinear SOC insulator, norm-conserving),
+    patterns.1.xml, the (k, k+q) list of ph.x's only_wfc run checked against the manifest's q,
+    the k weights, and ph.x's ψ buffer."""
     x = read_data_file_schema(files.xml)
     nocc = check_supported(x)
     pats = read_patterns(files.patterns_xml)
-    npat_total = len(pats.irreps)
     if pats.vectors.shape[1] != 3 * x.nat:
         raise InputFileError(pats.path, f"patterns of length {pats.vectors.shape[1]} for "
                                         f"{x.nat} atoms in {x.path}")
@@ -145,14 +190,28 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
                                      "(noncollinear convention)")
     if not files.psi_buffers:
         raise InputFileError(files.wfc_dir.parent, f"ph.x's ψ buffer {files.prefix}.wfc* not found")
-    kunit = 1 if files.gamma else 2        # ph.x keeps k and k+q in one pool (setup_nscf)
+    kunit = 1 if files.gamma else 2
     psi_buf = _open_psi_buffer(files, x, nocc, kunit)
-    notes += psi_buf.notes
+    return GroundState(x, nocc, pats, nks, nksq, ikk, ikq, weights, kunit, psi_buf, list(psi_buf.notes))
 
-    # captured δψ per global pattern
+
+@dataclasses.dataclass
+class Captures:
+    """Stage 3: the captured δψ per global pattern μ (0-based, sorted)."""
+    pattern_ids: list[int]
+    dwf_of: dict            # μ → (pool buffer, index of the perturbation in its irrep)
+    drho_of: dict           # μ → fildrho copy of its irrep (or None)
+    dwf_paths: dict         # μ → the δψ files (for messages)
+    notes: list
+
+
+def open_captures(files: QRunFiles, gs: GroundState) -> Captures:
+    """Stage 3: every captured irrep's δψ buffers (pool-aware, memory-mapped), indexed by the
+    global pattern number."""
+    pats, x = gs.pats, gs.x
     if not files.captures:
         raise InputFileError(files.root, "no captured δψ buffers listed in the manifest")
-    pattern_ids, dwf_of, drho_of, dwf_paths = [], {}, {}, {}
+    pattern_ids, dwf_of, drho_of, dwf_paths, notes = [], {}, {}, {}, []
     offset = {}
     start = 0
     for irr in sorted(set(pats.irreps)):
@@ -167,7 +226,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
             raise InputFileError(files.root, f"no δψ files listed for irrep {irr}")
         by_pool = files_by_pool(cap["dwf"])
         npool = int(cap.get("npool") or max(by_pool) + 1)    # older manifests: from the names
-        ranges = [(s // kunit, n // kunit) for s, n in pool_ranges(nks, npool, kunit)]
+        ranges = [(s // gs.kunit, n // gs.kunit) for s, n in pool_ranges(gs.nks, npool, gs.kunit)]
         buf = open_pool_buffer(by_pool, npool, ranges, npert, x.nbnd, 2, x.npwx,
                                f"δψ of irrep {irr}")
         notes += buf.notes
@@ -178,24 +237,38 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
             drho_of[mu] = cap["drho"]
             dwf_paths[mu] = cap["dwf"]
     pattern_ids.sort()
-    npat = len(pattern_ids)
+    return Captures(pattern_ids, dwf_of, drho_of, dwf_paths, notes)
+
+
+@dataclasses.dataclass
+class Accumulated:
+    g0: np.ndarray          # (npat, 2, 2) ∫_Ω δñ^{σσ'} d³r
+    stream: object          # kernel.density_matrix.FieldStream (real-space field) or None
+    probe: object           # _ChargeProbe (oracle without the field) or None
+
+
+def accumulate_eq1(files: QRunFiles, gs: GroundState, caps: Captures, options: AnalysisOptions,
+                   tm) -> Accumulated:
+    """Stage 4: paper Eq. 1 summed over k, one k-point at a time (bounded memory): the 2×2 cell
+    integral from overlaps (G = 0) and, with ``options.realspace``, the field on the FFT grid."""
+    x, nocc = gs.x, gs.nocc
+    pattern_ids, dwf_of = caps.pattern_ids, caps.dwf_of
     shape = x.fft_grid
-    g0 = np.zeros((npat, 2, 2), dtype=complex)
+    g0 = np.zeros((len(pattern_ids), 2, 2), dtype=complex)
     # Bounded memory: the accumulators (npat × 4 grids; they become the output), one k-point's ψ
     # and δψ on the grid (two boxes of 2·nocc grids, reused) and its coefficients (FieldStream)
-    stream = dm.FieldStream(npat, nocc, shape, x.omega) if options.realspace else None
-
-    probe = None if stream is not None else _ChargeProbe.from_fildrho(pattern_ids, drho_of, shape)
-    it = range(nksq)
+    stream = dm.FieldStream(len(pattern_ids), nocc, shape, x.omega) if options.realspace else None
+    probe = None if stream is not None else _ChargeProbe.from_fildrho(pattern_ids, caps.drho_of, shape)
+    it = range(gs.nksq)
     if options.progress:
         from tqdm import tqdm
         it = tqdm(it, desc=f"k-points ({files.root.name})", unit="k", leave=False)
     for ik in it:
-        jk, jq = int(ikk[ik]), int(ikq[ik])
+        jk, jq = int(gs.ikk[ik]), int(gs.ikq[ik])
         # ψ_k: all occupied bands; k+q: only its plane-wave order is needed (δψ lives there).
         # Both orders are verified on the first band (every plane wave, both spin components).
-        wk, perm_k = _read_psi(files, x, psi_buf, jk, nocc, tm)
-        wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, psi_buf, jq, 1, tm)
+        wk, perm_k = _read_psi(files, x, gs.psi_buf, jk, nocc, tm)
+        wq, perm_q = (wk, perm_k) if jq == jk else _read_psi(files, x, gs.psi_buf, jq, 1, tm)
         t0 = time.perf_counter()
         npw_q = wq.npw
         # δψ stays in ph.x's internal order, read from the memory-mapped records (each pool's
@@ -205,18 +278,25 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         inv_q = np.empty_like(perm_q)
         inv_q[perm_q] = np.arange(len(perm_q))
         i_k, i_q = match_miller(wk.miller, wq.miller)
-        g0 += dm.g0_gathered(wk.coeffs, i_k, [rec[:nocc] for rec in dwf], inv_q[i_q], weights[ik])
+        g0 += dm.g0_gathered(wk.coeffs, i_k, [rec[:nocc] for rec in dwf], inv_q[i_q], gs.weights[ik])
         t1 = time.perf_counter()
         tm["dpsi_g0"] += t1 - t0
         if probe is not None:
-            probe.add(wk.coeffs, wk.miller, [rec[:nocc] for rec in dwf], wq.miller, inv_q, weights[ik])
+            probe.add(wk.coeffs, wk.miller, [rec[:nocc] for rec in dwf], wq.miller, inv_q, gs.weights[ik])
         if stream is not None:
             # ψ_k once per k-point, shared by every pattern; then one δψ batch per pattern
             stream.add_kpoint(wk.coeffs, wk.miller, [rec[:nocc, :, :npw_q] for rec in dwf],
-                              wq.miller[perm_q], weights[ik])
-        _drop_mapped_pages(psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
+                              wq.miller[perm_q], gs.weights[ik])
+        _drop_mapped_pages(gs.psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
+    return Accumulated(g0, stream, probe)
 
-    cell_integral = pauli_from_matrix(g0)                     # (npat, 4)
+
+def cell_integrals_and_oracle(files: QRunFiles, gs: GroundState, caps: Captures, acc: Accumulated,
+                              options: AnalysisOptions, notes: list, tm) -> dict:
+    """Stage 5: the Pauli decomposition (paper Eq. 2) of the cell integrals, the field, and the
+    charge oracle against fildrho (2 Tr δñ); returns the result dict without modes."""
+    x, pattern_ids = gs.x, caps.pattern_ids
+    cell_integral = pauli_from_matrix(acc.g0)                     # (npat, 4)
     result = {
         "qe_version": x.qe_version,
         "q_tpiba": files.q_tpiba,
@@ -224,10 +304,10 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         "alat_bohr": x.alat, "cell_bohr": x.cell, "omega_bohr3": x.omega,
         "symbols": x.symbols, "positions_bohr": x.positions,
         "masses_amu": np.array([x.masses_amu[s] for s in x.symbols]),
-        "nocc": nocc, "nk": nksq, "fft_grid": np.array(shape),
+        "nocc": gs.nocc, "nk": gs.nksq, "fft_grid": np.array(x.fft_grid),
         "pattern_index": np.array(pattern_ids) + 1,
-        "pattern_vectors": pats.vectors[pattern_ids],
-        "pattern_matrix": g0,
+        "pattern_vectors": gs.pats.vectors[pattern_ids],
+        "pattern_matrix": acc.g0,
         "pattern_cell_integral": cell_integral,
         "object": ONE_SIDED_NOTE,
         "input_notes": notes,
@@ -236,23 +316,32 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
         log.info("%s", note)
     t0 = time.perf_counter()
     comp = None
-    if stream is not None:
-        tm["field_psi"], tm["field_dpsi"] = stream.seconds["psi"], stream.seconds["dpsi"]
-        comp = stream.result()                                 # (npat, 4, n1, n2, n3)
-        del stream
+    if acc.stream is not None:
+        tm["field_psi"], tm["field_dpsi"] = acc.stream.seconds["psi"], acc.stream.seconds["dpsi"]
+        comp = acc.stream.result()                                 # (npat, 4, n1, n2, n3)
+        acc.stream = None
         result["pattern_field"] = comp
         result["cell_average_vs_g0"] = np.max(np.abs(comp.mean(axis=(2, 3, 4)) * x.omega - cell_integral))
-    _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, x.omega, comp, probe)
+    _charge_oracle(result, options, pattern_ids, caps.drho_of, caps.dwf_paths, x.fft_grid, x.omega,
+                   comp, acc.probe)
     tm["field_oracle"] += time.perf_counter() - t0
+    return result
 
+
+def modes_and_rms(result: dict, files: QRunFiles, gs: GroundState, npat: int,
+                  options: AnalysisOptions) -> None:
+    """Stage 6 (in place): the dynamical matrix from ph.x's partial dynmats, the modes at the
+    chosen amplitude, their cell integrals and RMS (Eq. 3, derived once in
+    ``kernel.observables``), and ph.x's own frequencies (fildyn) as the oracle."""
+    pats, x = gs.pats, gs.x
+    npat_total = len(pats.irreps)
     dyn, why = _full_dynmat(files, pats.vectors, max(pats.irreps))
     if npat < npat_total:
         why = f"modes need all {npat_total} patterns; {npat} computed"
     if dyn is None:
         log.warning("no modes for %s: %s", files.root, why)
         result["modes_missing_reason"] = why
-        result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
-        return result
+        return
     if km.is_time_reversal_invariant(result["q_crystal"]):
         # q ≡ −q (Γ, M): time reversal makes D(q) real in QE's phase convention (e^{-iq·R}, R
         # lattice vectors; D(−q) = D(q)*, D(q + G) = D(q)). ph.x imposes this too (symdynph_gq,
@@ -273,7 +362,7 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     result["degeneracy_tol_cm1"] = options.degeneracy_tol_cm1
     if npat == npat_total:
         c = km.pattern_coefficients(pats.vectors, U)       # (nmode, npat)
-        mode_ci = c @ cell_integral
+        mode_ci = c @ result["pattern_cell_integral"]
         result["mode_cell_integral"] = mode_ci
         o = obs.mode_observables(mode_ci, groups)            # the one place RMS values are derived
         result.update(mode_rms=o["rms"], mode_rms_inplane=o["inplane"],
@@ -284,8 +373,6 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     if files.fildyn is not None:
         d = read_dyn(files.fildyn)
         result["fildyn_freq_cm1"] = d.freq_cm1
-    result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
-    return result
 
 
 class ChargeCheckError(InputFileError):

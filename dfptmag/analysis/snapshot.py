@@ -12,9 +12,9 @@ import h5py
 import numpy as np
 import scipy.fft
 
-from . import results
-from .constants import BOHR_RADIUS_ANGS
-from .errors import InputFileError
+from ..results import qfile as results
+from ..constants import BOHR_RADIUS_ANGS
+from ..errors import InputFileError
 
 COMPONENTS = ("n", "m_x", "m_y", "m_z")
 

@@ -13,7 +13,7 @@ import numpy as np
 from ase.dft.kpoints import parse_path_string
 
 from . import qpoints
-from .errors import DfptmagError
+from ..errors import DfptmagError
 
 DEFAULT_PATH = "GMKG"
 

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import savefig
-from .errors import DfptmagError
-from .snapshot import load, resample, supercell_field
+from ..errors import DfptmagError
+from ..analysis.snapshot import load, resample, supercell_field
 
-from .export import FORMATS
+from ..export import FORMATS
 
 
 def run_snapshot(result, label: str, mode: int | None = None, pattern: int | None = None,
@@ -28,17 +27,12 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
     stem = f"snapshot_{label}_{amp.what.replace(' ', '')}_t{t:.3f}"
     written = []
     if "png" in formats or "pdf" in formats:
-        from .plot.snapshot import _mpl, snapshot_figure
-        plt = _mpl()
-        fig, _ = snapshot_figure(amp, cells, t, plane)
-        for ext in ("png", "pdf"):
-            if ext in formats:
-                written.append(savefig(fig, outdir / f"{stem}.{ext}", dpi=150))
-        plt.close(fig)
+        from ..plot.snapshot import save_snapshot
+        written += save_snapshot(amp, outdir / stem, formats, cells, t, plane)
     need_grid = {"xsf", "vtk", "cube"} & set(formats)
     if need_grid:
-        from .constants import BOHR_RADIUS_ANGS
-        from .export import grids
+        from ..constants import BOHR_RADIUS_ANGS
+        from ..export import grids
         atoms = grids.supercell_ase(amp, (cells[0], cells[1], 1), t)
         comp = supercell_field(amp.field, amp.q_crystal, (cells[0], cells[1], 1), t)   # per bohr³
         if "xsf" in formats:
@@ -51,10 +45,10 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
         if "vtk" in formats:
             written.append(grids.write_vtk(outdir / f"{stem}.vtk", atoms, comp / BOHR_RADIUS_ANGS ** 3))
     if "h5" in formats:
-        from .export import grids
+        from ..export import grids
         written.append(grids.write_h5(outdir / f"{stem}.h5", amp, cells, t))
     if movie:
-        from .plot.snapshot import movie as make_movie
+        from ..plot.snapshot import movie as make_movie
         written.append(make_movie(amp, outdir / f"movie_{label}_{amp.what.replace(' ', '')}.{movie}",
                                   frames=frames, cells=cells, plane=plane, progress=progress))
     return written

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import atomic
-from .errors import InputFileError
+from .. import atomic
+from ..errors import InputFileError
 
 MANIFEST = "dfptmag-q.json"
 

@@ -36,10 +36,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from . import ONE_SIDED_NOTE, __version__
-from .atomic import atomic_path
-from .errors import InputFileError
-from .results import PHASE_CONVENTION, PHASE_NOTE, U_CELL, dataset, write_structure
+from .. import ONE_SIDED_NOTE, __version__
+from ..atomic import atomic_path
+from ..errors import InputFileError
+from ._h5 import PHASE_CONVENTION, PHASE_NOTE, U_CELL, dataset, write_structure
 
 SCHEMA = "bands.h5/2"
 _AT = "per unit cell, RMS over one period at the stated amplitude"
@@ -126,7 +126,7 @@ def read(path) -> dict:
 
 def _upgrade(b: dict) -> None:
     """Fill what version-1 files lack, in place: the structure (root attributes then) and THz."""
-    from .constants import RY_TO_MEV, RY_TO_THZ
+    from ..constants import RY_TO_MEV, RY_TO_THZ
     a = b["attrs"]
     if "structure/cell_bohr" not in b and "cell_bohr" in a:
         b["structure/cell_bohr"] = np.asarray(a["cell_bohr"])

@@ -37,60 +37,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import numpy as np
 
-from . import ONE_SIDED_NOTE, __version__
-from .atomic import atomic_path
-from .constants import BOHR_RADIUS_ANGS
-from .kernel import modes as km
-
-SCHEMA = "dfptmag.h5/2"
-COMPONENTS = "n, m_x, m_y, m_z; m_a = Tr(sigma_a dn) (QE convention; the paper's components are half)"
-# units of [δn, δm_x, δm_y, δm_z] datasets
-U_CELL = np.array(["e", "muB", "muB", "muB"], dtype=h5py.string_dtype())
-U_PER_BOHR = np.array(["e/bohr", "muB/bohr", "muB/bohr", "muB/bohr"], dtype=h5py.string_dtype())
-U_FIELD = np.array(["e/bohr^4", "muB/bohr^4", "muB/bohr^4", "muB/bohr^4"], dtype=h5py.string_dtype())
-PHASE_CONVENTION = "lattice_vector"
-PHASE_NOTE = ("u(R, kappa, t) = Re[U_kappa exp(i q.R - i omega t)] with R the lattice vector of the "
-              "cell (QE's convention); phonopy writes exp(i q.(R + tau_kappa)), tau_kappa the atom's "
-              "position in the cell: its eigenvector is this one times exp(-i q.tau_kappa)")
-
-
-def dataset(g, name, data, units, description: str | None = None, **attrs):
-    """Create ``g[name]`` with its ``units`` (a unit string, or one per component) and an optional
-    ``description``; further keyword arguments become attributes."""
-    d = g.create_dataset(name, data=data)
-    d.attrs["units"] = units
-    if description:
-        d.attrs["description"] = description
-    for k, v in attrs.items():
-        d.attrs[k] = v
-    return d
-
+from .. import ONE_SIDED_NOTE, __version__
+from ..atomic import atomic_path
+from ..kernel import modes as km
+from ._h5 import (PHASE_CONVENTION, PHASE_NOTE, U_CELL, U_FIELD, U_PER_BOHR,  # noqa: F401  (schema names)
+                  dataset, write_structure)
 
 _ds = dataset
 
-
-def write_structure(s, cell_bohr, positions_bohr, symbols, masses_amu):
-    """The structure as datasets in group ``s``: phonopy's band.hdf5 quantities (lattice in Å,
-    fractional coordinates, symbols, masses) and QE's (bohr)."""
-    cell_bohr = np.asarray(cell_bohr, dtype=float)
-    positions_bohr = np.asarray(positions_bohr, dtype=float)
-    _ds(s, "lattice_angstrom", cell_bohr * BOHR_RADIUS_ANGS, "angstrom", "lattice vectors a1, a2, a3 (rows)")
-    _ds(s, "scaled_positions", positions_bohr @ np.linalg.inv(cell_bohr), "1",
-        "fractional coordinates of the atoms in the lattice vectors")
-    _ds(s, "symbols", np.array([str(x) for x in symbols], dtype=h5py.string_dtype()), "", "chemical symbols")
-    _ds(s, "masses_amu", np.asarray(masses_amu, dtype=float), "amu", "atomic masses used for the modes")
-    _ds(s, "cell_bohr", cell_bohr, "bohr", "lattice vectors (rows), as QE")
-    _ds(s, "positions_bohr", positions_bohr, "bohr", "Cartesian atomic positions, as QE")
-
-
-def amplitude_text(kind: str, amplitude_bohr: float) -> str:
-    if kind == "zero-point":
-        return "zero-point amplitude: U = sqrt(hbar/(2 omega)) e/sqrt(M) (one phonon quantum)"
-    return f"fixed amplitude: |U| = {amplitude_bohr} bohr over all atoms"
-
-
+SCHEMA = "dfptmag.h5/2"
+COMPONENTS = "n, m_x, m_y, m_z; m_a = Tr(sigma_a dn) (QE convention; the paper's components are half)"
 def _write_q(g, r: dict):
     g.attrs["object"] = r["object"]
     g.attrs["qe_version"] = r["qe_version"]
@@ -138,7 +95,7 @@ def _write_q(g, r: dict):
         g.attrs["modes_missing_reason"] = r.get("modes_missing_reason", "")
         return
     m = g.create_group("modes")
-    m.attrs["amplitude"] = amplitude_text(r["amplitude"], r["amplitude_bohr"])
+    m.attrs["amplitude"] = km.amplitude_text(r["amplitude"], r["amplitude_bohr"])
     m.attrs["degenerate_tolerance_cm1"] = r["degeneracy_tol_cm1"]
     cm1 = km.ry_to_cm1(r["frequency_ry"])
     neg = "phonon frequency; negative = imaginary"

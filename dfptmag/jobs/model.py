@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import (Bath, Level, Model, ModelParameterError, crossover_temperature, fermi,
+from ..model.core import (Bath, Level, Model, ModelParameterError, crossover_temperature, fermi,
                    frequency_grid, kT_crossover_strong_coupling, paper_moment)
-from .figures import dos_figure, moment_comparison_figure, moment_figure
+from ..model.figures import dos_figure, moment_comparison_figure, moment_figure
 
 PAPER_DELTA = 0.1        # meV, broadening of the paper-mode DOS (resonances of order 1/meV)
 DEFAULT_DELTA = 0.01
@@ -232,7 +232,7 @@ def _comparison(models, paper_curves, kTs, n, outdir, self_consistent):
 
 def _resonance_offset(m, kT):
     """√m₂ of the most strongly coupled spin channel, λ_max = (|u0| + |u1|)², ε1 = 0 estimate."""
-    from .closed_forms import second_moment
+    from ..model.closed_forms import second_moment
     lam = (abs(m.u0) + float(np.linalg.norm(m.u1))) ** 2
     return math.sqrt(lam * second_moment(m, kT)) + float(np.linalg.norm(m.level.eps1))
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import ONE_SIDED_NOTE
-from .kernel import modes as km
-from .results import amplitude_text
+from .. import ONE_SIDED_NOTE
+from ..kernel import modes as km
 
 
 def mode_table(label: str, r: dict) -> str:
@@ -25,7 +24,7 @@ def mode_table(label: str, r: dict) -> str:
     mev = km.ry_to_mev(r["frequency_ry"])
     cm1 = km.ry_to_cm1(r["frequency_ry"])
     ci = np.abs(r["mode_cell_integral"])
-    lines.append(amplitude_text(r["amplitude"], r["amplitude_bohr"]))
+    lines.append(km.amplitude_text(r["amplitude"], r["amplitude_bohr"]))
     lines.append("cell integrals ∫_Ω d³r per unit cell: |δn| in electrons, |δm_α| in μB "
                  "(m_α = Tr σ_α δñ, QE convention)")
     lines.append(f"{'mode':>4} {'meV':>9} {'cm-1':>9} {'|dn| e':>11} {'|dm_x| uB':>11} "
@@ -41,10 +40,13 @@ def mode_table(label: str, r: dict) -> str:
 
 def bands_table(b: dict) -> str:
     """Per q-point and branch: frequency (meV), in-plane and out-of-plane RMS magnetization."""
-    from .plot.bands import per_branch
-    w = per_branch(b, "modes/frequency_meV")
-    mi = per_branch(b, "modes/rms_inplane")
-    mo = per_branch(b, "modes/rms_outofplane")
+    from ..kernel.branches import per_branch
+
+    def per(key):
+        return per_branch(b[key], b["modes/branch"], b["path/computed"])
+    w = per("modes/frequency_meV")
+    mi = per("modes/rms_inplane")
+    mo = per("modes/rms_outofplane")
     labels = dict(zip(b["path/label_index"], b["path/labels"]))
     lines = [b["attrs"].get("amplitude", ""),
              "per branch: ω (meV) / RMS in-plane M (μB per cell) / RMS out-of-plane M (μB per cell)",

@@ -1,0 +1,96 @@
+"""A band path's analysis: per-q results stacked into (nq, nmode, ...) arrays, the interpolated
+dispersion diagonalised, branches tracked by eigenvector overlap (``kernel.branches``). The job
+that runs QE for it is ``dfptmag.jobs.bands``; the file is ``results.bandsfile``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DfptmagError
+from ..kernel import bandpath
+from ..kernel import branches as kb
+from ..kernel import modes as km
+
+
+def assemble(bp: bandpath.BandPath, per_point: list[dict | None]) -> dict:
+    """Stack per-q analysis results (None where a run failed) into (nq, nmode, ...) arrays. The
+    RMS values and degenerate groups are the analysis's own (derived once, with its tolerance)."""
+    ref = next((r for r in per_point if r is not None), None)
+    if ref is None:
+        raise DfptmagError("no q-point of the band path finished; nothing to write")
+    nmode = len(ref["frequency_ry"])
+    nat = nmode // 3
+    nq = bp.nq
+    nan = np.full((nq, nmode), np.nan)
+    out = {"path/q_crystal": bp.q_crystal, "path/distance": bp.distance,
+           "path/labels": [lab for _, lab in bp.labels],
+           "path/label_index": np.array([i for i, _ in bp.labels]),
+           "path/breaks": np.array(bp.breaks, dtype=int),
+           "path/computed": np.array([r is not None for r in per_point])}
+    freq = nan.copy()
+    phx = nan.copy()
+    ci = np.full((nq, nmode, 4), np.nan + 0j)
+    eig = np.full((nq, nmode, nat, 3), np.nan + 0j)
+    rms, sub = np.full((nq, nmode, 4), np.nan), np.full((nq, nmode, 4), np.nan)
+    inp, outp = nan.copy(), nan.copy()
+    groups = np.full((nq, nmode), -1)
+    for iq, r in enumerate(per_point):
+        if r is None:
+            continue
+        if "mode_cell_integral" not in r:
+            raise DfptmagError(f"q = {bp.q_crystal[iq]}: {r.get('modes_missing_reason', 'no modes')}")
+        freq[iq] = r["frequency_ry"]
+        phx[iq] = r.get("fildyn_freq_cm1", np.full(nmode, np.nan))
+        ci[iq] = r["mode_cell_integral"]
+        eig[iq] = r["eigenvector"]
+        groups[iq] = r["degenerate_group"]
+        rms[iq], sub[iq] = r["mode_rms"], r["mode_rms_subspace"]
+        inp[iq], outp[iq] = r["mode_rms_inplane"], r["mode_rms_outofplane"]
+    out.update({"modes/frequency_meV": km.ry_to_mev(freq), "modes/frequency_THz": km.ry_to_thz(freq),
+                "modes/frequency_cm1": km.ry_to_cm1(freq),
+                "modes/frequency_phx_cm1": phx, "modes/rms": rms, "modes/rms_inplane": inp,
+                "modes/rms_outofplane": outp, "modes/rms_subspace": sub,
+                "modes/degenerate_group": groups, "modes/cell_integral": ci, "modes/eigenvector": eig,
+                "structure/cell_bohr": ref["cell_bohr"], "structure/positions_bohr": ref["positions_bohr"],
+                "structure/symbols": list(ref["symbols"]), "structure/masses_amu": ref["masses_amu"]})
+    out["attrs"] = {"amplitude": km.amplitude_text(ref["amplitude"], ref["amplitude_bohr"]),
+                    "degenerate_tolerance_cm1": ref["degeneracy_tol_cm1"]}
+    return out
+
+
+def dispersion_modes(dyn: np.ndarray, masses_amu, tol_cm1: float):
+    """Frequencies (Ry), eigenvectors and degenerate groups of matdyn.x's interpolated matrices."""
+    w, e, g = [], [], []
+    for d in dyn:
+        om, ev = km.diagonalize(d, masses_amu)
+        w.append(om)
+        e.append(ev)
+        g.append(km.degenerate_groups(km.ry_to_cm1(om), tol_cm1))
+    return np.array(w), np.array(e), np.array(g)
+
+
+def track_branches(b: dict, dense: dict | None) -> None:
+    """Add modes/branch and modes/branch_overlap (and dispersion/branch) to ``b`` in place.
+
+    With an interpolated dispersion the tracking runs on its dense path (small steps, so the
+    overlaps are unambiguous) and each DFPT point takes the branches of the dense point at the
+    same q by overlap; otherwise it runs on the DFPT points themselves, skipping failed ones."""
+    computed = b["path/computed"]
+    nq, nmode = b["modes/frequency_cm1"].shape
+    e = b["modes/eigenvector"].reshape(nq, nmode, -1)
+    branch = np.full((nq, nmode), -1)
+    score = np.full((nq, nmode), np.nan)
+    if dense is not None:
+        dbranch, _ = kb.track(dense["eig"], dense["groups"], dense["breaks"])
+        b["dispersion/branch"] = dbranch
+        for iq in np.flatnonzero(computed):
+            j = dense["dfpt_index"][iq]
+            which, s = kb.match(dense["eig"][j], e[iq], b["modes/degenerate_group"][iq])
+            branch[iq] = dbranch[j][which]
+            score[iq] = s
+    else:
+        idx = np.flatnonzero(computed)
+        tb, ts = kb.track(e[idx], b["modes/degenerate_group"][idx])
+        branch[idx], score[idx] = tb, ts
+    b["modes/branch"] = branch
+    b["modes/branch_overlap"] = score
