@@ -112,3 +112,21 @@ def band_run(tiny_run, tmp_path_factory):
     return {"before": before, "interrupted": interrupted, "returncode": proc.returncode,
             "stderr": err.decode(errors="replace"), "result": result, "bands": read(result.output),
             "run_dir": run_dir, "args": args}
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A one-node Slurm (munged, slurmctld, slurmd) for this session, from tests/slurm_local.py;
+    SLURM_CONF is set while it runs. Skipped where Slurm is not installed or we are not root."""
+    from slurm_local import LocalSlurm, available
+    why = available()
+    if why:
+        pytest.skip(why)
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()

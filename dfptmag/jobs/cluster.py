@@ -270,7 +270,9 @@ def _tail(path, n=15) -> str:
 
 
 def status(run_dir) -> list[dict]:
-    """[{task, state, job, detail, log}] for every task of the plan in ``run_dir``."""
+    """[{task, state, job, detail, log}] for every task of the plan in ``run_dir``; state is one
+    of done, running, pending, failed (with ``tail``: its log's last lines), cancelled (never
+    ran: a task it needs failed), not submitted."""
     from ..engines.slurm import squeue_states
     plan = wt.Plan.load(run_dir)
     graph = wt.graph(plan)
@@ -301,8 +303,8 @@ def status(run_dir) -> list[dict]:
                 row["detail"] = ("killed while running (time limit, scancel or node failure); "
                                  "resubmit to redo it")
         elif ref:
-            row["state"] = "failed"
-            row["detail"] = "job ended without running the task (a dependency failed, or cancelled)"
+            row["state"] = "cancelled"
+            row["detail"] = "its job ended without running it (a task it needs failed); resubmit"
         else:
             row["state"] = "not submitted"
         if row["state"] == "failed" and row["log"]:
