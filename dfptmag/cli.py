@@ -105,7 +105,7 @@ def cmd_bands(a):
 def _bands_engine(a):
     from .data import resolve_workflow
     from .jobs.cluster import bands_tasks
-    r = bands_tasks(resolve_workflow(a.workflow), engine=a.engine or "local", workers=a.workers or 1,
+    r = bands_tasks(resolve_workflow(a.workflow), engine=a.engine or "local", workers=a.workers,
                     run_dir=a.run_dir, path=a.path, npoints=a.npoints, nproc=a.nproc, output=a.output,
                     figures=_names(a.format), dry_run=a.dry_run)
     if a.dry_run:

@@ -154,7 +154,7 @@ def bands_done(plan: wt.Plan, qe_done: set) -> bool:
     return all(g.is_file() and g.stat().st_mtime <= out.stat().st_mtime for g in gathers)
 
 
-def bands_tasks(workflow, engine: str = "local", workers: int = 1, run_dir=None, path=None, npoints=None,
+def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run_dir=None, path=None, npoints=None,
                 nproc=None, output=None, figures=("png", "pdf"), dry_run: bool = False,
                 tol_cm1: float = km.DEGENERACY_TOL_CM1) -> TasksRun:
     """The band workflow through a task engine; see the module doc."""
@@ -183,7 +183,7 @@ def bands_tasks(workflow, engine: str = "local", workers: int = 1, run_dir=None,
         if qe_todo:
             import functools
             fn = functools.partial(execute, plan.workflow, str(run_dir))
-            res.outcome = LocalEngine(fn, workers).run(qe_todo)
+            res.outcome = LocalEngine(fn, workers or st.wf.bands["workers"]).run(qe_todo)
         if not res.outcome.failures:
             execute(plan.workflow, run_dir, "bands")
             res.output = Path(plan.bands["output"])

@@ -31,8 +31,10 @@ run directory, task id) only.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import fcntl
+import functools
 import json
 import os
 import re
@@ -128,8 +130,13 @@ def parse_id(task_id: str) -> tuple[str, str | None, int | None]:
                        "q/<label>/pattern/<p> or q/<label>/gather")
 
 
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime: float) -> config.Workflow:
+    return config.load(path)
+
+
 def runner_for(plan: Plan, stage: str, check_only: bool = False) -> Runner:
-    wf = config.load(plan.workflow)
+    wf = copy.deepcopy(_load(plan.workflow, os.stat(plan.workflow).st_mtime))   # status checks every task
     n = plan.nproc.get(stage, plan.nproc.get("default"))
     if n is not None:
         wf.nproc = wf.npool = int(n)
