@@ -262,3 +262,28 @@ def test_slurm_band_path_scancel_failure_resubmit_equals_local(slurm, tiny_run, 
             rec = ds.size // int(irr)
             assert ds.size == dp.size and np.array_equal(ds[-rec:], dp[-rec:]), (label, irr)
         assert not list(par.glob("pattern*/out"))          # the state copies are removed
+
+
+def _touch_task(task_id: str) -> None:
+    """A picklable task for the local engine: records when it ran; 'b' fails."""
+    out = Path(os.environ["DFPTMAG_TEST_ENGINE_DIR"])
+    (out / task_id).write_text(f"{time.time()}\n")
+    time.sleep(1.5)
+    (out / (task_id + ".end")).write_text(f"{time.time()}\n")
+    if task_id == "b":
+        raise RuntimeError("b failed on purpose")
+
+
+def test_local_engine_honours_dependencies_and_isolates_a_failure(tmp_path, monkeypatch):
+    from dfptmag.engines.local import LocalEngine
+    from dfptmag.workflow.tasks import Task
+    monkeypatch.setenv("DFPTMAG_TEST_ENGINE_DIR", str(tmp_path))
+    T = lambda i, deps: Task(i, "x", deps, 1, ".", "x")  # noqa: E731
+    graph = [T("a", []), T("b", ["a"]), T("c", ["a"]), T("d", ["b"]), T("e", ["c"])]
+    out = LocalEngine(_touch_task, workers=2).run(graph)
+    assert set(out.failures) == {"b", "d"} and "b failed on purpose" in out.failures["b"]
+    assert out.failures["d"] == "not run: b failed" and not (tmp_path / "d").exists()
+    t = {n: float((tmp_path / n).read_text()) for n in "abce"}
+    end = {n: float((tmp_path / (n + ".end")).read_text()) for n in "abce"}
+    assert t["b"] >= end["a"] and t["c"] >= end["a"] and t["e"] >= end["c"]
+    assert t["c"] < end["b"] and t["b"] < end["c"]     # b and c ran side by side (2 workers)
