@@ -32,6 +32,11 @@ whatever a killed run left behind:
   anew.
 - ``ph.final``: rerun as is (it only reads the irreps' records and writes fildyn).
 
+Under the task engines (:mod:`.tasks`) the same states and markers hold, but each ``ph.irr<p>``
+step runs in its own copy of ``out/`` (``pattern<p>/out``, taken after ``ph.irr0``; only ph.x's
+record ``dynmat.1.<p>.xml`` is kept), and ``ph.final`` first copies those records into
+``out/_ph0/<prefix>.phsave`` (the gather task).
+
 The markers chain: a changed input (or a redone earlier step with a new hash) invalidates every
 later step of the chain. Markers, the manifest and outputs are written atomically.
 """
