@@ -117,12 +117,14 @@ def band_run(tiny_run, tmp_path_factory):
 @pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
     """A one-node Slurm (munged, slurmctld, slurmd) for this session, from tests/slurm_local.py;
-    SLURM_CONF is set while it runs. Skipped where Slurm is not installed or we are not root."""
+    SLURM_CONF is set while it runs. Skipped where Slurm is not installed or we are not root.
+    The node declares 4 CPUs (slurmd's config_overrides) on these 2-core machines, so that two
+    2-process pattern tasks run at once: the pattern-parallel case, with the work per task unchanged."""
     from slurm_local import LocalSlurm, available
     why = available()
     if why:
         pytest.skip(why)
-    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"))
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), cpus=4)
     try:
         cluster.start()
     except BaseException:

@@ -4,6 +4,9 @@ shared/docs/slurm-local.md: proctrack/linuxproc, task/none, cons_tres with CR_Co
 with this machine's CPUs. The daemons are stopped by their PIDs (never by name) when the
 session ends; jobs still queued are cancelled first.
 
+``cpus`` is the node's CPU count as Slurm sees it (default: this machine's); a larger count is
+accepted (``SlurmdParameters=config_overrides``) to run more tasks at once than there are cores.
+
 ``SLURM_CONF`` is set in this process's environment while the cluster runs, so sbatch, squeue
 and scancel (and dfptmag's Slurm engine, which calls them) find it.
 """
@@ -82,6 +85,7 @@ AccountingStorageType=accounting_storage/none
 KillWait=5
 MinJobAge=2
 InactiveLimit=0
+SlurmdParameters=config_overrides
 NodeName={host} CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """

@@ -8,7 +8,8 @@ Slurm in the session) and on the local engine, with real tiny QE runs.
   is scancel'ed while ph.x runs, another is made to fail (its directory name is taken by a
   file); status reports both, the others finish; the resubmission redoes exactly those two (and
   the gathers and bands that waited for them). bands.h5 equals the local engine's to 1e-10
-  relative in every dataset; each pattern's δψ capture equals the sequential run's bitwise.
+  relative in every dataset; each pattern's δψ capture equals the sequential run's bitwise,
+  although patterns of one q ran side by side (the Slurm node declares 4 CPUs, two tasks of 2).
 """
 from __future__ import annotations
 
@@ -262,6 +263,11 @@ def test_slurm_band_path_scancel_failure_resubmit_equals_local(slurm, tiny_run, 
             rec = ds.size // int(irr)
             assert ds.size == dp.size and np.array_equal(ds[-rec:], dp[-rec:]), (label, irr)
         assert not list(par.glob("pattern*/out"))          # the state copies are removed
+        # ...and patterns of this q did run at the same time (copy.json: start, marker: end)
+        span = {p: ((par / f"pattern{p}" / "copy.json").stat().st_mtime, (par / f"ph.irr{p}.done").stat().st_mtime)
+                for p in range(1, 10)}
+        overlaps = [(p, r) for p in span for r in span if p < r and span[p][0] < span[r][1] and span[r][0] < span[p][1]]
+        assert overlaps, (label, span)
 
 
 def _touch_task(task_id: str) -> None:
