@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import write_text
 from ..engines import Outcome
 from ..errors import DfptmagError
@@ -176,7 +178,7 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
     run_dir = Path(plan.run_dir)
     res = TasksRun(run_dir=run_dir, engine=engine, todo=[t.id for t in todo], outcome=Outcome(finished=True))
     if dry_run:
-        res.dry_run_text = describe(plan, graph, todo, engine, st.wf)
+        res.dry_run_text = describe(plan, graph, todo, engine, st.wf, _size_factor(st))
         return res
     qe_todo = [t for t in todo if t.id != "bands"]
     if engine == "local":
@@ -212,13 +214,25 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
 
 
 # -- dry run: the graph, the scripts and a cost estimate -------------------------------------------
-# Rough cost of one task per stage in core-seconds, tiny WSe2 run on 2 cores (README "Benchmarks"),
-# used only when this run directory has no finished task of that stage to calibrate from.
-_FALLBACK_CORE_S = {"prepare": 30.0, "dispersion": 600.0, "common": 40.0, "pattern": 25.0, "gather": 6.0,
+# Cost of one task per stage in core-seconds on the tiny WSe2 run (20 Ry, 2×2 k, c = 10 Å; 2 cores,
+# README "Benchmarks"), used only when this run directory has no finished task of that stage to
+# calibrate from, scaled by _size_factor.
+# (measured by the markers of the Slurm test's run: scf 7.5 s, only_wfc + irrep 0 9 s, a pattern
+# 12 s, the final run 1 s, all with 2 processes; the 3×3×1 dispersion is not measured: a guess)
+_FALLBACK_CORE_S = {"prepare": 15.0, "dispersion": 600.0, "common": 18.0, "pattern": 25.0, "gather": 2.0,
                     "bands": 5.0}
 
 
-def describe(plan: wt.Plan, graph, todo, engine: str, wf) -> str:
+def _size_factor(st) -> float:
+    """ph.x's work relative to the tiny run, to first order: k-points × plane waves
+    (N_k · ecutwfc^1.5 · c). For the converged workflow it gives 2.6 core-hours per pattern,
+    between README's two measured extrapolations (1.9 and 3.8)."""
+    nk = float(np.prod(st.wf.pw["kgrid"]))
+    c = float(st.atoms.cell.lengths()[2])
+    return (nk / 4.0) * (float(st.wf.pw["ecutwfc_ry"]) / 20.0) ** 1.5 * (c / 10.0)
+
+
+def describe(plan: wt.Plan, graph, todo, engine: str, wf, size_factor: float = 1.0) -> str:
     from ..engines.slurm import SlurmEngine
     ids = {t.id for t in todo}
     lines = [f"run directory {plan.run_dir}   engine {engine}   workflow {plan.workflow}",
@@ -239,8 +253,9 @@ def describe(plan: wt.Plan, graph, todo, engine: str, wf) -> str:
             tid, per = measured[0]
             calib = f"measured: {tid} took {per:.0f} s"
         else:
-            per = _FALLBACK_CORE_S[stage] / nproc
-            calib = "uncalibrated (tiny-run default)"
+            scale = size_factor if stage != "bands" else 1.0
+            per = _FALLBACK_CORE_S[stage] * scale / nproc
+            calib = f"estimate: tiny run × {scale:.3g} (k-points × plane waves)"
         core_h = per * len(run) * nproc / 3600.0
         total += core_h
         dirs = sorted({t.workdir for t in members})
