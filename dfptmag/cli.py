@@ -80,6 +80,8 @@ def cmd_capture(a):
 def cmd_bands(a):
     if a.interpolate:
         return _cmd_bands_interpolated(a)
+    if a.engine or a.dry_run:
+        return _bands_engine(a)
     from .jobs.run import bands
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
@@ -108,6 +110,56 @@ def _cmd_bands_interpolated(a):
     bz = r.output.with_name("bz_maps.h5")
     for f in [r.output, r.grid_file, *([bz] if bz.is_file() else []), *r.figures]:
         print(f"wrote {f}")
+
+
+def _bands_engine(a):
+    from .data import resolve_workflow
+    from .jobs.cluster import bands_tasks
+    r = bands_tasks(resolve_workflow(a.workflow), engine=a.engine or "local", workers=a.workers,
+                    run_dir=a.run_dir, path=a.path, npoints=a.npoints, nproc=a.nproc, output=a.output,
+                    figures=_names(a.format), dry_run=a.dry_run)
+    if a.dry_run:
+        print(r.dry_run_text)
+        return
+    if r.engine == "slurm" and r.outcome.jobs:
+        arrays = sorted({j["job"].split("_")[0] for j in r.outcome.jobs.values()})
+        print(f"submitted {len(r.outcome.jobs)} task(s) of {len(r.todo)} not done, in {len(arrays)} "
+              f"job array(s) ({', '.join(arrays)}); follow with: dfptmag status {r.run_dir}; run the "
+              "same command again when they have finished to assemble bands.h5")
+    elif r.engine == "slurm" and r.todo and r.output is None:
+        print(f"every task not done is already queued; dfptmag status {r.run_dir}")
+    if r.output is not None and r.output.is_file():
+        print(f"wrote {r.output}" if r.todo else f"{r.output} is up to date (every task done)")
+    for tid, msg in r.outcome.failures.items():
+        print(f"dfptmag: error: task {tid}: {msg.splitlines()[0] if msg else ''}", file=sys.stderr)
+    if r.outcome.failures:
+        raise DfptmagError(f"{len(r.outcome.failures)} task(s) failed (dfptmag status {r.run_dir} shows "
+                           "them with their logs); rerun the same command to retry them")
+
+
+def cmd_task(a):
+    from .jobs.cluster import execute
+    execute(a.workflow, a.run_dir, a.task_id)
+
+
+def cmd_status(a):
+    from .jobs.cluster import status
+    rows = status(a.run_dir)
+    counts = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    width = max(len(r["task"]) for r in rows)
+    print(f"{'task':<{width}}  {'state':<13} {'job':<12} detail")
+    for r in rows:
+        detail = r["detail"].splitlines()[0] if r["detail"] else ""
+        print(f"{r['task']:<{width}}  {r['state']:<13} {r['job']:<12} {detail[:150]}")
+    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    for r in rows:
+        if r["state"] == "failed" and (r.get("tail") or r["detail"]):
+            print(f"\n--- {r['task']} failed; log {r['log'] or '(none)'}:")
+            print(r.get("tail") or r["detail"])
+    if counts.get("failed"):
+        return 3
 
 
 def cmd_plot(a):
@@ -450,7 +502,29 @@ def build_parser() -> argparse.ArgumentParser:
                          "qgrid; the magnetization on the dense [dispersion] path and over the Brillouin "
                          "zone (bz_maps) from the fields unfolded by symmetry and Fourier-interpolated; "
                          "grid.h5 holds the grid response")
+    bd.add_argument("--engine", choices=["local", "slurm"],
+                    help="run the workflow as independent tasks (prepare, per q: common, one task per "
+                         "pattern, gather; bands): 'local' in a process pool of --workers, 'slurm' as sbatch "
+                         "job arrays with afterok dependencies, settings from [cluster]; returns at once, "
+                         "rerun to submit what is not done or, when all is done, to write bands.h5")
+    bd.add_argument("--dry-run", action="store_true",
+                    help="print the task graph, the batch scripts and a cost estimate per stage; run nothing")
     bd.set_defaults(func=cmd_bands)
+    tk = sub.add_parser("task", help="run one task of a planned band workflow (what a batch job runs)",
+                        description="Run one task (prepare, dispersion, q/<label>/common, "
+                                    "q/<label>/pattern/<p>, q/<label>/gather, bands) of the plan written by "
+                                    "'dfptmag bands --engine ...' in RUN_DIR. Idempotent: a task whose markers "
+                                    "are current does nothing.")
+    tk.add_argument("workflow")
+    tk.add_argument("run_dir")
+    tk.add_argument("task_id")
+    tk.set_defaults(func=cmd_task)
+    stt = sub.add_parser("status", help="state of every task of a band workflow run by an engine",
+                         description="Every task of the plan in RUN_DIR: done (markers current), running or "
+                                     "pending (squeue), failed (with the tail of its log), not submitted. Exit "
+                                     "code 3 when a task failed.")
+    stt.add_argument("run_dir")
+    stt.set_defaults(func=cmd_status)
     pl = sub.add_parser("plot", help="redraw figures from a results file",
                         description="Redraw the figures of 'dfptmag bands' from its bands.h5 without "
                                     "recomputing: <stem>_magnetization.{png,pdf} and <stem>_fat.{png,pdf}.")
@@ -531,7 +605,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        rc = args.func(args)
     except DfptmagError as exc:
         lines = str(exc).splitlines() or [""]
         print(f"dfptmag: error: {lines[0]}", file=sys.stderr)
@@ -551,7 +625,7 @@ def main(argv=None) -> int:
         print(f"dfptmag: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
               "(a bug in dfptmag: rerun with -v for the traceback and please report it)", file=sys.stderr)
         return 1
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -132,3 +132,23 @@ def grid_run(tiny_run, tmp_path_factory):
     labels = ["G", "0.333333333333333,0,0", "M", "K", "-K"]
     qdirs = grid.run([config.parse_q(q, "test") for q in labels], None)
     return {d.name[2:]: analyze_qrun(d, AnalysisOptions()) for d in qdirs}
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A one-node Slurm (munged, slurmctld, slurmd) for this session, from tests/slurm_local.py;
+    SLURM_CONF is set while it runs. Skipped where Slurm is not installed or we are not root.
+    The node declares 4 CPUs (slurmd's config_overrides) on these 2-core machines, so that two
+    2-process pattern tasks run at once: the pattern-parallel case, with the work per task unchanged."""
+    from slurm_local import LocalSlurm, available
+    why = available()
+    if why:
+        pytest.skip(why)
+    cluster = LocalSlurm(tmp_path_factory.mktemp("slurm"), cpus=4)
+    try:
+        cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
+    yield cluster
+    cluster.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import shlex
 import shutil
 import tomllib
@@ -43,6 +44,7 @@ class Workflow:
     bands: dict = dataclasses.field(default_factory=lambda: dict(BANDS_DEFAULTS))
     dispersion: dict | None = None     # None: no interpolated dispersion
     interpolation: dict | None = None  # bands --interpolate: {"qgrid": [N, N, 1]}
+    cluster: dict | None = None        # [cluster]: Slurm settings of the task engine (validated)
 
 
 BANDS_DEFAULTS = {"path": "GMKG", "npoints": 7, "workers": 1, "extra_points": {}}
@@ -80,7 +82,9 @@ KNOWN_KEYS = {
     "bands": ("path", "npoints", "extra_points"),
     "dispersion": ("qgrid", "method", "asr", "loto_2d", "npoints"),
     "interpolation": ("qgrid",),
+    "cluster": ("partition", "account", "time", "nproc", "launcher", "setup", "sbatch_options", "python"),
 }
+CLUSTER_STAGES = ("prepare", "dispersion", "common", "pattern", "gather", "bands")
 
 
 def _did_you_mean(word: str, choices) -> str:
@@ -261,6 +265,7 @@ def load(path) -> Workflow:
     bands = _bands_section(path, section("bands"), par)
     dispersion = _dispersion_section(path, data.get("dispersion"))
     interpolation = _interpolation_section(path, data.get("interpolation"))
+    cluster = _cluster_section(path, data["cluster"]) if "cluster" in data else None
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
         structure=structure, vacuum_angstrom=float(need(st, "vacuum_angstrom", "structure", float)),
@@ -268,7 +273,7 @@ def load(path) -> Workflow:
         nproc=nproc, npool=npool, mpirun=par.get("mpirun", "mpirun"),
         analysis={"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
                   "realspace": bool(an.get("realspace", True))},
-        bands=bands, dispersion=dispersion, interpolation=interpolation,
+        bands=bands, dispersion=dispersion, interpolation=interpolation, cluster=cluster,
     )
 
 
@@ -332,4 +337,73 @@ def _dispersion_section(path, ds) -> dict | None:
     unknown = set(ds) - set(out)
     if unknown:
         raise InputFileError(path, f"[dispersion] unknown keys {sorted(unknown)}")
+    return out
+
+
+_TIME = re.compile(r"(\d+-)?\d+(:\d{1,2}){0,2}|\d+-\d+")
+_SHELL = re.compile(r"[;&|<>`$()\\]")
+
+
+def split_launcher(where, launcher) -> list[str]:
+    """The MPI launcher template (e.g. 'srun -n {nproc}', 'mpirun -np {nproc} --bind-to core') as
+    words; it is never given to a shell, so shell syntax is refused."""
+    if not isinstance(launcher, str) or not launcher.strip():
+        raise InputFileError(where, f"[cluster] launcher = {launcher!r}: a command line such as 'srun -n {{nproc}}'")
+    try:
+        words = shlex.split(launcher)
+    except ValueError as exc:
+        raise InputFileError(where, f"[cluster] launcher = {launcher!r}: {exc}") from None
+    bad = [w for w in words if _SHELL.search(w)]
+    if bad:
+        raise InputFileError(where, f"[cluster] launcher = {launcher!r}: {bad[0]!r} is shell syntax; the "
+                                    "launcher is run directly, not by a shell (put environment settings in setup)")
+    if "{nproc}" not in " ".join(words):
+        raise InputFileError(where, f"[cluster] launcher = {launcher!r}: must contain {{nproc}} (the number "
+                                    "of MPI processes), e.g. 'srun -n {nproc}'")
+    for w in words:
+        rest = w.replace("{nproc}", "")
+        if "{" in rest or "}" in rest:
+            raise InputFileError(where, f"[cluster] launcher = {launcher!r}: only the placeholder {{nproc}} is known")
+    return words
+
+
+def _cluster_section(path, cs) -> dict:
+    """[cluster]: partition, account (names), time and nproc (tables stage → value), launcher
+    (template with {nproc}), setup (lines for the batch script: module loads, exports),
+    sbatch_options (extra '--option=value' words), python (the interpreter on the nodes)."""
+    if not isinstance(cs, dict):
+        raise InputFileError(path, "[cluster] must be a table")
+    out = {"partition": None, "account": None, "time": {}, "nproc": {}, "launcher": None,
+           "setup": [], "sbatch_options": [], "python": None}
+    for key in ("partition", "account", "python"):
+        if key in cs:
+            v = cs[key]
+            if not (isinstance(v, str) and v and re.fullmatch(r"[\w.+/@:-]+", v)):
+                raise InputFileError(path, f"[cluster] {key} = {v!r}: a name (letters, digits, . _ - + / @ :)")
+            out[key] = v
+    for key, check, what in (("time", lambda v: isinstance(v, str) and _TIME.fullmatch(v), "a Slurm time such as '04:00:00' or '1-12:00:00'"),
+                             ("nproc", lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100000, "a positive integer")):
+        tab = cs.get(key, {})
+        if not isinstance(tab, dict):
+            raise InputFileError(path, f"[cluster] {key} must be a table stage = value, stages: {', '.join(CLUSTER_STAGES)}, default")
+        for st, v in tab.items():
+            if st not in CLUSTER_STAGES + ("default",):
+                raise InputFileError(path, f"[cluster.{key}] unknown stage '{st}'{_did_you_mean(st, CLUSTER_STAGES)}; "
+                                           f"known: {', '.join(CLUSTER_STAGES)}, default")
+            if not check(v):
+                raise InputFileError(path, f"[cluster.{key}] {st} = {v!r}: {what}")
+        out[key] = dict(tab)
+    if "launcher" in cs:
+        split_launcher(path, cs["launcher"])
+        out["launcher"] = cs["launcher"]
+    for key in ("setup", "sbatch_options"):
+        v = cs.get(key, [])
+        if not (isinstance(v, list) and all(isinstance(x, str) and "\n" not in x for x in v)):
+            raise InputFileError(path, f"[cluster] {key} = {v!r}: a list of one-line strings")
+        out[key] = list(v)
+    for o in out["sbatch_options"]:
+        if not re.fullmatch(r"--?[A-Za-z][\w-]*(=\S+)?", o):
+            raise InputFileError(path, f"[cluster] sbatch_options: {o!r} is not an sbatch option such as '--qos=normal'")
+        if o.split("=")[0] in ("--array", "-a", "--dependency", "-d", "--output", "-o", "--ntasks", "-n"):
+            raise InputFileError(path, f"[cluster] sbatch_options: {o!r} is set by dfptmag itself")
     return out

@@ -32,6 +32,11 @@ whatever a killed run left behind:
   anew.
 - ``ph.final``: rerun as is (it only reads the irreps' records and writes fildyn).
 
+Under the task engines (:mod:`.tasks`) the same states and markers hold, but each ``ph.irr<p>``
+step runs in its own copy of ``out/`` (``pattern<p>/out``, taken after ``ph.irr0``; only ph.x's
+record ``dynmat.1.<p>.xml`` is kept), and ``ph.final`` first copies those records into
+``out/_ph0/<prefix>.phsave`` (the gather task).
+
 The markers chain: a changed input (or a redone earlier step with a new hash) invalidates every
 later step of the chain. Markers, the manifest and outputs are written atomically.
 """
@@ -69,6 +74,10 @@ class Cancelled(DfptmagError):
     """The run was interrupted; finished steps are kept."""
 
 
+class NotDone(DfptmagError):
+    """A step's marker is missing or stale (raised instead of running it in check-only mode)."""
+
+
 @dataclasses.dataclass
 class ParallelResult:
     qdirs: dict[str, Path]              # label -> finished q-run directory
@@ -77,7 +86,14 @@ class ParallelResult:
 
 
 class Runner:
-    def __init__(self, wf: Workflow, run_dir, progress: bool = True):
+    def __init__(self, wf: Workflow, run_dir, progress: bool = True, check_only: bool = False,
+                 launcher: list[str] | None = None):
+        """``check_only``: run nothing, write nothing; a step whose marker is missing or stale
+        raises :class:`NotDone` (what the task engines use to tell what is done). ``launcher``:
+        the MPI launcher as words with ``{nproc}`` (e.g. ``['srun', '-n', '{nproc}']``),
+        replacing ``[parallel] mpirun -np N``."""
+        self.check_only = check_only
+        self.launcher = launcher
         self.wf = wf
         self.run_dir = Path(run_dir).resolve()
         self.progress = progress
@@ -99,6 +115,8 @@ class Runner:
         base = [exe, "-in", infile]
         if self.wf.npool > 1:
             base += ["-nk", str(self.wf.npool)]
+        if self.launcher is not None:
+            return [w.replace("{nproc}", str(self.wf.nproc)) for w in self.launcher] + base
         if self.wf.nproc > 1:
             return shlex.split(self.wf.mpirun) + ["-np", str(self.wf.nproc)] + base
         return base
@@ -119,7 +137,11 @@ class Runner:
                     return h
             except json.JSONDecodeError:
                 pass
+            if self.check_only:
+                raise NotDone(f"{marker}: stale (its input or an earlier step changed)")
             marker.unlink()
+        if self.check_only:
+            raise NotDone(f"{workdir / name}: not done")
         if self.stop.is_set():
             raise Cancelled(f"interrupted before {workdir.name}/{name}")
         workdir.mkdir(parents=True, exist_ok=True)
@@ -154,6 +176,19 @@ class Runner:
         names = {}
         for el, ld1 in self.wf.pseudopotentials.items():
             names[el] = pseudo.generate(ld1, self.run_dir / "pseudo").name
+        return names
+
+    def upf_names(self) -> dict[str, str]:
+        """Element → UPF file name: generated (or taken from the cache) into ``pseudo/``; in
+        check-only mode the files must already be there (:class:`NotDone` otherwise)."""
+        if not self.check_only:
+            return self.pseudopotentials()
+        names = {}
+        for el, ld1 in self.wf.pseudopotentials.items():
+            name = pseudo.upf_name(Path(ld1).read_text(), ld1)
+            if not (self.run_dir / "pseudo" / name).is_file():
+                raise NotDone(f"{self.run_dir / 'pseudo' / name}: not generated yet")
+            names[el] = name
         return names
 
     def _upf_hash(self, upf_names) -> str:
@@ -221,13 +256,51 @@ class Runner:
         with locks.task(work):
             return self._qpoint(work, q, scf_hash, pats, bar)
 
-    def _qpoint(self, work: Path, q: QPoint, scf_hash: str, pats: list[int], bar=None) -> Path:
-        wf = self.wf
+    def q_common_inputs(self, q: QPoint) -> dict:
+        """The ph.x settings every step of q's chain shares (for :func:`.inputs.ph_input`)."""
         q_tpiba = inputs.q_crystal_to_tpiba(self.atoms, q.crystal)
+        return dict(prefix=self.wf.prefix, outdir="out", q_tpiba=q_tpiba,
+                    tr2_ph=float(self.wf.ph.get("tr2_ph", 1e-14)), fildyn="dyn")
+
+    def pattern_input(self, common: dict, p: int) -> str:
+        return inputs.ph_input(**common, recover=True, start_irr=p, last_irr=p, fildrho="drho")
+
+    def final_step(self, work: Path, common: dict, h_irr0: str, pats: list[int]) -> str:
+        """ph.x's final recover run, which reads every irrep's record and writes fildyn."""
+        return self._step(work, "ph.final", inputs.ph_input(**common, recover=True),
+                          self._hash(h_irr0, *[str(p) for p in pats]),
+                          lambda i, o: capture.run_logged(self._cmd("ph.x", i), o, work))
+
+    def _qpoint(self, work: Path, q: QPoint, scf_hash: str, pats: list[int], bar=None) -> Path:
+        h, common = self.q_common(work, q, scf_hash, bar)
         nmodes = 3 * len(self.atoms)
+        ph0 = work / "out" / "_ph0"
+        wf = self.wf
+        for p in pats:
+            def run_pattern(i, o, p=p):
+                self._forget_irrep(work, ph0, p)
+                cmd = self._cmd("ph.x", i)
+                dwf, drho = capture.captured_run(cmd, o, work, ph0, wf.prefix,
+                                                 work / "capture", f"irr{p}", "drho")
+                # sizes, sha256, irrep, q and pools, checked before every analysis
+                record_capture(work, p, dwf, drho, npool=capture.check_layout(cmd))
+            self._step(work, f"ph.irr{p}", self.pattern_input(common, p), h, run_pattern)
+            if bar is not None:
+                bar.update(1)
+        if len(pats) == nmodes:
+            self.final_step(work, common, h, pats)
+        if bar is not None:
+            bar.update(1)
+        return work
+
+    def q_common(self, work: Path, q: QPoint, scf_hash: str, bar=None) -> tuple[str, dict]:
+        """The part of q's chain every pattern needs (ψ at k and k+q, irrep 0) in ``work``
+        (no lock taken here); returns (the irrep-0 step's hash, the shared ph.x settings)."""
+        wf = self.wf
+        common = self.q_common_inputs(q)
+        q_tpiba = common["q_tpiba"]
         save_src = self.run_dir / "scf" / "out" / f"{wf.prefix}.save"
         ph0 = work / "out" / "_ph0"
-        tr2 = float(wf.ph.get("tr2_ph", 1e-14))
 
         def fresh_copy(i, o):
             if (work / "out").exists():
@@ -238,13 +311,13 @@ class Runner:
             write_manifest(work, man)
             capture.run_logged(self._cmd("ph.x", i), o, work)
 
-        common = dict(prefix=wf.prefix, outdir="out", q_tpiba=q_tpiba, tr2_ph=tr2, fildyn="dyn")
-        man = read_manifest(work)
-        man.update({"prefix": wf.prefix, "outdir": "out", "fildyn": "dyn", "label": q.label,
-                    "q_tpiba": [float(v) for v in q_tpiba],
-                    "q_crystal": [float(v) for v in q.crystal]})
-        work.mkdir(parents=True, exist_ok=True)
-        write_manifest(work, man)
+        if not self.check_only:
+            man = read_manifest(work)
+            man.update({"prefix": wf.prefix, "outdir": "out", "fildyn": "dyn", "label": q.label,
+                        "q_tpiba": [float(v) for v in q_tpiba],
+                        "q_crystal": [float(v) for v in q.crystal]})
+            work.mkdir(parents=True, exist_ok=True)
+            write_manifest(work, man)
         h = self._step(work, "ph.wfc", inputs.ph_input(**common, only_wfc=True), scf_hash, fresh_copy)
         if bar is not None:
             bar.update(1)
@@ -256,26 +329,7 @@ class Runner:
                        run_irr0)
         if bar is not None:
             bar.update(1)
-        for p in pats:
-            def run_pattern(i, o, p=p):
-                self._forget_irrep(work, ph0, p)
-                cmd = self._cmd("ph.x", i)
-                dwf, drho = capture.captured_run(cmd, o, work, ph0, wf.prefix,
-                                                 work / "capture", f"irr{p}", "drho")
-                # sizes, sha256, irrep, q and pools, checked before every analysis
-                record_capture(work, p, dwf, drho, npool=capture.check_layout(cmd))
-            self._step(work, f"ph.irr{p}",
-                       inputs.ph_input(**common, recover=True, start_irr=p, last_irr=p, fildrho="drho"),
-                       h, run_pattern)
-            if bar is not None:
-                bar.update(1)
-        if len(pats) == nmodes:
-            self._step(work, "ph.final", inputs.ph_input(**common, recover=True),
-                       self._hash(h, *[str(p) for p in pats]),
-                       lambda i, o: capture.run_logged(self._cmd("ph.x", i), o, work))
-        if bar is not None:
-            bar.update(1)
-        return work
+        return h, common
 
     def _forget_irrep(self, work: Path, ph0: Path, irr: int) -> None:
         """Clean state for redoing irrep ``irr``: remove ph.x's record that it is done and its

@@ -1,0 +1,355 @@
+"""``dfptmag bands --engine local|slurm``, ``dfptmag task`` and ``dfptmag status``: the band
+workflow as a task graph (:mod:`dfptmag.workflow.tasks`) run by a task engine
+(:mod:`dfptmag.engines`).
+
+    bands_tasks(workflow, engine="slurm")   writes the plan, submits what is not done, returns at once;
+                                            when every QE task is done, assembles bands.h5 (no QE)
+    bands_tasks(workflow, engine="local", workers=W)   the same graph in a local process pool
+    execute(workflow, run_dir, task_id)     one task (what a batch job runs); records its state
+    status(run_dir)                         every task: done / running / pending / failed / not submitted
+
+Task state: the markers decide what is done (check-only runner); ``tasks/state/<task>.json``
+holds what the last attempt did (running with host and PID, failed with its error, the job id);
+``tasks/jobs.json`` the Slurm job reference and log file of each submitted task. squeue tells
+pending/running while a job exists; after it ends (no accounting history on every cluster),
+the markers and the state files tell done or failed. A task killed at its time limit (SIGTERM,
+then SIGKILL) stays "running" in its state file with no live job: it is reported as killed and
+the next submission redoes it from a clean state (the runner's markers).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..atomic import write_text
+from ..engines import Outcome
+from ..errors import DfptmagError
+from ..kernel import modes as km
+from ..workflow import tasks as wt
+from ..workflow.config import split_launcher
+
+
+def _state_path(run_dir, task_id: str) -> Path:
+    return Path(run_dir) / wt.TASKS_DIR / "state" / (task_id.replace("/", "~") + ".json")
+
+
+def _write_state(run_dir, task_id: str, **info) -> None:
+    path = _state_path(run_dir, task_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    ref = f"{job}_{os.environ.get('SLURM_ARRAY_TASK_ID')}" if job else os.environ.get("SLURM_JOB_ID")
+    info.update({"task": task_id, "host": socket.gethostname(), "pid": os.getpid(), "job": ref,
+                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_text(path, json.dumps(info))
+
+
+def read_state(run_dir, task_id: str) -> dict:
+    try:
+        return json.loads(_state_path(run_dir, task_id).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def execute(workflow, run_dir, task_id: str) -> None:
+    """Run one task of the plan in ``run_dir`` and record its state (top level and picklable:
+    the local engine's process pool and ``dfptmag task`` in a batch job both call it)."""
+    run_dir = Path(run_dir).resolve()
+    plan = wt.Plan.load(run_dir)
+    _write_state(run_dir, task_id, state="running")
+    t0 = time.time()
+    try:
+        if task_id == "bands":
+            assemble(plan, workflow)
+        else:
+            wt.run_task(workflow, run_dir, task_id)
+    except BaseException as exc:
+        why = "interrupted (SIGTERM or Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
+        _write_state(run_dir, task_id, state="failed", error=why[-4000:], seconds=round(time.time() - t0, 2))
+        raise
+    _write_state(run_dir, task_id, state="done", seconds=round(time.time() - t0, 2))
+
+
+def assemble(plan: wt.Plan, workflow=None) -> list[Path]:
+    """The bands task: analysis of every q-run whose gather is done, bands.h5 and figures."""
+    from .bands import setup, write_bands
+    b = plan.bands
+    st = setup(plan.workflow, b["path"], b["npoints"])
+    run_dir = Path(plan.run_dir)
+    qdirs, failures = {}, {}
+    for q in st.qpts:
+        if wt.is_done(plan, f"q/{q.label}/gather"):
+            qdirs[q.label] = run_dir / f"q_{q.label}"
+        else:
+            failures[q.label] = f"q/{q.label}/gather is not done"
+    disp = None
+    if plan.dispersion_q is not None:
+        if wt.is_done(plan, "dispersion"):
+            disp = run_dir / "dispersion" / "matdyn.dyn"
+        else:
+            failures["dispersion"] = "dispersion is not done"
+    if not qdirs:
+        raise DfptmagError(f"{run_dir}: no q-point is done; nothing to assemble")
+    return write_bands(st, qdirs, failures, disp, b["output"], tuple(b["figures"]), b["tol_cm1"])
+
+
+def make_plan(workflow, run_dir=None, path=None, npoints=None, nproc=None, output=None,
+              figures=("png", "pdf"), tol_cm1=km.DEGENERACY_TOL_CM1, engine="local") -> tuple[wt.Plan, object]:
+    from .bands import setup
+    st = setup(workflow, path, npoints)
+    wf = st.wf
+    run_dir = Path(run_dir or Path("runs") / wf.name).resolve()
+    output = Path(output or run_dir / "bands.h5").resolve()
+    cl = wf.cluster or {}
+    per_stage = {"default": int(nproc or wf.nproc)}
+    if engine == "slurm" and not nproc:
+        per_stage.update({k: int(v) for k, v in cl.get("nproc", {}).items()})
+    launcher = split_launcher(wf.path, cl["launcher"]) if (engine == "slurm" and cl.get("launcher")) else None
+    plan = wt.Plan(workflow=str(wf.path), run_dir=str(run_dir),
+                   qpoints={q.label: [float(v) for v in q.crystal] for q in st.qpts},
+                   patterns=list(range(1, 3 * len(st.atoms) + 1)),
+                   dispersion_q=(st.dense_bp.q_crystal.tolist() if st.dense_bp is not None else None),
+                   nproc=per_stage, launcher=launcher,
+                   bands={"path": st.path, "npoints": int(npoints or wf.bands["npoints"]),
+                          "output": str(output), "figures": list(figures or ()), "tol_cm1": float(tol_cm1)})
+    return plan, st
+
+
+@dataclasses.dataclass
+class TasksRun:
+    run_dir: Path
+    engine: str
+    todo: list                       # task ids not done before this call
+    outcome: Outcome
+    output: Path | None = None       # bands.h5, once assembled
+    figures: list = dataclasses.field(default_factory=list)
+    dry_run_text: str = ""
+
+
+def _task_command(plan: wt.Plan, python: str | None) -> list[str]:
+    return [python or sys.executable, "-m", "dfptmag.cli", "task", plan.workflow, plan.run_dir]
+
+
+def _jobs_file(run_dir) -> Path:
+    return Path(run_dir) / wt.TASKS_DIR / "jobs.json"
+
+
+def read_jobs(run_dir) -> dict:
+    try:
+        return json.loads(_jobs_file(run_dir).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def bands_done(plan: wt.Plan, qe_done: set) -> bool:
+    out = Path(plan.bands["output"])
+    if not out.is_file() or read_state(plan.run_dir, "bands").get("state") != "done":
+        return False
+    gathers = [Path(plan.run_dir) / f"q_{lab}" / "ph.final.done" for lab in plan.qpoints]
+    return all(g.is_file() and g.stat().st_mtime <= out.stat().st_mtime for g in gathers)
+
+
+def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run_dir=None, path=None, npoints=None,
+                nproc=None, output=None, figures=("png", "pdf"), dry_run: bool = False,
+                tol_cm1: float = km.DEGENERACY_TOL_CM1) -> TasksRun:
+    """The band workflow through a task engine; see the module doc."""
+    from ..engines.local import LocalEngine
+    from ..engines.slurm import SlurmEngine, squeue_states
+    if engine not in ("local", "slurm"):
+        raise DfptmagError(f"--engine {engine!r}: 'local' or 'slurm'")
+    plan, st = make_plan(workflow, run_dir, path, npoints, nproc, output, figures, tol_cm1, engine)
+    if engine == "slurm" and st.wf.cluster is None:
+        raise DfptmagError(f"{st.wf.path}: --engine slurm needs a [cluster] section (partition, account, "
+                           "time, launcher, ...; see README 'Running on a cluster')")
+    if not dry_run:
+        plan.save()
+    graph = wt.graph(plan)
+    done = {t.id for t in graph if t.id != "bands" and wt.is_done(plan, t.id)}
+    if len(done) == len(graph) - 1 and bands_done(plan, done):
+        done.add("bands")
+    todo = [t for t in graph if t.id not in done]
+    run_dir = Path(plan.run_dir)
+    res = TasksRun(run_dir=run_dir, engine=engine, todo=[t.id for t in todo], outcome=Outcome(finished=True))
+    if dry_run:
+        res.dry_run_text = describe(plan, graph, todo, engine, st.wf, _size_factor(st))
+        return res
+    qe_todo = [t for t in todo if t.id != "bands"]
+    if engine == "local":
+        if qe_todo:
+            import functools
+            fn = functools.partial(execute, plan.workflow, str(run_dir))
+            res.outcome = LocalEngine(fn, workers or st.wf.bands["workers"]).run(qe_todo)
+        if not res.outcome.failures:
+            execute(plan.workflow, run_dir, "bands")
+            res.output = Path(plan.bands["output"])
+        return res
+    if not todo:
+        res.output = Path(plan.bands["output"])
+        return res
+    if not qe_todo:               # every QE task done: assemble here, no job needed
+        execute(plan.workflow, run_dir, "bands")
+        res.output = Path(plan.bands["output"])
+        return res
+    jobs = read_jobs(run_dir)
+    alive_states = squeue_states()
+    alive = {tid: j["job"] for tid, j in jobs.items()
+             if j.get("job") in alive_states and tid in {t.id for t in todo}}
+    eng = SlurmEngine(_task_command(plan, (st.wf.cluster or {}).get("python")),
+                      run_dir / wt.TASKS_DIR / "slurm", run_dir / wt.TASKS_DIR / "logs", st.wf.cluster)
+    res.outcome = eng.run(todo, alive=alive)
+    jobs.update(res.outcome.jobs)
+    write_text(_jobs_file(run_dir), json.dumps(jobs, indent=1))
+    for tid in res.outcome.jobs:              # a fresh attempt: forget the last one's state
+        p = _state_path(run_dir, tid)
+        if p.exists():
+            p.unlink()
+    return res
+
+
+# -- dry run: the graph, the scripts and a cost estimate -------------------------------------------
+# Cost of one task per stage in core-seconds on the tiny WSe2 run (20 Ry, 2×2 k, c = 10 Å; 2 cores,
+# README "Benchmarks"), used only when this run directory has no finished task of that stage to
+# calibrate from, scaled by _size_factor.
+# (measured by the markers of the Slurm test's run: scf 7.5 s, only_wfc + irrep 0 9 s, a pattern
+# 12 s, the final run 1 s, all with 2 processes; the 3×3×1 dispersion is not measured: a guess)
+_FALLBACK_CORE_S = {"prepare": 15.0, "dispersion": 600.0, "common": 18.0, "pattern": 25.0, "gather": 2.0,
+                    "bands": 5.0}
+
+
+def _size_factor(st) -> float:
+    """ph.x's work relative to the tiny run, to first order: k-points × plane waves
+    (N_k · ecutwfc^1.5 · c). For the converged workflow it gives 2.6 core-hours per pattern,
+    between README's two measured extrapolations (1.9 and 3.8)."""
+    nk = float(np.prod(st.wf.pw["kgrid"]))
+    c = float(st.atoms.cell.lengths()[2])
+    return (nk / 4.0) * (float(st.wf.pw["ecutwfc_ry"]) / 20.0) ** 1.5 * (c / 10.0)
+
+
+def describe(plan: wt.Plan, graph, todo, engine: str, wf, size_factor: float = 1.0) -> str:
+    from ..engines.slurm import SlurmEngine
+    ids = {t.id for t in todo}
+    lines = [f"run directory {plan.run_dir}   engine {engine}   workflow {plan.workflow}",
+             f"{len(plan.qpoints)} q-points × {len(plan.patterns)} patterns; "
+             f"{len(graph)} tasks, {len(todo)} to run, {len(graph) - len(todo)} done", "",
+             f"{'stage':<11}{'tasks':>6}{'to run':>8}{'procs':>6}{'wall/task':>11}{'core·h':>9}  "
+             "calibration; directories"]
+    total = 0.0
+    for stage in wt.STAGES:
+        members = [t for t in graph if t.stage == stage]
+        if not members:
+            continue
+        run = [t for t in members if t.id in ids]
+        nproc = members[0].nproc
+        measured = [(t.id, wt.marker_seconds(plan.run_dir, t.id)) for t in members]
+        measured = [(i, s) for i, s in measured if s]
+        if measured:
+            tid, per = measured[0]
+            calib = f"measured: {tid} took {per:.0f} s"
+        else:
+            scale = size_factor if stage != "bands" else 1.0
+            per = _FALLBACK_CORE_S[stage] * scale / nproc
+            calib = f"estimate: tiny run × {scale:.3g} (k-points × plane waves)"
+        core_h = per * len(run) * nproc / 3600.0
+        total += core_h
+        dirs = sorted({t.workdir for t in members})
+        where = dirs[0] if len(dirs) == 1 else f"{dirs[0]} … {dirs[-1]}"
+        lines.append(f"{stage:<11}{len(members):>6}{len(run):>8}{nproc:>6}{per:>9.0f} s{core_h:>9.3f}  "
+                     f"{calib}; {where}")
+    lines.append(f"total to run: {total:.3f} core·h (wall time per task at its process count; a "
+                 "measured task calibrates its whole stage)")
+    if engine == "slurm":
+        eng = SlurmEngine(_task_command(plan, (wf.cluster or {}).get("python")),
+                          Path(plan.run_dir) / wt.TASKS_DIR / "slurm", Path(plan.run_dir) / wt.TASKS_DIR / "logs",
+                          wf.cluster or {}, dry_run=True)
+        out = eng.run(todo)
+        lines.append("")
+        lines.append(f"{len(out.scripts)} sbatch submissions (nothing submitted: --dry-run):")
+        for path, text, opts in out.scripts:
+            lines += ["", f"# sbatch {' '.join(shlex.quote(o) for o in opts)} {path}", text.rstrip()]
+    return "\n".join(lines)
+
+
+# -- status ---------------------------------------------------------------------------------------
+def _tail(path, n=15) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+def status(run_dir) -> list[dict]:
+    """[{task, state, job, detail, log}] for every task of the plan in ``run_dir``; state is one
+    of done, running, pending, failed (with ``tail``: its log's last lines), cancelled (never
+    ran: a task it needs failed), not submitted."""
+    from ..engines.slurm import squeue_states
+    plan = wt.Plan.load(run_dir)
+    graph = wt.graph(plan)
+    jobs = read_jobs(run_dir)
+    queue = squeue_states() if jobs else {}
+    out = []
+    done_ids = set()
+    for t in graph:
+        st = read_state(run_dir, t.id)
+        job = jobs.get(t.id, {})
+        ref = job.get("job") or st.get("job")
+        row = {"task": t.id, "job": ref or "", "log": job.get("log", ""), "detail": ""}
+        done = (t.id != "bands" and wt.is_done(plan, t.id)) or (t.id == "bands" and bands_done(plan, done_ids))
+        if done:
+            done_ids.add(t.id)
+            row["state"] = "done"
+            if t.stage == "pattern":
+                row["detail"] = _pattern_disk(Path(run_dir), t.id)
+        elif ref and ref in queue:
+            q = queue[ref]
+            row["state"] = "running" if q.startswith(("RUNNING", "COMPLETING")) else "pending"
+            row["detail"] = q
+        elif st.get("state") == "failed":
+            row["state"] = "failed"
+            row["detail"] = st.get("error", "")
+        elif st.get("state") == "running":
+            alive = st.get("host") == socket.gethostname() and _pid_alive(st.get("pid"))
+            row["state"] = "running" if alive and not ref else "failed"
+            if row["state"] == "failed":
+                row["detail"] = ("killed while running (time limit, scancel or node failure); "
+                                 "resubmit to redo it")
+        elif ref:
+            row["state"] = "cancelled"
+            row["detail"] = "its job ended without running it (a task it needs failed); resubmit"
+        else:
+            row["state"] = "not submitted"
+        if row["state"] == "failed" and row["log"]:
+            row["tail"] = _tail(row["log"])
+        out.append(row)
+    return out
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+
+
+def _pattern_disk(run_dir: Path, task_id: str) -> str:
+    """'δψ 2.26 MB; state copy 15.6 MB in 0.01 s': the disk a finished pattern task uses."""
+    from ..io.qrun_dir import read_manifest
+    _, label, p = wt.parse_id(task_id)
+    qdir = run_dir / f"q_{label}"
+    try:
+        cap = read_manifest(qdir).get("captures", {}).get(str(p), {})
+        size = sum(v["size"] for v in cap.get("checksums", {}).values())
+        text = f"δψ + fildrho {size / 1e6:.2f} MB" if size else ""
+        copy = json.loads((qdir / f"pattern{p}" / "copy.json").read_text())
+        return text + f"; state copy {copy['bytes'] / 1e6:.1f} MB in {copy['seconds']:.2f} s (deleted)"
+    except (OSError, ValueError, KeyError, DfptmagError):
+        return ""
