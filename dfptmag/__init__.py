@@ -31,6 +31,6 @@ def __getattr__(name):
         from .api import load
         return load
     if name in ("run", "analyze", "bands"):
-        from . import jobs
-        return getattr(jobs, name)
+        from .jobs import run as job      # jobs.run holds the three (jobs.bands is a module)
+        return getattr(job, name)
     raise AttributeError(f"module 'dfptmag' has no attribute {name!r}")

@@ -78,10 +78,10 @@ def cmd_capture(a):
 
 
 def cmd_bands(a):
-    if a.interpolate:
-        return _cmd_bands_interpolated(a)
     if a.engine or a.dry_run:
         return _bands_engine(a)
+    if a.interpolate:
+        return _cmd_bands_interpolated(a)
     from .jobs.run import bands
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
@@ -113,11 +113,10 @@ def _cmd_bands_interpolated(a):
 
 
 def _bands_engine(a):
-    from .data import resolve_workflow
-    from .jobs.cluster import bands_tasks
-    r = bands_tasks(resolve_workflow(a.workflow), engine=a.engine or "local", workers=a.workers,
-                    run_dir=a.run_dir, path=a.path, npoints=a.npoints, nproc=a.nproc, output=a.output,
-                    figures=_names(a.format), dry_run=a.dry_run)
+    from .jobs.run import bands
+    r = bands(a.workflow, engine=a.engine or "local", workers=a.workers, run_dir=a.run_dir, path=a.path,
+              npoints=a.npoints, nproc=a.nproc, output=a.output, figures=_names(a.format),
+              dry_run=a.dry_run, interpolate=a.interpolate)
     if a.dry_run:
         print(r.dry_run_text)
         return

@@ -142,6 +142,17 @@ def test_dry_run_prints_graph_and_scripts_and_creates_nothing(tmp_path):
     assert not run.exists()
 
 
+def test_python_api_dry_run_is_the_cli_s(tmp_path):
+    """dfptmag.bands(engine=..., dry_run=True) does what the CLI does: the same plan text."""
+    import dfptmag
+    wf = workflow_file(tmp_path)
+    r = dfptmag.bands(wf, engine="slurm", dry_run=True, run_dir=tmp_path / "run")
+    assert "2 q-points × 9 patterns; 24 tasks, 24 to run, 0 done" in r.dry_run_text
+    assert r.todo and len(r.todo) == 24 and not (tmp_path / "run").exists()
+    with pytest.raises(dfptmag.errors.DfptmagError, match="interpolate"):
+        dfptmag.bands(wf, engine="local", interpolate=True, run_dir=tmp_path / "run")
+
+
 @pytest.mark.parametrize("section, problem", [
     ('launcher = "srun -n {nproc}; rm -rf ~"', "shell syntax"),
     ('launcher = "mpirun -np 4"', "must contain {nproc}"),

@@ -161,19 +161,30 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
 
 def bands(workflow=None, path: str | None = None, npoints: int | None = None, workers: int | None = None,
           nproc: int | None = None, run_dir=None, output=None, figures=("png", "pdf"),
-          progress: bool = False, interpolate: bool = False):
+          progress: bool = False, interpolate: bool = False, engine: str | None = None,
+          dry_run: bool = False):
     """``dfptmag bands``: all patterns at every q of a band path, the interpolated dispersion,
     branch tracking, bands.h5 and figures (dfptmag.jobs.bands.run_bands). Returns its BandsRun;
     q-points that failed are in ``.failures`` (bands.h5 has NaN there; the CLI then exits
     non-zero). ``dfptmag.load(result.output)`` reads the file. ``interpolate=True`` is
     ``dfptmag bands --interpolate`` (dfptmag.jobs.interpolate: DFPT only at the irreducible q of
-    the [interpolation] grid; returns an InterpolatedBandsRun)."""
+    the [interpolation] grid; returns an InterpolatedBandsRun). ``engine="local"|"slurm"`` (or
+    ``dry_run=True``) is ``dfptmag bands --engine ...``: the workflow as independent tasks
+    (dfptmag.jobs.cluster.bands_tasks; returns a TasksRun, whose ``.dry_run_text`` is the plan;
+    with Slurm it returns once the tasks are submitted)."""
     from .bands import run_bands
     from ..data import resolve_workflow
     if output is not None:
         output_file(output)
     if run_dir is not None:
         run_directory(run_dir)
+    if engine is not None or dry_run:
+        if interpolate:
+            raise DfptmagError("--interpolate runs on one machine for now; drop --engine/--dry-run")
+        from .cluster import bands_tasks
+        return bands_tasks(resolve_workflow(workflow), engine=engine or "local", workers=workers,
+                           run_dir=run_dir, path=path, npoints=npoints, nproc=nproc, output=output,
+                           figures=tuple(figures or ()), dry_run=dry_run)
     if interpolate:
         from .interpolate import run_interpolated_bands
         return run_interpolated_bands(resolve_workflow(workflow), path=path, npoints=npoints, workers=workers,
