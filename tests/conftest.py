@@ -114,13 +114,17 @@ def band_run(tiny_run, tmp_path_factory):
             "run_dir": run_dir, "args": args}
 
 
+class _Results(dict):
+    """{label: analysis result}, with the run directory as ``.run_dir``."""
+
+
 @pytest.fixture(scope="session")
 def grid_run(tiny_run, band_run, tmp_path_factory):
     """The tiny run extended to the 3×3×1 grid's irreducible q-points (Γ with all nine patterns,
     K from the tiny run, (1/3, 0, 0)) plus M, a q-point off that grid (interpolation check).
     Starts from a copy of the tiny run (scf, K, −K) and of the band run's Γ and M (all patterns,
     same scf, so their markers hold); only (1/3, 0, 0) is new: about 2 minutes of QE on 2 cores.
-    Returns {label: analysis result with fields} for G, K, -K, (1/3,0,0), M."""
+    Returns {label: analysis result with fields} for G, K, -K, (1/3,0,0), M (``.run_dir``: where)."""
     from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     from dfptmag.workflow import config
     from dfptmag.workflow.runner import Runner
@@ -136,7 +140,9 @@ def grid_run(tiny_run, band_run, tmp_path_factory):
     labels = ["G", "0.333333333333333,0,0", "M", "K", "-K"]
     qdirs = grid.run([config.parse_q(q, "test") for q in labels], None)
     assert not {"q_G", "q_M"} & {Path(s).parent.name for s in grid.steps.ran}, grid.steps.ran
-    return {d.name[2:]: analyze_qrun(d, AnalysisOptions()) for d in qdirs}
+    out = _Results({d.name[2:]: analyze_qrun(d, AnalysisOptions()) for d in qdirs})
+    out.run_dir = run_dir
+    return out
 
 
 @pytest.fixture(scope="session")

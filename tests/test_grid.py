@@ -207,3 +207,50 @@ def test_interpolation_3x3(grid_run, tmp_path):
     path = gi.save(tmp_path / "grid.h5", g)
     back = gi.load(path)
     assert np.allclose(back.evaluate(rM["q_crystal"]), g.evaluate(rM["q_crystal"]), rtol=0, atol=1e-14)
+
+
+def test_interpolate_command_end_to_end(grid_run, band_run, tmp_path):
+    """``dfptmag bands --interpolate`` on a copy of the grid run plus the band run's dispersion:
+    the three irreducible q of the 3×3 grid are found done (no ph.x runs; matdyn.x reruns for the
+    dense path and the BZ sampling); bands.h5 marks the grid points on the path, and at K, a grid
+    point, the interpolated basis-independent RMS equals the direct analysis of the K run."""
+    import shutil
+    import subprocess
+    import sys
+
+    import h5py
+
+    from conftest import TINY, done_markers
+    run = tmp_path / "run"
+    skip = shutil.ignore_patterns(".dfptmag.lock")
+    shutil.copytree(grid_run.run_dir, run, ignore=skip)
+    shutil.copytree(band_run["run_dir"] / "dispersion", run / "dispersion", ignore=skip)
+    before = done_markers(run)
+    r = subprocess.run([sys.executable, "-m", "dfptmag.cli", "bands", str(TINY), "--interpolate", "--run-dir",
+                        str(run), "--format", "png", "--quiet"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "DFPT q-points computed: 3 " in r.stdout, r.stdout
+    after = done_markers(run)
+    changed = {k for k in after if before.get(k) != after[k]}
+    assert changed == {"dispersion/matdyn.done"}, changed        # no pw.x/ph.x step ran
+    for name in ("bands.h5", "grid.h5", "bz_maps.h5", "bz_maps_inplane.png", "bz_maps_outofplane.png"):
+        assert (run / name).is_file(), name
+    with h5py.File(run / "bands.h5") as f:
+        q = f["path/q_crystal"][()]
+        dfpt = f["path/dfpt_point"][()]
+        sub = f["modes/rms_subspace"][()]
+        w = f["modes/frequency_meV"][()]
+        assert f.attrs["dfpt_qpoints"] == 3
+    assert len(q) >= 100
+    on_grid = np.all(np.abs(q[:, :2] * 3 - np.round(q[:, :2] * 3)) < 1e-6, axis=1)
+    np.testing.assert_array_equal(dfpt, on_grid)
+    k = int(np.argmin(np.linalg.norm(q - [1 / 3, 1 / 3, 0], axis=1)))
+    assert np.linalg.norm(q[k] - [1 / 3, 1 / 3, 0]) < 1e-6 and dfpt[k]
+    direct = grid_run["K"]
+    ok = np.isfinite(direct["mode_rms_subspace"][:, 0])
+    from dfptmag.kernel import modes as km
+    dw = np.abs(w[k] - km.ry_to_mev(direct["frequency_ry"]))
+    err = np.abs(sub[k] - direct["mode_rms_subspace"])[ok].max() / np.abs(direct["mode_rms_subspace"][ok]).max()
+    print(f"K: max |Δω| = {dw.max():.3e} meV, RMS subspace relative difference {err:.3e}")
+    assert err < 1e-3
+
