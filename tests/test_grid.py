@@ -238,19 +238,28 @@ def test_interpolate_command_end_to_end(grid_run, band_run, tmp_path):
     with h5py.File(run / "bands.h5") as f:
         q = f["path/q_crystal"][()]
         dfpt = f["path/dfpt_point"][()]
-        sub = f["modes/rms_subspace"][()]
+        ci = f["modes/cell_integral"][()]
+        e = f["modes/eigenvector"][()]
         w = f["modes/frequency_meV"][()]
+        masses = f["structure/masses_amu"][()]
         assert f.attrs["dfpt_qpoints"] == 3
     assert len(q) >= 100
     on_grid = np.all(np.abs(q[:, :2] * 3 - np.round(q[:, :2] * 3)) < 1e-6, axis=1)
     np.testing.assert_array_equal(dfpt, on_grid)
     k = int(np.argmin(np.linalg.norm(q - [1 / 3, 1 / 3, 0], axis=1)))
     assert np.linalg.norm(q[k] - [1 / 3, 1 / 3, 0]) < 1e-6 and dfpt[k]
-    direct = grid_run["K"]
-    ok = np.isfinite(direct["mode_rms_subspace"][:, 0])
+    # K is a grid point: the command's mode cell integrals there are U_ν · F with F the direct K
+    # run's response per Cartesian displacement (F = P† R, P the orthonormal patterns), U_ν from
+    # bands.h5's own (matdyn.x) modes. Measured 2.8e-16. The modes themselves are matdyn.x's:
+    # ASR-corrected force constants move ω by 0.037 meV from ph.x's at K and rotate nearby
+    # eigenvectors, so per-mode RMS values differ from the direct analysis by up to 8 %.
     from dfptmag.kernel import modes as km
-    dw = np.abs(w[k] - km.ry_to_mev(direct["frequency_ry"]))
-    err = np.abs(sub[k] - direct["mode_rms_subspace"])[ok].max() / np.abs(direct["mode_rms_subspace"][ok]).max()
-    print(f"K: max |Δω| = {dw.max():.3e} meV, RMS subspace relative difference {err:.3e}")
-    assert err < 1e-3
+    direct = grid_run["K"]
+    F = direct["pattern_vectors"].conj().T @ direct["pattern_cell_integral"]
+    U = km.displacements(e[k].reshape(len(e[k]), -1), masses, w[k] / km.ry_to_mev(1.0))
+    pred = U @ F
+    ok = np.isfinite(pred[:, 0])
+    assert ok.sum() >= 6
+    assert np.abs(ci[k][ok] - pred[ok]).max() <= 1e-10 * np.abs(pred[ok]).max()
+    assert np.abs(w[k] - km.ry_to_mev(direct["frequency_ry"])).max() < 0.1     # meV (measured 0.037)
 
