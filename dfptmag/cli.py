@@ -353,8 +353,22 @@ examples:
   dfptmag bands --path GMKpG --npoints 13             # through K' (= -K)
   dfptmag bands --path GMK,GKp --format png           # a comma starts a disconnected segment
   dfptmag bands my.toml --workers 2 --nproc 1 --run-dir runs/mine -o runs/mine/bands.h5
+  dfptmag bands --interpolate                         # DFPT at the 3 irreducible q of [interpolation] qgrid
+  dfptmag bands wse2-converged --engine slurm --dry-run   # task graph, batch scripts, cost; submits nothing
+  dfptmag bands wse2-converged --engine slurm         # submits job arrays and returns; rerun to assemble
+  dfptmag bands my.toml --engine local --workers 2    # the same tasks in a local process pool
 Run the same command again to resume or to retry failed q-points.
 Python: b = dfptmag.bands(path="GMKG"); dfptmag.load(b.output).by_branch()
+""",
+    "status": """\
+examples:
+  dfptmag status runs/wse2-converged          # every task: done/running/pending/failed, job ids, log tails
+  dfptmag status runs/mine                    # exit 3 if a task failed
+""",
+    "task": """\
+examples (what each Slurm job runs; the plan is RUN_DIR/tasks/plan.json):
+  dfptmag task workflows/wse2-converged.toml runs/wse2-converged prepare
+  dfptmag task workflows/wse2-converged.toml runs/wse2-converged q/K/pattern/3
 """,
     "plot": """\
 examples:

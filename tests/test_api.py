@@ -103,7 +103,8 @@ def test_every_command_has_worked_examples_that_parse():
     sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
     helps = {None: parser.format_help()}
     helps.update({name: sp.format_help() for name, sp in sub.choices.items()})
-    assert set(helps) == {None, "run", "analyze", "capture", "snapshot", "bands", "plot", "export", "model"}
+    assert set(helps) == {None, "run", "analyze", "capture", "snapshot", "bands", "plot", "export", "model",
+                          "status", "task"}
     n = 0
     for name, text in helps.items():
         assert "examples" in text, name
