@@ -136,6 +136,14 @@ def _bands_engine(a):
                            "them with their logs); rerun the same command to retry them")
 
 
+def cmd_doctor(a):
+    from .jobs.doctor import doctor
+    r = doctor(a.workflow, slurm=a.slurm)
+    print("\n".join(r.lines))
+    if r.problems:
+        raise DfptmagError("; ".join(r.problems))
+
+
 def cmd_task(a):
     from .jobs.cluster import execute
     execute(a.workflow, a.run_dir, a.task_id)
@@ -365,6 +373,13 @@ examples:
   dfptmag status runs/wse2-converged          # every task: done/running/pending/failed, job ids, log tails
   dfptmag status runs/mine                    # exit 3 if a task failed
 """,
+    "doctor": """\
+examples:
+  dfptmag doctor                              # QE on PATH (or $DFPTMAG_QE_BIN): versions, launcher, limits
+  dfptmag doctor my.toml --slurm              # the workflow's [qe] bin_dir and [parallel] mpirun; Slurm too
+  DFPTMAG_QE_BIN=/opt/qe-7.4.1/bin dfptmag doctor
+Exit 2 (one line) when pw.x, ph.x or ld1.x is missing or their versions differ.
+""",
     "task": """\
 examples (what each Slurm job runs; the plan is RUN_DIR/tasks/plan.json):
   dfptmag task workflows/wse2-converged.toml runs/wse2-converged prepare
@@ -523,6 +538,16 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--dry-run", action="store_true",
                     help="print the task graph, the batch scripts and a cost estimate per stage; run nothing")
     bd.set_defaults(func=cmd_bands)
+    dr = sub.add_parser("doctor", help="which QE (version from each program's header), MPI and Slurm dfptmag uses",
+                        description="Print the QE programs dfptmag would run (from the workflow's [qe] bin_dir, "
+                                    "else $DFPTMAG_QE_BIN, else PATH) with the version each prints in its "
+                                    "header, the MPI launcher, Slurm (with --slurm), and the known capture "
+                                    "limits of that QE version. Starts no calculation.")
+    dr.add_argument("workflow", nargs="?", default=None,
+                    help="workflow TOML or built-in name whose [qe] and [parallel] settings to check "
+                         "(default: none, i.e. $DFPTMAG_QE_BIN or PATH and 'mpirun')")
+    dr.add_argument("--slurm", action="store_true", help="also check sbatch/squeue and the controller")
+    dr.set_defaults(func=cmd_doctor)
     tk = sub.add_parser("task", help="run one task of a planned band workflow (what a batch job runs)",
                         description="Run one task (prepare, dispersion, q/<label>/common, "
                                     "q/<label>/pattern/<p>, q/<label>/gather, bands) of the plan written by "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..atomic import copy_file, write_text
 from ..errors import DfptmagError, QERunError, UnsupportedError
+from . import qe
 
 ENV_ROOT = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
 
@@ -255,6 +256,15 @@ def captured_run(cmd: list[str], out_path: Path, cwd: Path, ph0: Path, prefix: s
     return dwf, drho
 
 
+def _ph_executable(cmd: list[str]) -> str | None:
+    """The ph.x binary a command line runs (the first word named ph.x, as on PATH), or None."""
+    import shutil
+    for word in cmd:
+        if Path(word).name == "ph.x":
+            return shutil.which(word)
+    return None
+
+
 def capture_user_command(cmd: list[str], qdir=".", log=None, redo: bool = False):
     """``dfptmag capture``: run a user's ph.x command line (one irrep) with the δψ buffer kept,
     and record it in the q-run manifest. Returns (irrep, dwf files, drho copy, q directory)."""
@@ -274,6 +284,7 @@ def capture_user_command(cmd: list[str], qdir=".", log=None, redo: bool = False)
     with open(infile) as f:
         nml, rest = read_fortran_namelist(f)
     ph = nml.get("inputph", {})
+    qe.refuse_uncapturable(infile, ph, _ph_executable(cmd))
     prefix = ph.get("prefix", "pwscf")
     outdir = Path(ph.get("outdir", os.environ.get("ESPRESSO_TMPDIR", "./")))
     s, last = ph.get("start_irr"), ph.get("last_irr")

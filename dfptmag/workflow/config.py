@@ -14,6 +14,7 @@ import numpy as np
 
 from ..kernel import qpoints
 from ..errors import InputFileError
+from . import qe
 
 # named q-points (2D hexagonal lattice): the one table lives in dfptmag.qpoints
 HEX_POINTS = {n: qpoints.HEX2D[qpoints.canonical(n)] for n in qpoints.names()}
@@ -45,6 +46,7 @@ class Workflow:
     dispersion: dict | None = None     # None: no interpolated dispersion
     interpolation: dict | None = None  # bands --interpolate: {"qgrid": [N, N, 1]}
     cluster: dict | None = None        # [cluster]: Slurm settings of the task engine (validated)
+    qe_bin_dir: Path | None = None     # [qe] bin_dir: where pw.x, ph.x, ... are (None: $DFPTMAG_QE_BIN, PATH)
 
 
 BANDS_DEFAULTS = {"path": "GMKG", "npoints": 7, "workers": 1, "extra_points": {}}
@@ -82,6 +84,7 @@ KNOWN_KEYS = {
     "bands": ("path", "npoints", "extra_points"),
     "dispersion": ("qgrid", "method", "asr", "loto_2d", "npoints"),
     "interpolation": ("qgrid",),
+    "qe": ("bin_dir",),
     "cluster": ("partition", "account", "time", "nproc", "launcher", "setup", "sbatch_options", "python"),
 }
 CLUSTER_STAGES = ("prepare", "dispersion", "common", "pattern", "gather", "bands")
@@ -266,6 +269,7 @@ def load(path) -> Workflow:
     dispersion = _dispersion_section(path, data.get("dispersion"))
     interpolation = _interpolation_section(path, data.get("interpolation"))
     cluster = _cluster_section(path, data["cluster"]) if "cluster" in data else None
+    qe_bin_dir = _qe_section(path, base, data.get("qe", {}))
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
         structure=structure, vacuum_angstrom=float(need(st, "vacuum_angstrom", "structure", float)),
@@ -274,7 +278,20 @@ def load(path) -> Workflow:
         analysis={"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
                   "realspace": bool(an.get("realspace", True))},
         bands=bands, dispersion=dispersion, interpolation=interpolation, cluster=cluster,
+        qe_bin_dir=qe_bin_dir,
     )
+
+
+def _qe_section(path, base: Path, qs: dict) -> Path | None:
+    """[qe] bin_dir: the folder of the QE programs (relative to the workflow file; ~ expanded)."""
+    if "bin_dir" not in qs:
+        return None
+    value = qs["bin_dir"]
+    if not isinstance(value, str) or not value.strip():
+        raise InputFileError(path, f"[qe] bin_dir = {value!r}: the path of a folder holding pw.x and ph.x")
+    folder = (base / Path(value).expanduser()).resolve()
+    qe.check_bin_dir(path, folder)
+    return folder
 
 
 def _bands_section(path, bs: dict, par: dict) -> dict:

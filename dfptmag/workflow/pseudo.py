@@ -18,6 +18,7 @@ from ..atomic import copy_file
 from ..errors import InputFileError, QERunError
 from ..io.upf import read_upf_header
 from .capture import supervised         # no ld1.x outlives dfptmag
+from .qe import version_of
 
 
 def cache_dir() -> Path:
@@ -61,17 +62,21 @@ def ghost_report(ld1_output: str, tol_ry: float = 0.01) -> list[str]:
 
 
 def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
-    """Return the path of the UPF for this ld1.x input inside dest_dir, generating if needed."""
+    """Return the path of the UPF for this ld1.x input inside dest_dir, generating if needed.
+    The cache is keyed by the input and by ld1.x's version: each QE version makes its own UPF
+    (its header names the version), so runs of two versions never share a pseudopotential."""
     ld1_input_path = Path(ld1_input_path)
     text = ld1_input_path.read_text()
     name = upf_name(text, ld1_input_path)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    exe = shutil.which(ld1x)
+    if exe is None:
+        raise QERunError(f"{ld1x} not found on PATH: install QE (Debian package quantum-espresso)")
+    version = version_of(exe)
+    digest = hashlib.sha256((text + f"\0ld1.x {version}").encode()).hexdigest()[:16]
     cached = cache_dir() / digest / name
     if not cached.is_file():
-        if shutil.which(ld1x) is None:
-            raise QERunError(f"{ld1x} not found on PATH: install QE (Debian package quantum-espresso)")
         with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run(supervised([ld1x]), input=text, capture_output=True, text=True,
+            proc = subprocess.run(supervised([exe]), input=text, capture_output=True, text=True,
                                   cwd=tmp, start_new_session=True)
             out = proc.stdout
             upf = Path(tmp) / name

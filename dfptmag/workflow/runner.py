@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from ..errors import DfptmagError, QERunError
 from ..io.qrun_dir import MANIFEST, read_manifest, record_capture, write_manifest
-from . import capture, inputs, locks, pseudo
+from . import capture, inputs, locks, pseudo, qe
 from .config import QPoint, Workflow
 
 log = logging.getLogger(__name__)
@@ -107,9 +107,7 @@ class Runner:
     # -- helpers ---------------------------------------------------------------
     def _cmd(self, exe: str, infile: str | None) -> list[str]:
         """The command line; ``infile=None``: serial, input on stdin (q2r.x, matdyn.x)."""
-        if shutil.which(exe) is None:
-            raise QERunError(f"{exe} not found on PATH: install Quantum ESPRESSO "
-                             "(Debian: apt-get install quantum-espresso)")
+        exe = qe.program(exe, self.wf.qe_bin_dir)
         if infile is None:
             return [exe]
         base = [exe, "-in", infile]
@@ -175,7 +173,8 @@ class Runner:
     def pseudopotentials(self) -> dict[str, str]:
         names = {}
         for el, ld1 in self.wf.pseudopotentials.items():
-            names[el] = pseudo.generate(ld1, self.run_dir / "pseudo").name
+            names[el] = pseudo.generate(ld1, self.run_dir / "pseudo",
+                                        qe.program("ld1.x", self.wf.qe_bin_dir)).name
         return names
 
     def upf_names(self) -> dict[str, str]:
@@ -200,6 +199,9 @@ class Runner:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with locks.locked(self.run_dir):
             locks.check_no_live_qe(self.run_dir / "scf")
+            notice = qe.record(self.run_dir, self.wf.qe_bin_dir)
+            if notice:
+                log.warning(notice)
             names = self.pseudopotentials()
             return names, self.scf(names)
 
