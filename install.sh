@@ -1,24 +1,87 @@
 #!/usr/bin/env bash
-# Install everything dfptmag needs on a fresh Debian/Ubuntu machine:
-# Quantum ESPRESSO 6.7 (Debian package quantum-espresso: pw.x, ph.x, ld1.x, MPI build) and the
-# Python package with its test dependencies. Safe to run again.
+# Install dfptmag. Safe to run again.
+#
+#   ./install.sh          the Python package; Quantum ESPRESSO only if no pw.x/ph.x/ld1.x is found
+#                         (in $DFPTMAG_QE_BIN or on PATH), then from Debian's package (QE 6.7; needs
+#                         root or sudo). With your site's QE loaded (module load ...) nothing needs root.
+#   ./install.sh --test   the above, plus what the test suite needs: the test extras, a one-node
+#                         Slurm (slurm-wlm + munge, started by the tests themselves), and the QE 7.x
+#                         builds of ../shared/qe/*.tgz (when present) unpacked into .qe/<version>/
+#                         with their runtime libraries, so that the suite runs on every QE it finds.
+#
+# On a cluster without root: python3 -m pip install --user .   (or pipx install .) with QE loaded.
 set -euo pipefail
 cd "$(dirname "$0")"
-if ! command -v pw.x >/dev/null || ! command -v ph.x >/dev/null || ! command -v ld1.x >/dev/null; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq quantum-espresso >/dev/null
+TEST=0
+[ "${1:-}" = "--test" ] && TEST=1
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+APT_UPDATED=0
+apt_install() {
+    if ! command -v apt-get >/dev/null; then
+        echo "install.sh: $* needed, and this is not a Debian/Ubuntu system: install them yourself" >&2
+        exit 2
+    fi
+    if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+        echo "install.sh: $* needed and you are not root (no sudo): ask your admin, or load your site's QE" >&2
+        exit 2
+    fi
+    [ "$APT_UPDATED" = 1 ] || { $SUDO apt-get update -qq; APT_UPDATED=1; }
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+qe_dir="${DFPTMAG_QE_BIN:-}"
+have_qe() {
+    if [ -n "$qe_dir" ]; then
+        [ -x "$qe_dir/pw.x" ] && [ -x "$qe_dir/ph.x" ] && [ -x "$qe_dir/ld1.x" ]
+    else
+        command -v pw.x >/dev/null && command -v ph.x >/dev/null && command -v ld1.x >/dev/null
+    fi
+}
+have_qe || apt_install quantum-espresso
+# Debian's QE 6.7 (the suite's reference build) always, for the tests
+if [ "$TEST" = 1 ] && [ ! -x /usr/bin/pw.x ]; then apt_install quantum-espresso; fi
+
+if [ "$TEST" = 1 ]; then
+    # a one-node Slurm for the cluster-engine tests (started by the test session, no systemd)
+    if ! command -v sbatch >/dev/null || ! { command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ]; } \
+            || ! { command -v munged >/dev/null || [ -x /usr/sbin/munged ]; }; then
+        apt_install slurm-wlm munge
+    fi
+    # QE 7.x builds shipped beside the project (../shared/qe): unpacked into .qe/<version>/
+    shopt -s nullglob
+    archives=(../shared/qe/qe-*-x86_64.tgz)
+    if [ "${#archives[@]}" -gt 0 ] && [ "$(uname -m)" = x86_64 ]; then
+        if ! ldconfig -p | grep -q libopenblas.so.0 || ! ldconfig -p | grep -q libfftw3.so.3; then
+            # keep Debian's QE 6.7 on the BLAS/LAPACK it had: installing OpenBLAS switches the
+            # libblas.so.3 alternatives, which changes 6.7's last digits and its reproducibility
+            blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+            lapack=$(readlink -f /usr/lib/x86_64-linux-gnu/liblapack.so.3 2>/dev/null || true)
+            apt_install libopenblas0-pthread libfftw3-double3 libopenmpi3 libgfortran5
+            if [ -n "$blas" ] && [ -e "$blas" ]; then
+                $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas" >/dev/null || true
+            fi
+            if [ -n "$lapack" ] && [ -e "$lapack" ]; then
+                $SUDO update-alternatives --set liblapack.so.3-x86_64-linux-gnu "$lapack" >/dev/null || true
+            fi
+        fi
+        for a in "${archives[@]}"; do
+            v=$(basename "$a" | sed -E 's/^qe-([0-9.]+)-.*/\1/')
+            dest=".qe/$v"
+            if [ ! -x "$dest/ph.x" ] || [ "$a" -nt "$dest/ph.x" ]; then
+                rm -rf "$dest.part" && mkdir -p "$dest.part"
+                tar xzf "$a" -C "$dest.part"
+                rm -rf "$dest" && mv "$dest.part" "$dest"
+            fi
+        done
+    fi
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
+    python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib, meshio, PIL, phonopy, pymatgen.core, yaml"
+else
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e .
 fi
-# a one-node Slurm for the cluster-engine tests (started by the test session, no systemd)
-if ! command -v sbatch >/dev/null || ! { command -v slurmctld >/dev/null || [ -x /usr/sbin/slurmctld ]; } \
-        || ! { command -v munged >/dev/null || [ -x /usr/sbin/munged ]; }; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq slurm-wlm munge >/dev/null
-fi
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
-python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib, meshio, PIL, phonopy, pymatgen.core, yaml"
-command -v pw.x ph.x ld1.x >/dev/null
-echo "dfptmag installed; QE: $(command -v pw.x)"
+python3 -m dfptmag.cli doctor >/dev/null || { python3 -m dfptmag.cli doctor; exit 2; }
+echo "dfptmag installed; QE $(python3 -c 'from dfptmag.workflow import qe; print(qe.version_of(qe.program("pw.x")), qe.program("pw.x"))')"
+[ "$TEST" = 1 ] && [ -d .qe ] && echo "QE builds for the tests: $(ls .qe | tr '\n' ' ')"
+exit 0
