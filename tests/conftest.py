@@ -74,6 +74,27 @@ def analyzed_gamma(tiny_run):
     return analyze_qrun(dirs["G"], AnalysisOptions())
 
 
+def phx_drho(qdir: Path, pattern: int, grid) -> "np.ndarray":
+    """ph.x's own fildrho record of ``pattern`` in a q-run (the capture's copy, as the manifest
+    names it) on the FFT grid ``grid``: the gauge of a QE build's run-to-run scatter, since two
+    separate ph.x runs of one build differ in their own fildrho exactly as much as they differ."""
+    import json
+
+    from dfptmag.io.qe_grid import read_grid_record
+    man = json.loads((Path(qdir) / "dfptmag-q.json").read_text())
+    return read_grid_record(Path(qdir) / man["captures"][str(pattern)]["drho"], pattern, tuple(grid))[0]
+
+
+def run_scatter(qdir_a: Path, qdir_b: Path, patterns, grid) -> float:
+    """max over ``patterns`` of ‖drho_a − drho_b‖∞ / ‖drho_b‖∞ between two q-runs (ph.x's own)."""
+    import numpy as np
+    out = 0.0
+    for p in patterns:
+        a, b = phx_drho(qdir_a, p, grid), phx_drho(qdir_b, p, grid)
+        out = max(out, float(np.max(np.abs(a - b)) / np.max(np.abs(b))))
+    return out
+
+
 def done_markers(run_dir: Path) -> dict[str, str]:
     """Every step marker under a run directory: {relative path: content (hash + timestamps)}."""
     return {str(p.relative_to(run_dir)): p.read_text() for p in sorted(Path(run_dir).rglob("*.done"))}

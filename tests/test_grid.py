@@ -86,7 +86,8 @@ def test_little_group_rules(grid_run, label):
     the in-plane δm of a σ_h-odd mode is perpendicular to Γ–M if the mode is even under it,
     parallel if odd. At K the exact little group is {E, σ_h} only (C3 maps K to K + G, where F
     differs). Forbidden components, relative to ‖U_ν‖ × the largest cell integral of one
-    Cartesian displacement at that q (same component), measured ≤ 3e-5 (ph.x precision)."""
+    Cartesian displacement at that q (same component), measured ≤ 3e-5 on QE 6.7 and ≤ 1.13e-4 on
+    7.4.1 (ph.x precision)."""
     r = grid_run[label]
     q = r["q_crystal"]
     ops = [op for op in _ops(r) if np.allclose(op.q(q), q, atol=1e-8)]
@@ -112,7 +113,9 @@ def test_little_group_rules(grid_run, label):
             resid = np.abs(ks.transform_vector(Fp, op) - np.sign(p.real) * Fp)
             scale = np.linalg.norm(U[n]) * pat                # what one displacement gives
             worst.append((resid / scale).max())
-            assert np.all(resid <= 1e-4 * scale), (op.W.tolist(), n, resid / scale)
+            # ph.x's convergence noise (tr2_ph = 1e-14), not a law: measured ≤ 3e-5 on QE 6.7,
+            # 1.13e-4 at M on 7.4.1; bound 2.5e-4 (a broken rule gives O(1))
+            assert np.all(resid <= 2.5e-4 * scale), (op.W.tolist(), n, resid / scale)
             checked += 1
     assert checked >= len(U) * len(ops) - 2
     print(label, "worst forbidden / allowed-per-displacement:", max(worst), "parity mixing", max(mixing))

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from dfptmag.workflow import locks
+from conftest import run_scatter
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "workflows" / "wse2-tiny.toml"
@@ -185,9 +186,16 @@ def test_sigkill_at_five_moments_then_resume_equals_uninterrupted(tiny_run, anal
     assert list(idx) == [1, 2]
     rel = np.abs(ci - ref["pattern_cell_integral"][:2]).max() / np.abs(ref["pattern_cell_integral"][:2]).max()
     relf = np.abs(field - ref["pattern_field"][:2]).max() / np.abs(ref["pattern_field"][:2]).max()
-    assert rel <= 1e-12 and relf <= 1e-12, (rel, relf)
+    # the kills hit the scf, so every QE step was recomputed: the resumed run is a second run of
+    # the build, exact against its own fildrho and within the build's run-to-run scatter (ph.x's
+    # own fildrho between the two runs: 0 on QE 6.7, which is bitwise reproducible; ~1e-5 on 7.x)
+    with h5py.File(out) as f:
+        assert f["q/K/checks/drho_relative_error"][()].max() <= 1e-12
+    scatter = run_scatter(run_dir / "q_K", tiny_run[1]["K"], [1, 2], field.shape[2:])
+    assert rel <= max(1e-12, 5 * scatter) and relf <= max(1e-12, 2 * scatter), (rel, relf, scatter)
     print(f"kill points that landed: {len(hits)} ({', '.join(hits)}); slowest cleanup "
-          f"{max(survivors):.1f} s; final relative difference {rel:.1e} (cell integrals), {relf:.1e} (field)")
+          f"{max(survivors):.1f} s; final relative difference {rel:.1e} (cell integrals), {relf:.1e} (field); "
+          f"ph.x's own run-to-run scatter {scatter:.1e}")
 
     # ph.x finished pattern 2 but its dfptmag died before the marker: ph.x's restart data says
     # "done" without our marker. Two commands start together on the directory: one redoes the

@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY
+from conftest import ROOT, TINY, phx_drho
 
 pytestmark = pytest.mark.qe
 
@@ -188,9 +188,7 @@ def _sha(paths):
 
 def _drho(cell: Path, r: dict, pattern: int = 3) -> np.ndarray:
     """ph.x's own fildrho record of ``pattern`` in a cell (the capture's copy)."""
-    from dfptmag.io.qe_grid import read_grid_record
-    man = json.loads((cell / "dfptmag-q.json").read_text())
-    return read_grid_record(cell / man["captures"][str(pattern)]["drho"], pattern, r["field"].shape[2:])[0]
+    return phx_drho(cell, pattern, r["field"].shape[2:])
 
 
 def _compare(matrix, results, ref_key, key):
@@ -210,8 +208,11 @@ def _compare(matrix, results, ref_key, key):
     print(f"{key} vs serial: " + ", ".join(f"{k} {v:.2e}" for k, v in out.items()))
     assert out["ours_vs_own_drho"] <= 1e-14
     assert out["diff_vs_phx_diff"] <= 1e-14
-    assert out["field"] <= 1e-12                    # measured 3e-13 – 8e-13 (= ph.x's drho difference)
-    assert out["cell_integral"] <= 3e-11            # measured 3e-12 – 1.1e-11 (G = 0 integrals cancel)
+    # two separate ph.x runs agree within the scatter ph.x's own fildrho shows between them: on
+    # QE 6.7 3e-13 – 8e-13 (field = ph.x's drho difference; cell integrals 3e-12 – 1.1e-11, the
+    # G = 0 integrals cancel), on the 7.x builds 2e-6 – 2e-5 (not bitwise reproducible)
+    assert out["field"] <= max(1e-12, 2 * out["phx_drho"])
+    assert out["cell_integral"] <= max(3e-11, 5 * out["phx_drho"])
     assert np.abs(ref["ci"][j]).max() > 1e-4
 
 
@@ -282,7 +283,12 @@ def test_recapture_keeps_files_and_says_how_to_redo(matrix, tmp_path):
     redo = _read(tmp_path / "redo.h5")
     i, j = list(redo["index"]).index(3), list(old["index"]).index(3)
     rel = np.max(np.abs(redo["ci"][i] - old["ci"][j])) / np.max(np.abs(old["ci"][j]))
-    assert rel <= 1e-12
+    # the redo is a second ph.x run: exact against its own fildrho, and within the scatter of
+    # ph.x's own fildrho between the two runs (0 on QE 6.7, which is bitwise reproducible)
+    assert np.max(redo["drho"]) <= 1e-12
+    d_redo, d_old = _drho(cell, redo), _drho(matrix["odd", 2], old)
+    scatter = np.max(np.abs(d_redo - d_old)) / np.max(np.abs(d_old))
+    assert rel <= max(1e-12, 5 * scatter), (rel, scatter)
 
 
 def _read_cell_h5(cell, out):
