@@ -276,3 +276,52 @@ def test_doctor_names_each_programs_version(run):
     assert f"Program PHONON v.{b.version}" in (run["qdir"] / "ph.irr4.out").read_text()
     assert ("reduce_io = .true. cannot be captured" in proc.stdout) == (b.major >= 7)
     print(proc.stdout)
+
+
+# -- choosing the QE, and bad choices (no QE process starts) ----------------------------------
+
+def test_header_versions_and_limits():
+    from dfptmag.workflow import qe
+    assert qe.parse_header("     Program PHONON v.6.7MaX starts on  2Dec2026")[1].text == "6.7MaX"
+    prog, v = qe.parse_header("     Program PWSCF v.7.4.1 starts on  2Dec2026 at  7:50:12")
+    assert prog == "PWSCF" and v.number == (7, 4, 1) and v.at_least(7, 0) and not v.at_least(7, 5)
+    assert qe.parse_header("Program MATDYN v.7.5 starts")[1].number == (7, 5)
+    assert qe.limits(qe.parse_header("Program PHONON v.6.7MaX")[1]) == []
+    assert any("reduce_io" in t for t in qe.limits(qe.parse_header("Program PHONON v.7.0 ")[1]))
+    assert qe.parse_header("no header here") is None
+
+
+def _bad_workflow(tmp_path, section: str) -> Path:
+    text = TINY.read_text().replace('file = "../structures/', f'file = "{ROOT}/structures/')
+    text = text.replace('"pseudo/', f'"{ROOT}/workflows/pseudo/')
+    wf = tmp_path / "wf.toml"
+    wf.write_text(text + "\n" + section)
+    return wf
+
+
+@pytest.mark.parametrize("section, problem", [
+    ('[qe]\nbin_dir = "no/such/dir"\n', r"\[qe\] bin_dir = .*no/such/dir: not a folder"),
+    ('[qe]\nbin_dir = "."\n', r"\[qe\] bin_dir = .*: has no pw.x, ph.x"),
+    ('[qe]\nbin_dir = 3\n', r"\[qe\] bin_dir = 3: the path of a folder"),
+    ('[qe]\nbindir = "."\n', r"\[qe\] unknown key 'bindir' \(did you mean 'bin_dir'\?\)"),
+])
+def test_bad_qe_bin_dir_is_one_line_before_any_qe(tmp_path, section, problem):
+    wf = _bad_workflow(tmp_path, section)
+    proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", str(wf), "--run-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"dfptmag: error: {wf}: ") and re.search(problem, lines[0]), lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_qe_from_env_is_one_line_before_anything(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DFPTMAG_QE_BIN": str(tmp_path / "nothing")}
+    proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", "--run-dir", str(tmp_path / "run")],
+                          capture_output=True, text=True, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert f"pw.x not found in $DFPTMAG_QE_BIN = {tmp_path / 'nothing'}" in lines[0]
+    assert not (tmp_path / "run").exists()
+    doc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "doctor"], capture_output=True, text=True, env=env)
+    assert doc.returncode == 2 and doc.stderr.strip() == f"dfptmag: error: $DFPTMAG_QE_BIN = {tmp_path / 'nothing'}: not a folder"

@@ -94,6 +94,9 @@ class Runner:
         replacing ``[parallel] mpirun -np N``."""
         self.check_only = check_only
         self.launcher = launcher
+        if not check_only:          # before anything is written or started: one line if QE is missing
+            for exe in ("pw.x", "ph.x"):
+                qe.program(exe, wf.qe_bin_dir)
         self.wf = wf
         self.run_dir = Path(run_dir).resolve()
         self.progress = progress
