@@ -85,6 +85,13 @@ def phx_drho(qdir: Path, pattern: int, grid) -> "np.ndarray":
     return read_grid_record(Path(qdir) / man["captures"][str(pattern)]["drho"], pattern, tuple(grid))[0]
 
 
+# How much more a pattern's cell integral (a G = 0 sum that cancels to ~1e-2 of its terms) moves
+# between two runs than its field, relative to the scatter of ph.x's own fildrho: measured
+# 14–37 on QE 6.7 and 5–26 on 7.4.1 (tests/test_user_runs.py prints both). Fields move exactly as
+# ph.x's fildrho does (ratio 1.00).
+CELL_INTEGRAL_PER_SCATTER = 50
+
+
 def run_scatter(qdir_a: Path, qdir_b: Path, patterns, grid) -> float:
     """max over ``patterns`` of ‖drho_a − drho_b‖∞ / ‖drho_b‖∞ between two q-runs (ph.x's own)."""
     import numpy as np

@@ -6,7 +6,9 @@ the command line, then ``dfptmag analyze``.
 The matrix: an even (2×2 = 4 k) and an odd (3×1 = 3 k) grid, each with ph.x in 1, 2 and 3
 pools (QE 6.7 deals out (k, k+q) pairs: 4 pairs in 3 pools = 2 + 1 + 1, 3 pairs in 2 pools =
 2 + 1). All cells of one grid start from the same serial pw.x scf (copied), so they differ only
-in ph.x's pool layout; each must give the serial cell's pattern results to 1e-12 relative.
+in ph.x's pool layout; each must equal its own fildrho exactly, and the serial cell's pattern
+results within the scatter of ph.x's own fildrho between the two runs (1e-12 relative on QE 6.7;
+~1e-5 on the 7.x builds, which are not bitwise reproducible).
 Also: re-capturing a finished irrep keeps the earlier capture byte-identical, and capture
 integrity (issue 9): zeroed, truncated or swapped δψ captures fail with the file named, with
 and without fildrho, for both writers (``dfptmag capture`` and the workflow runner).
@@ -27,7 +29,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY, phx_drho
+from conftest import CELL_INTEGRAL_PER_SCATTER, ROOT, TINY, phx_drho
 
 pytestmark = pytest.mark.qe
 
@@ -212,7 +214,7 @@ def _compare(matrix, results, ref_key, key):
     # QE 6.7 3e-13 – 8e-13 (field = ph.x's drho difference; cell integrals 3e-12 – 1.1e-11, the
     # G = 0 integrals cancel), on the 7.x builds 2e-6 – 2e-5 (not bitwise reproducible)
     assert out["field"] <= max(1e-12, 2 * out["phx_drho"])
-    assert out["cell_integral"] <= max(3e-11, 5 * out["phx_drho"])
+    assert out["cell_integral"] <= max(3e-11, CELL_INTEGRAL_PER_SCATTER * out["phx_drho"])
     assert np.abs(ref["ci"][j]).max() > 1e-4
 
 
@@ -288,7 +290,7 @@ def test_recapture_keeps_files_and_says_how_to_redo(matrix, tmp_path):
     assert np.max(redo["drho"]) <= 1e-12
     d_redo, d_old = _drho(cell, redo), _drho(matrix["odd", 2], old)
     scatter = np.max(np.abs(d_redo - d_old)) / np.max(np.abs(d_old))
-    assert rel <= max(1e-12, 5 * scatter), (rel, scatter)
+    assert rel <= max(1e-12, CELL_INTEGRAL_PER_SCATTER * scatter), (rel, scatter)
 
 
 def _read_cell_h5(cell, out):
