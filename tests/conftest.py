@@ -87,9 +87,9 @@ def phx_drho(qdir: Path, pattern: int, grid) -> "np.ndarray":
 
 # How much more a pattern's cell integral (a G = 0 sum that cancels to ~1e-2 of its terms) moves
 # between two runs than its field, relative to the scatter of ph.x's own fildrho: measured
-# 14–37 on QE 6.7 and 5–26 on 7.4.1 (tests/test_user_runs.py prints both). Fields move exactly as
+# 14–37 on QE 6.7 and 5–39 on 7.4.1 (tests/test_user_runs.py prints both). Fields move exactly as
 # ph.x's fildrho does (ratio 1.00).
-CELL_INTEGRAL_PER_SCATTER = 50
+CELL_INTEGRAL_PER_SCATTER = 100
 
 
 def run_scatter(qdir_a: Path, qdir_b: Path, patterns, grid) -> float:

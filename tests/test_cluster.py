@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import TINY, done_markers, needs_qe
+from conftest import CELL_INTEGRAL_PER_SCATTER, TINY, done_markers, needs_qe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,8 +67,14 @@ def status_rows(out: str) -> dict[str, str]:
     return rows
 
 
-def compare_bands(a: Path, b: Path, rtol: float) -> float:
-    """Largest relative difference over every dataset (scale: the dataset's largest |value|)."""
+# datasets that depend on the basis chosen inside a degenerate subspace (or on eigenvectors
+# through branch tracking): two runs that are not bitwise equal may differ in them at O(1)
+BASIS_DEPENDENT = ("modes/cell_integral", "modes/eigenvector", "modes/rms", "modes/rms_inplane",
+                   "modes/rms_outofplane", "modes/branch", "modes/branch_overlap", "dispersion/branch")
+
+
+def compare_bands(a: Path, b: Path, rtol: float, skip=()) -> float:
+    """Largest relative difference over every dataset but ``skip`` (scale: the dataset's largest |value|)."""
     worst = 0.0
     with h5py.File(a) as fa, h5py.File(b) as fb:
         names = []
@@ -76,6 +82,8 @@ def compare_bands(a: Path, b: Path, rtol: float) -> float:
         assert names and set(names) == set(
             n for n in _datasets(fb)), "the two files hold different datasets"
         for n in names:
+            if n in skip:
+                continue
             x, y = fa[n][()], fb[n][()]
             if getattr(x, "dtype", None) is not None and x.dtype.kind in "fc":
                 assert x.shape == y.shape, n
@@ -273,8 +281,10 @@ def test_slurm_band_path_scancel_failure_resubmit_equals_local(slurm, tiny_run, 
             rec = ds.size // int(irr)
             assert ds.size == dp.size
             scatter = max(scatter, float(np.abs(ds[-rec:] - dp[-rec:]).max() / np.abs(ds[-rec:]).max()))
-    # branch overlaps and degenerate-subspace quantities amplify a perturbation: 1e3 × scatter
-    worst = compare_bands(run / "bands.h5", local_run / "bands.h5", max(1e-10, 1e3 * scatter))
+    # bitwise builds: every dataset to 1e-10; others: the basis-independent ones (frequencies,
+    # subspace totals, ...) within the cell integrals' bound on that scatter
+    worst = compare_bands(run / "bands.h5", local_run / "bands.h5",
+                          max(1e-10, CELL_INTEGRAL_PER_SCATTER * scatter), skip=BASIS_DEPENDENT if scatter else ())
     print(f"bands.h5 Slurm vs local engine: largest relative difference {worst:.2e}; ph.x's own "
           f"fildrho between the runs {scatter:.1e}")
     for label in ("K", "-K"):

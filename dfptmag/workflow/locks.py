@@ -61,11 +61,22 @@ def locked(directory, what: str | None = None):
     path = directory / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockedError(f"{directory}: in use by {_holder_text(path)}; wait for it to finish "
-                              "(two commands must not work in one directory at once)") from None
+        # A holder writes who it is right after taking the lock and clears it right before
+        # letting go: a lock held with no holder written is being taken or released, so look
+        # again for a moment instead of reporting "another process".
+        for _ in range(40):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                holder = _holder_text(path)
+                if holder != "another process":
+                    raise LockedError(f"{directory}: in use by {holder}; wait for it to finish "
+                                      "(two commands must not work in one directory at once)") from None
+                time.sleep(0.05)
+        else:
+            raise LockedError(f"{directory}: in use by another process; wait for it to finish "
+                              "(two commands must not work in one directory at once)")
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "since": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "command": what or " ".join(["dfptmag"] + sys.argv[1:])[:200]}
