@@ -74,7 +74,7 @@ def analyzed_gamma(tiny_run):
     return analyze_qrun(dirs["G"], AnalysisOptions())
 
 
-def phx_drho(qdir: Path, pattern: int, grid) -> "np.ndarray":
+def phx_drho(qdir: Path, pattern: int, grid):
     """ph.x's own fildrho record of ``pattern`` in a q-run (the capture's copy, as the manifest
     names it) on the FFT grid ``grid``: the gauge of a QE build's run-to-run scatter, since two
     separate ph.x runs of one build differ in their own fildrho exactly as much as they differ."""

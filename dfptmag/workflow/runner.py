@@ -56,7 +56,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import DfptmagError, QERunError
+from ..errors import DfptmagError
 from ..io.qrun_dir import MANIFEST, read_manifest, record_capture, write_manifest
 from . import capture, inputs, locks, pseudo, qe
 from .config import QPoint, Workflow
