@@ -53,11 +53,12 @@ if [ "$TEST" = 1 ]; then
     shopt -s nullglob
     archives=(../shared/qe/qe-*-x86_64.tgz)
     if [ "${#archives[@]}" -gt 0 ] && [ "$(uname -m)" = x86_64 ]; then
-        if ! ldconfig -p | grep -q libopenblas.so.0 || ! ldconfig -p | grep -q libfftw3.so.3; then
+        libs=$(ldconfig -p)
+        if ! grep -q libopenblas.so.0 <<<"$libs" || ! grep -q libfftw3.so.3 <<<"$libs"; then
             # keep Debian's QE 6.7 on the BLAS/LAPACK it had: installing OpenBLAS switches the
             # libblas.so.3 alternatives, which changes 6.7's last digits and its reproducibility
-            blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
-            lapack=$(readlink -f /usr/lib/x86_64-linux-gnu/liblapack.so.3 2>/dev/null || true)
+            blas=$(readlink /etc/alternatives/libblas.so.3-x86_64-linux-gnu 2>/dev/null || true)
+            lapack=$(readlink /etc/alternatives/liblapack.so.3-x86_64-linux-gnu 2>/dev/null || true)
             apt_install libopenblas0-pthread libfftw3-double3 libopenmpi3 libgfortran5
             if [ -n "$blas" ] && [ -e "$blas" ]; then
                 $SUDO update-alternatives --set libblas.so.3-x86_64-linux-gnu "$blas" >/dev/null || true

@@ -318,6 +318,7 @@ examples:
   dfptmag run                           # tiny WSe2 workflow at K: QE + analysis + snapshots (~1.5 min)
   dfptmag bands                         # magnetization bands along Γ–M–K–Γ (~10 min on 2 cores)
   dfptmag snapshot runs/wse2-tiny/dfptmag.h5 --q K --mode 2
+  dfptmag doctor                        # which QE (versions), MPI and limits dfptmag would use
   dfptmag run --help                    # every command has worked examples
 
 Python: dfptmag.load("runs/wse2-tiny/dfptmag.h5"), dfptmag.run(...), dfptmag.bands(...)
