@@ -303,7 +303,16 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     assert set(bs.labels_dict) == {"K", "K'"}
     assert np.allclose(bs.labels_dict["K'"].frac_coords, [-1 / 3, -1 / 3, 0])
     thz = b["modes/frequency_meV"] * THZ_PER_MEV
-    assert np.allclose(bs.bands, thz.T, atol=1e-12)
+    # K → K' has no point between its labelled ends: one nudged copy of K' before K' (issue 22)
+    keep = _computed(bs)
+    assert len(bs.qpoints) == len(thz) + 1 and keep == [0, 2]
+    assert np.allclose(bs.bands[:, keep], thz.T, atol=1e-12)
+    assert [br["name"] for br in bs.branches] == ["K-K'"]
+    assert bs.distance[-1] == pytest.approx(np.linalg.norm(bs.qpoints[-1].cart_coords - bs.qpoints[0].cart_coords), rel=1e-12)
+    bs_all = bs
+    bs = type(bs)([q.frac_coords for q in np.array(bs.qpoints)[keep]], bs.bands[:, keep], bs.lattice_rec,
+                  eigendisplacements=bs.eigendisplacements[:, keep], labels_dict={k: v.frac_coords for k, v in bs.labels_dict.items()},
+                  structure=bs.structure)
 
     export(path, tmp_path)
     data = _load_yaml(tmp_path / "band.yaml")
@@ -320,6 +329,7 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
             worst = max(worst, np.abs(bs.eigendisplacements[k, iq] - ref).max())
     assert worst < 1e-12         # eigenvectors printed with 14 decimals, /√m ≈ 0.1
 
+    bs = bs_all
     fig_ax = PhononBSPlotter(bs).get_plot()
     fig = fig_ax.get_figure() if hasattr(fig_ax, "get_figure") else fig_ax
     fig.savefig(tmp_path / "pymatgen_bands.png", dpi=80)
@@ -331,6 +341,48 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     assert np.allclose(back.eigendisplacements, bs.eigendisplacements, atol=1e-15)
     assert set(back.labels_dict) == {"K", "K'"}
     assert back.structure == bs.structure
+
+
+def _computed(bs):
+    """Indices of bs.qpoints that are computed points (not the nudged copies to_pymatgen adds)."""
+    from dfptmag.export.pymatgen import NUDGE
+    fr = np.array([q.frac_coords for q in bs.qpoints])
+    return [i for i in range(len(fr)) if not (i + 1 < len(fr) and bs.qpoints[i].label is None
+                                              and bs.qpoints[i + 1].label is not None
+                                              and abs(np.linalg.norm(fr[i + 1] - fr[i]) - NUDGE) < 1e-12)]
+
+
+@pytest.mark.parametrize("npoints", [4, 7, 16])
+def test_pymatgen_plotter_draws_every_label(atoms, npoints):
+    """Γ–M–K–Γ with 4 (no interior points at all), 7 (M–K without one) and 16 points: pymatgen's
+    own branches and PhononBSPlotter's ticks (get_ticks and the drawn axis) show Γ, M, K, Γ in
+    order at our path distances (to 2e-3 relative: the nudged point, NUDGE = 1e-3 fractional);
+    the computed frequencies are passed unchanged (1e-12 THz)."""
+    from pymatgen.phonon.plotter import PhononBSPlotter
+
+    from dfptmag.export.pymatgen import to_pymatgen
+    bp = bandpath.band_path(atoms, "GMKG", npoints)
+    b = model_bands(atoms, bp)
+    bs = to_pymatgen(b)
+    assert [br["name"] for br in bs.branches] == ["Γ-M", "M-K", "K-Γ"]
+    ticks = PhononBSPlotter(bs).get_ticks()
+    dedup = [(d, lab) for n, (d, lab) in enumerate(zip(ticks["distance"], ticks["label"]))
+             if n == 0 or lab != ticks["label"][n - 1]]
+    assert [lab for _, lab in dedup] == ["Γ", "M", "K", "Γ"]
+    ours = bp.distance[[i for i, _ in bp.labels]]
+    assert np.allclose([d for d, _ in dedup], ours, rtol=2e-3, atol=0)
+    assert np.diff(ours).min() > 0.5                 # real segment lengths (2π/Å), none zero
+    ax = PhononBSPlotter(bs).get_plot()
+    drawn = [t.get_text() for t in ax.get_xticklabels()]
+    assert [lab for n, lab in enumerate(drawn) if n == 0 or lab != drawn[n - 1]] == ["Γ", "M", "K", "Γ"]
+    keep = _computed(bs)
+    thz = b["modes/frequency_meV"] * THZ_PER_MEV
+    # each computed point once per segment it ends or starts (corners twice, as pymatgen expects)
+    segs = segments(bp.labels, bp.breaks, bp.nq)
+    idx = np.concatenate([np.arange(i0, i1 + 1) for i0, i1, _, _ in segs])
+    assert np.allclose(bs.bands[:, keep], thz[idx].T, atol=1e-12)
+    import matplotlib.pyplot as plt
+    plt.close("all")
 
 
 def test_export_bad_input_is_one_line(tmp_path):
