@@ -317,11 +317,13 @@ class Bands:
         from .export.pymatgen import to_pymatgen
         return to_pymatgen(self.raw)
 
-    def to_phonopy(self, outdir=None) -> list[Path]:
-        """Write phonopy's band.yaml and band.hdf5 (default: next to the file); see
-        dfptmag.export.phonopy."""
+    def to_phonopy(self, outdir=None, force: bool = False, fc=None) -> list[Path]:
+        """Write phonopy's band.yaml and band.hdf5 (default: next to the file), and
+        phonopy_params.yaml with q2r.x's force constants (``fc``, default ``dispersion/fc`` next
+        to the file, when present) that ``phonopy.load`` reads alone; existing files are refused
+        (DfptmagError) unless ``force``. See dfptmag.export.phonopy. Returns the paths written."""
         from .export.phonopy import export
-        return export(self.file, outdir)
+        return export(self.file, outdir, force=force, fc_file=fc)
 
     def save_figures(self, outdir=None, formats=("png", "pdf")) -> list[Path]:
         """Write both figures as ``dfptmag plot bands`` does (default: next to the file)."""
