@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from .constants import BOHR_RADIUS_ANGS, RY_TO_CMM1, RY_TO_MEV, RY_TO_THZ
-from .errors import DfptmagError, InputFileError
+from .errors import ArgumentTypeError, ArgumentValueError, DfptmagError, InputFileError
 from .kernel.modes import DEGENERACY_TOL_CM1
 
 def _index(name: str, value) -> int | None:
@@ -37,9 +37,9 @@ def _index(name: str, value) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer (1-based), not {value!r}")
+        raise ArgumentTypeError(f"{name} must be an integer (1-based), not {value!r}")
     if value < 1:
-        raise ValueError(f"{name} must be ≥ 1 (1-based), not {value}")
+        raise ArgumentValueError(f"{name} must be ≥ 1 (1-based), not {value}")
     return int(value)
 
 
@@ -50,14 +50,14 @@ def _cells_arg(value) -> tuple[int, int]:
         try:
             n, m = (int(v) for v in value.lower().split("x"))
         except ValueError:
-            raise ValueError(f"cells must look like '4x4' or (4, 4), not {value!r}") from None
+            raise ArgumentValueError(f"cells must look like '4x4' or (4, 4), not {value!r}") from None
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
             isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
         n, m = (int(v) for v in value)
     else:
-        raise TypeError(f"cells must be 'NxM' or a pair of integers, not {value!r}")
+        raise ArgumentTypeError(f"cells must be 'NxM' or a pair of integers, not {value!r}")
     if n < 1 or m < 1 or n * m > 10000:
-        raise ValueError(f"cells {value!r}: N and M must be ≥ 1 (and N·M ≤ 10000)")
+        raise ArgumentValueError(f"cells {value!r}: N and M must be ≥ 1 (and N·M ≤ 10000)")
     return n, m
 
 
@@ -68,10 +68,10 @@ def _formats_arg(value, allowed) -> list[str]:
     elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
         names = list(value)
     else:
-        raise TypeError(f"formats must be a string like 'png,xsf' or a list of names, not {value!r}")
+        raise ArgumentTypeError(f"formats must be a string like 'png,xsf' or a list of names, not {value!r}")
     bad = [f for f in names if f not in allowed]
     if bad or not names:
-        raise ValueError(f"formats {value!r}: choose from {', '.join(allowed)}")
+        raise ArgumentValueError(f"formats {value!r}: choose from {', '.join(allowed)}")
     return names
 
 
@@ -80,7 +80,7 @@ def _run_label(label, available) -> str:
     label the file stores, through the one table dfptmag.kernel.qpoints."""
     from .kernel import qpoints
     if not isinstance(label, str):
-        raise TypeError(f"q label must be a string such as 'K' or 'Γ', not {label!r}")
+        raise ArgumentTypeError(f"q label must be a string such as 'K' or 'Γ', not {label!r}")
     if label in available:
         return label
     name = qpoints.canonical("G" if label.strip().lower() == "gamma" else label)
@@ -244,9 +244,9 @@ class QPoint:
         from .analysis.snapshot import load as load_amplitude
         mode, pattern = _index("mode", mode), _index("pattern", pattern)
         if (mode is None) == (pattern is None):
-            raise ValueError("give exactly one of mode=N or pattern=N")
+            raise ArgumentValueError("give exactly one of mode=N or pattern=N")
         if mode is not None and self.modes is not None and mode > len(self.modes):
-            raise ValueError(f"mode {mode} out of range 1..{len(self.modes)} at q {self.label}")
+            raise ArgumentValueError(f"mode {mode} out of range 1..{len(self.modes)} at q {self.label}")
         return load_amplitude(self.file, self.label, mode=mode, pattern=pattern)
 
     def snapshot(self, mode: int | None = None, pattern: int | None = None, outdir=".", *,
@@ -264,11 +264,11 @@ class QPoint:
         from .jobs.snapshot import run_snapshot
         mode, pattern = _index("mode", mode), _index("pattern", pattern)
         if (mode is None) == (pattern is None):
-            raise ValueError("give exactly one of mode=N or pattern=N")
+            raise ArgumentValueError("give exactly one of mode=N or pattern=N")
         if isinstance(time, bool) or not isinstance(time, (int, float, np.floating, np.integer)):
-            raise TypeError(f"time must be a number (periods), not {time!r}")
+            raise ArgumentTypeError(f"time must be a number (periods), not {time!r}")
         if movie not in (None, "gif", "mp4"):
-            raise ValueError(f"movie must be 'gif' or 'mp4', not {movie!r}")
+            raise ArgumentValueError(f"movie must be 'gif' or 'mp4', not {movie!r}")
         return run_snapshot(self.file, self.label, mode=mode, pattern=pattern, outdir=outdir,
                             cells=_cells_arg(cells), t=float(time), plane=plane,
                             formats=tuple(_formats_arg(formats, FORMATS)), movie=movie,
