@@ -11,6 +11,7 @@ Python API (the same as the command line; see README "Python API"):
     dfptmag.run(...)            dfptmag run: QE with δψ capture → analysis → HDF5 → snapshots
     dfptmag.analyze(run_dir)    dfptmag analyze
     dfptmag.bands(...)          dfptmag bands
+    dfptmag.api                 the module: Result, QPoint, Bands (help(dfptmag.api))
 """
 
 __version__ = "0.1.0"
@@ -21,12 +22,15 @@ ONE_SIDED_NOTE = (
     "and cancels the magnetization exactly"
 )
 
-__all__ = ["load", "run", "analyze", "bands", "ONE_SIDED_NOTE", "__version__"]
+__all__ = ["load", "run", "analyze", "bands", "api", "ONE_SIDED_NOTE", "__version__"]
 
 
 def __getattr__(name):
     """Lazy public API, so that ``import dfptmag`` stays light and the modules below can import
     ``dfptmag.ONE_SIDED_NOTE`` without a cycle."""
+    if name == "api":
+        import importlib
+        return importlib.import_module(".api", __name__)
     if name == "load":
         from .api import load
         return load

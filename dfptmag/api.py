@@ -4,6 +4,12 @@
     k = res["K"]                                          # one q-point: a QPoint
     k.atoms, k.q, k.modes.frequencies("THz"), k.modes.rms_inplane, k.patterns.cell_integral,
     k.checks.drho_relative_error, k.field(mode=2), k.snapshot(mode=2, outdir="figs")
+    res["G"] is res["Γ"] is res["Gamma"]; res["-K"] is res["K'"] is res["Kp"]
+
+Arguments take the command line's names and value forms: ``k.snapshot(mode=2, cells="4x4" or
+(4, 4), time=0.25, formats="png,xsf" or ["png", "xsf"])``. Bad arguments raise ``TypeError``
+(wrong kind: ``mode=1.5``) or ``ValueError`` (wrong value: ``mode=0``, ``cells="4by4"``) with a
+message naming the argument.
 
     b = dfptmag.load("runs/wse2-tiny/bands.h5")           # a Bands (from dfptmag bands)
     b.path.labels, b.frequencies("cm-1"), b.rms_inplane, b.by_branch(), b.plot()
@@ -22,8 +28,68 @@ import h5py
 import numpy as np
 
 from .constants import BOHR_RADIUS_ANGS, RY_TO_CMM1, RY_TO_MEV, RY_TO_THZ
-from .errors import DfptmagError, InputFileError
+from .errors import ArgumentTypeError, ArgumentValueError, DfptmagError, InputFileError
 from .kernel.modes import DEGENERACY_TOL_CM1
+
+def _index(name: str, value) -> int | None:
+    """A 1-based index argument (mode, pattern): None, or an integer ≥ 1."""
+    import numbers
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ArgumentTypeError(f"{name} must be an integer (1-based), not {value!r}")
+    if value < 1:
+        raise ArgumentValueError(f"{name} must be ≥ 1 (1-based), not {value}")
+    return int(value)
+
+
+def _cells_arg(value) -> tuple[int, int]:
+    """cells as the CLI takes them: '4x4', or a pair (4, 4)."""
+    import numbers
+    if isinstance(value, str):
+        try:
+            n, m = (int(v) for v in value.lower().split("x"))
+        except ValueError:
+            raise ArgumentValueError(f"cells must look like '4x4' or (4, 4), not {value!r}") from None
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in value):
+        n, m = (int(v) for v in value)
+    else:
+        raise ArgumentTypeError(f"cells must be 'NxM' or a pair of integers, not {value!r}")
+    if n < 1 or m < 1 or n * m > 10000:
+        raise ArgumentValueError(f"cells {value!r}: N and M must be ≥ 1 (and N·M ≤ 10000)")
+    return n, m
+
+
+def _formats_arg(value, allowed) -> list[str]:
+    """formats as the CLI takes them: 'png', 'png,xsf', or a list of names."""
+    if isinstance(value, str):
+        names = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, (list, tuple, set, frozenset)) and all(isinstance(v, str) for v in value):
+        names = list(value)
+    else:
+        raise ArgumentTypeError(f"formats must be a string like 'png,xsf' or a list of names, not {value!r}")
+    bad = [f for f in names if f not in allowed]
+    if bad or not names:
+        raise ArgumentValueError(f"formats {value!r}: choose from {', '.join(allowed)}")
+    return names
+
+
+def _run_label(label, available) -> str:
+    """A q label in any spelling (G, Γ, Gamma; K', -K, Kp; a coordinate label as stored) → the
+    label the file stores, through the one table dfptmag.kernel.qpoints."""
+    from .kernel import qpoints
+    if not isinstance(label, str):
+        raise ArgumentTypeError(f"q label must be a string such as 'K' or 'Γ', not {label!r}")
+    if label in available:
+        return label
+    name = qpoints.canonical("G" if label.strip().lower() == "gamma" else label)
+    if name is not None:
+        for spelling in (qpoints.RUN_LABEL[name], qpoints.PLOT_LABEL[name], name):
+            if spelling in available:
+                return spelling
+    return label
+
 
 FREQUENCY_UNITS = {"meV": 1.0, "THz": RY_TO_THZ / RY_TO_MEV, "cm-1": RY_TO_CMM1 / RY_TO_MEV}
 _UNIT_ALIASES = {"mev": "meV", "thz": "THz", "cm-1": "cm-1", "cm1": "cm-1", "cm^-1": "cm-1", "1/cm": "cm-1"}
@@ -173,19 +239,40 @@ class QPoint:
         return self.amplitude(mode=mode, pattern=pattern).field
 
     def amplitude(self, mode: int | None = None, pattern: int | None = None):
-        """The dfptmag.snapshot.Amplitude of a mode or pattern (field, displacement, cell, ...)."""
+        """The dfptmag.snapshot.Amplitude of a mode or pattern (field, displacement, cell, ...).
+        TypeError for a non-integer index, ValueError for one out of range."""
         from .analysis.snapshot import load as load_amplitude
+        mode, pattern = _index("mode", mode), _index("pattern", pattern)
         if (mode is None) == (pattern is None):
-            raise DfptmagError("give one of mode=N or pattern=N")
+            raise ArgumentValueError("give exactly one of mode=N or pattern=N")
+        if mode is not None and self.modes is not None and mode > len(self.modes):
+            raise ArgumentValueError(f"mode {mode} out of range 1..{len(self.modes)} at q {self.label}")
         return load_amplitude(self.file, self.label, mode=mode, pattern=pattern)
 
-    def snapshot(self, mode: int | None = None, pattern: int | None = None, outdir=".", **options) -> list[Path]:
-        """Pictures, movies and exports of one mode or pattern: exactly ``dfptmag snapshot``
-        (options: cells=(4, 4), t=0.0, plane, formats=('png',), movie, frames, grid)."""
+    def snapshot(self, mode: int | None = None, pattern: int | None = None, outdir=".", *,
+                 cells: str | tuple[int, int] = (4, 4), time: float = 0.0, plane: str | None = None,
+                 formats: str | list[str] = "png", movie: str | None = None, frames: int = 48,
+                 grid: tuple[int, int, int] | None = None) -> list[Path]:
+        """Pictures, movies and exports of one mode or pattern: exactly ``dfptmag snapshot``,
+        with its option names and value forms.
+
+        cells: '4x4' or (4, 4); time: in periods (``--time``); plane: 'W', 'z=1.5' or 'avg'
+        (default the heaviest atom's plane); formats: 'png', 'png,xsf' or a list from png, pdf,
+        xsf, vtk, cube, h5; movie: 'gif' or 'mp4'; frames: per period; grid: (n1, n2, n3)
+        Fourier resampling. Returns the paths written."""
+        from .export import FORMATS
         from .jobs.snapshot import run_snapshot
+        mode, pattern = _index("mode", mode), _index("pattern", pattern)
         if (mode is None) == (pattern is None):
-            raise DfptmagError("give one of mode=N or pattern=N")
-        return run_snapshot(self.file, self.label, mode=mode, pattern=pattern, outdir=outdir, **options)
+            raise ArgumentValueError("give exactly one of mode=N or pattern=N")
+        if isinstance(time, bool) or not isinstance(time, (int, float, np.floating, np.integer)):
+            raise ArgumentTypeError(f"time must be a number (periods), not {time!r}")
+        if movie not in (None, "gif", "mp4"):
+            raise ArgumentValueError(f"movie must be 'gif' or 'mp4', not {movie!r}")
+        return run_snapshot(self.file, self.label, mode=mode, pattern=pattern, outdir=outdir,
+                            cells=_cells_arg(cells), t=float(time), plane=plane,
+                            formats=tuple(_formats_arg(formats, FORMATS)), movie=movie,
+                            frames=int(frames), grid=grid)
 
 
 class Result:
@@ -219,7 +306,9 @@ class Result:
     def schema(self) -> str:
         return str(self.attrs.get("schema", "dfptmag.h5/1"))
 
-    def __getitem__(self, label) -> QPoint:
+    def __getitem__(self, label: str) -> QPoint:
+        """One q-point by label, in any spelling: 'G', 'Γ', 'Gamma'; 'K', "K'", '-K', 'Kp'."""
+        label = _run_label(label, self.qpoints)
         if label not in self.qpoints:
             raise KeyError(f"{self.path}: no q-point {label!r} (has: {', '.join(self.qpoints)})")
         return self.qpoints[label]
@@ -317,15 +406,20 @@ class Bands:
         from .export.pymatgen import to_pymatgen
         return to_pymatgen(self.raw)
 
-    def to_phonopy(self, outdir=None) -> list[Path]:
-        """Write phonopy's band.yaml and band.hdf5 (default: next to the file); see
-        dfptmag.export.phonopy."""
+    def to_phonopy(self, outdir=None, force: bool = False, fc=None) -> list[Path]:
+        """Write phonopy's band.yaml and band.hdf5 (default: next to the file), and
+        phonopy_params.yaml with q2r.x's force constants (``fc``, default ``dispersion/fc`` next
+        to the file, when present) that ``phonopy.load`` reads alone; existing files are refused
+        (DfptmagError) unless ``force``. See dfptmag.export.phonopy. Returns the paths written."""
         from .export.phonopy import export
-        return export(self.file, outdir)
+        return export(self.file, outdir, force=force, fc_file=fc)
 
-    def save_figures(self, outdir=None, formats=("png", "pdf")) -> list[Path]:
-        """Write both figures as ``dfptmag plot bands`` does (default: next to the file)."""
+    def save_figures(self, outdir=None, formats: str | list[str] = "png,pdf") -> list[Path]:
+        """Write both band figures (frequencies coloured by RMS magnetization, and in-plane /
+        out-of-plane RMS per branch) as ``dfptmag plot bands`` does, into ``outdir`` (default:
+        next to the file); formats 'png', 'pdf', 'png,pdf' or a list. Returns the paths."""
         from .plot.bands import save_figures
+        formats = _formats_arg(formats, ("png", "pdf"))
         return save_figures(self.raw, Path(outdir) if outdir else self.file.parent, formats=formats,
                             stem=self.file.stem)
 

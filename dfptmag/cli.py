@@ -180,7 +180,7 @@ EXPORT_FORMATS = ("phonopy", "pymatgen")
 
 def cmd_export(a):
     from .jobs.files import export
-    for f in export(a.file, _names(a.format), a.outdir):
+    for f in export(a.file, _names(a.format), a.outdir, force=a.force, fc=a.fc):
         print(f"wrote {f}")
 
 
@@ -577,7 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Convert a bands.h5 for other tools. 'phonopy': band.yaml and band.hdf5 "
                                     "in phonopy's layout (THz, phonopy's distance, labels and segments, "
                                     "eigenvectors in phonopy's atom-position phase convention) with the RMS "
-                                    "magnetization as extra per-band keys; read by phonopy-bandplot. "
+                                    "magnetization as extra per-band keys; read by phonopy-bandplot; plus "
+                                    "phonopy_params.yaml with q2r.x's force constants (dispersion/fc or --fc) "
+                                    "so that phonopy.load() alone gives bands, DOS and thermal properties. "
                                     "'pymatgen': <stem>_pymatgen.json, a PhononBandStructureSymmLine "
                                     "(as_dict) with structure, labels and eigendisplacements.",
                         epilog="examples:\n  dfptmag export runs/wse2-tiny/bands.h5 --format phonopy\n"
@@ -587,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("file", help="bands.h5 written by 'dfptmag bands'")
     ex.add_argument("--format", type=_formats(EXPORT_FORMATS), default="phonopy", help="phonopy, pymatgen or both (comma list; default phonopy)")
     ex.add_argument("--outdir", help="output directory (default: next to the file)")
+    ex.add_argument("--fc", help="q2r.x force constants for phonopy_params.yaml (default: dispersion/fc "
+                                 "next to the file, if present)")
+    ex.add_argument("--force", action="store_true", help="overwrite existing output files (default: refuse)")
     ex.set_defaults(func=cmd_export)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
                         description="The model of shared/seeds/localized-level-spin-phonon-model.txt: a "

@@ -20,3 +20,13 @@ class UnsupportedError(InputFileError):
 
 class QERunError(DfptmagError):
     """A Quantum ESPRESSO executable failed."""
+
+
+class ArgumentValueError(DfptmagError, ValueError):
+    """A Python API argument has a wrong value (``mode=0``, ``cells='4by4'``): a ValueError
+    that is also a DfptmagError, so the command line reports it in one line."""
+
+
+class ArgumentTypeError(DfptmagError, TypeError):
+    """A Python API argument has the wrong kind (``mode=1.5``, ``cells=4``): a TypeError that
+    is also a DfptmagError."""

@@ -303,7 +303,16 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     assert set(bs.labels_dict) == {"K", "K'"}
     assert np.allclose(bs.labels_dict["K'"].frac_coords, [-1 / 3, -1 / 3, 0])
     thz = b["modes/frequency_meV"] * THZ_PER_MEV
-    assert np.allclose(bs.bands, thz.T, atol=1e-12)
+    # K → K' has no point between its labelled ends: one nudged copy of K' before K' (issue 22)
+    keep = _computed(bs)
+    assert len(bs.qpoints) == len(thz) + 1 and keep == [0, 2]
+    assert np.allclose(bs.bands[:, keep], thz.T, atol=1e-12)
+    assert [br["name"] for br in bs.branches] == ["K-K'"]
+    assert bs.distance[-1] == pytest.approx(np.linalg.norm(bs.qpoints[-1].cart_coords - bs.qpoints[0].cart_coords), rel=1e-12)
+    bs_all = bs
+    bs = type(bs)([q.frac_coords for q in np.array(bs.qpoints)[keep]], bs.bands[:, keep], bs.lattice_rec,
+                  eigendisplacements=bs.eigendisplacements[:, keep], labels_dict={k: v.frac_coords for k, v in bs.labels_dict.items()},
+                  structure=bs.structure)
 
     export(path, tmp_path)
     data = _load_yaml(tmp_path / "band.yaml")
@@ -320,6 +329,7 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
             worst = max(worst, np.abs(bs.eigendisplacements[k, iq] - ref).max())
     assert worst < 1e-12         # eigenvectors printed with 14 decimals, /√m ≈ 0.1
 
+    bs = bs_all
     fig_ax = PhononBSPlotter(bs).get_plot()
     fig = fig_ax.get_figure() if hasattr(fig_ax, "get_figure") else fig_ax
     fig.savefig(tmp_path / "pymatgen_bands.png", dpi=80)
@@ -331,6 +341,48 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     assert np.allclose(back.eigendisplacements, bs.eigendisplacements, atol=1e-15)
     assert set(back.labels_dict) == {"K", "K'"}
     assert back.structure == bs.structure
+
+
+def _computed(bs):
+    """Indices of bs.qpoints that are computed points (not the nudged copies to_pymatgen adds)."""
+    from dfptmag.export.pymatgen import NUDGE
+    fr = np.array([q.frac_coords for q in bs.qpoints])
+    return [i for i in range(len(fr)) if not (i + 1 < len(fr) and bs.qpoints[i].label is None
+                                              and bs.qpoints[i + 1].label is not None
+                                              and abs(np.linalg.norm(fr[i + 1] - fr[i]) - NUDGE) < 1e-12)]
+
+
+@pytest.mark.parametrize("npoints", [4, 7, 16])
+def test_pymatgen_plotter_draws_every_label(atoms, npoints):
+    """Γ–M–K–Γ with 4 (no interior points at all), 7 (M–K without one) and 16 points: pymatgen's
+    own branches and PhononBSPlotter's ticks (get_ticks and the drawn axis) show Γ, M, K, Γ in
+    order at our path distances (to 2e-3 relative: the nudged point, NUDGE = 1e-3 fractional);
+    the computed frequencies are passed unchanged (1e-12 THz)."""
+    from pymatgen.phonon.plotter import PhononBSPlotter
+
+    from dfptmag.export.pymatgen import to_pymatgen
+    bp = bandpath.band_path(atoms, "GMKG", npoints)
+    b = model_bands(atoms, bp)
+    bs = to_pymatgen(b)
+    assert [br["name"] for br in bs.branches] == ["Γ-M", "M-K", "K-Γ"]
+    ticks = PhononBSPlotter(bs).get_ticks()
+    dedup = [(d, lab) for n, (d, lab) in enumerate(zip(ticks["distance"], ticks["label"]))
+             if n == 0 or lab != ticks["label"][n - 1]]
+    assert [lab for _, lab in dedup] == ["Γ", "M", "K", "Γ"]
+    ours = bp.distance[[i for i, _ in bp.labels]]
+    assert np.allclose([d for d, _ in dedup], ours, rtol=2e-3, atol=0)
+    assert np.diff(ours).min() > 0.5                 # real segment lengths (2π/Å), none zero
+    ax = PhononBSPlotter(bs).get_plot()
+    drawn = [t.get_text() for t in ax.get_xticklabels()]
+    assert [lab for n, lab in enumerate(drawn) if n == 0 or lab != drawn[n - 1]] == ["Γ", "M", "K", "Γ"]
+    keep = _computed(bs)
+    thz = b["modes/frequency_meV"] * THZ_PER_MEV
+    # each computed point once per segment it ends or starts (corners twice, as pymatgen expects)
+    segs = segments(bp.labels, bp.breaks, bp.nq)
+    idx = np.concatenate([np.arange(i0, i1 + 1) for i0, i1, _, _ in segs])
+    assert np.allclose(bs.bands[:, keep], thz[idx].T, atol=1e-12)
+    import matplotlib.pyplot as plt
+    plt.close("all")
 
 
 def test_export_bad_input_is_one_line(tmp_path):
@@ -408,3 +460,108 @@ def test_unreadable_structure_is_one_line(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "structure.cif" in r.stderr and "neither ASE nor pymatgen" in r.stderr, r.stderr
+
+
+RY_EV = 13.605693122994          # CODATA 2018 Rydberg energy in eV
+AMU_RY = 911.44424310865645      # QE's AMU_RY (atomic mass unit in Ry mass units)
+
+
+def write_q2r_fc(atoms, path, dim=(3, 3, 1)):
+    """The spring model's force constants in q2r.x's flfrc text layout (Ry/bohr², ibrav = 0,
+    images folded onto the dim supercell), ordered as phonopy's PH_Q2R reads it: the block
+    'j1 j2 na1 na2' holds Φ(na2 at 0, j2; na1 at R, j1) for R = (m1 − 1, m2 − 1, m3 − 1), m1 fastest."""
+    sym, pos, cell, m = atoms.get_chemical_symbols(), atoms.positions, atoms.cell.array, atoms.get_masses()
+    nat = len(atoms)
+    conv = BOHR_RADIUS_ANGS ** 2 / RY_EV
+    phi = np.zeros(tuple(dim) + (nat, nat, 3, 3))      # Φ(a at 0, b at R)
+    for a in range(nat):
+        for b in range(nat):
+            for n1 in range(-2, 3):
+                for n2 in range(-2, 3):
+                    d = pos[b] + n1 * cell[0] + n2 * cell[1] - pos[a]
+                    r = np.linalg.norm(d)
+                    if r < 1e-6 or r > CUTOFF:
+                        continue
+                    blk = _spring(sym[a], sym[b]) * _fc_block(d) * conv
+                    phi[n1 % dim[0], n2 % dim[1], 0, a, b] -= blk
+                    phi[0, 0, 0, a, a] += blk
+    alat = np.linalg.norm(cell[0]) / BOHR_RADIUS_ANGS
+    types = list(dict.fromkeys(sym))
+    lines = [f"{len(types)} {nat} 0 {alat:.10f} 0 0 0 0 0"]
+    lines += [" ".join(f"{x:.12f}" for x in v / BOHR_RADIUS_ANGS / alat) for v in cell]
+    lines += [f"{i + 1} '{t}' {m[sym.index(t)] * AMU_RY:.8f}" for i, t in enumerate(types)]
+    lines += [f"{a + 1} {types.index(sym[a]) + 1} " + " ".join(f"{x:.12f}" for x in pos[a] / BOHR_RADIUS_ANGS / alat)
+              for a in range(nat)]
+    lines += ["F", " ".join(str(n) for n in dim)]
+    for j1 in range(3):
+        for j2 in range(3):
+            for na1 in range(nat):
+                for na2 in range(nat):
+                    lines.append(f"{j1 + 1} {j2 + 1} {na1 + 1} {na2 + 1}")
+                    for m3 in range(dim[2]):
+                        for m2 in range(dim[1]):
+                            for m1 in range(dim[0]):
+                                lines.append(f"{m1 + 1} {m2 + 1} {m3 + 1} {phi[m1, m2, m3, na2, na1, j2, j1]:.15e}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_phonopy_params_with_force_constants_load_in_phonopy(atoms, tmp_path):
+    """dfptmag export with q2r.x force constants (dispersion/fc, here the spring model in q2r.x's
+    layout) → phonopy_params.yaml; phonopy.load(that file) alone: frequencies at Γ, K and (1/3, 0)
+    (commensurate with the 3×3 q2r grid) equal the model's to 5e-6 THz (measured 1.5e-6:
+    QE's vs phonopy's unit constants), a band structure, a DOS
+    integrating to 3·nat = 9 modes (to 1 %; measured 9.026), and a heat capacity that tends to Dulong–Petit
+    (9 R at 2000 K, to 0.5 %; measured 74.72 vs 74.83 J/K/mol). A second export refuses to overwrite (exit 2, one line naming the
+    file); --force overwrites."""
+    import phonopy
+    from phonopy.physical_units import get_physical_units
+    from dfptmag.results.bandsfile import write
+
+    bp = bandpath.band_path(atoms, "GMKG", 7)
+    run = tmp_path / "run"
+    (run / "dispersion").mkdir(parents=True)
+    bands = write(run / "bands.h5", model_bands(atoms, bp))
+    write_q2r_fc(atoms, run / "dispersion" / "fc")
+    r = subprocess.run([sys.executable, "-m", "dfptmag.cli", "export", str(bands), "--format", "phonopy"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    params = run / "phonopy_params.yaml"
+    assert f"wrote {params}" in r.stdout
+    ph = phonopy.load(str(params))
+    assert ph.force_constants is not None and tuple(np.diag(ph.supercell_matrix)) == (3, 3, 1)
+    to_thz = get_physical_units().DefaultToTHz
+    for q in ([0, 0, 0], [1 / 3, 1 / 3, 0], [1 / 3, 0, 0]):
+        w2 = np.linalg.eigvalsh(model_dynmat_qe(atoms, q))
+        ref = np.sign(w2) * np.sqrt(np.abs(w2)) * to_thz
+        ph.run_qpoints([q])
+        got = ph.get_qpoints_dict()["frequencies"][0]
+        assert np.abs(np.sort(got) - np.sort(ref)).max() < 5e-6, (q, got, ref)   # measured 1.5e-6 (unit constants)
+        print("phonopy.load vs model at", q, "max |Δf| THz", np.abs(np.sort(got) - np.sort(ref)).max())
+    ph.run_band_structure([[[0, 0, 0], [0.5, 0, 0]], [[0.5, 0, 0], [1 / 3, 1 / 3, 0]]], labels=["Γ", "M", "K"])
+    assert len(ph.get_band_structure_dict()["frequencies"]) == 2
+    ph.run_mesh([24, 24, 1], is_gamma_center=True)
+    ph.run_total_dos()
+    dos = ph.get_total_dos_dict()
+    f, g = dos["frequency_points"], dos["total_dos"]
+    print("DOS integral", np.trapezoid(g, f))
+    assert np.trapezoid(g, f) == pytest.approx(9.0, rel=1e-2)
+    ph.run_thermal_properties(temperatures=[300.0, 2000.0], exclude_gamma_acoustic=True)
+    cv = ph.get_thermal_properties_dict()["heat_capacity"]
+    print("Cv J/K/mol at 300, 2000 K", cv, "9R =", 9 * 8.314462618)
+    assert cv[1] == pytest.approx(9 * 8.314462618, rel=5e-3) and cv[0] < cv[1]
+
+    again = subprocess.run([sys.executable, "-m", "dfptmag.cli", "export", str(bands)], capture_output=True, text=True)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "band.yaml: exists; pass --force" in again.stderr, again.stderr
+    before = params.stat().st_mtime_ns
+    forced = subprocess.run([sys.executable, "-m", "dfptmag.cli", "export", str(bands), "--force"],
+                            capture_output=True, text=True)
+    assert forced.returncode == 0, forced.stderr
+    assert params.stat().st_mtime_ns >= before
+    bad = tmp_path / "fc_bad"
+    bad.write_text("1 2 0\n")
+    r = subprocess.run([sys.executable, "-m", "dfptmag.cli", "export", str(bands), "--fc", str(bad), "--force",
+                        "--outdir", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(bad) in r.stderr, r.stderr
+

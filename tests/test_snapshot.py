@@ -81,6 +81,9 @@ def test_exports_read_back(result_file, tmp_path):
                          formats=("xsf", "cube", "vtk", "h5"), outdir=tmp_path, movie="gif", frames=4)
     amp = load(result_file, "K", mode=1)
     ref = supercell_field(amp.field, amp.q_crystal, (2, 2, 1), 0.2)      # per bohr³
+    from dfptmag.export.grids import centring_shift
+    s = centring_shift(amp.cell_bohr, amp.positions_bohr, ref.shape[-1])
+    ref = np.roll(ref, s, axis=-1)          # the exports centre the layer in the box
     byname = {f.name: f for f in files}
     xsf = read(byname["snapshot_K_mode1_t0.200_mx.xsf"], read_data=True)
     # XSF general grid: n + 1 points per axis, the last repeating the first (periodic)
@@ -89,11 +92,16 @@ def test_exports_read_back(result_file, tmp_path):
     assert np.allclose(xsf[:-1, :-1, :-1] * BOHR_RADIUS_ANGS ** 3, ref[1], rtol=1e-7, atol=1e-9 * np.abs(ref[1]).max())
     data, atoms = read_cube_data(byname["snapshot_K_mode1_t0.200_mz.cube"])
     assert len(atoms) == 12
+    z = np.sort(atoms.positions[:, 2])
+    c = atoms.cell[2, 2]
+    assert z.min() > 0.25 * c and z.max() < 0.75 * c and np.diff(z).max() < 0.25 * c   # one layer
     assert np.allclose(data, ref[3], rtol=1e-4, atol=1e-6 * np.abs(ref[3]).max())
     mesh = meshio.read(byname["snapshot_K_mode1_t0.200.vtk"])
     m = mesh.point_data["dm_muB_per_A3"].reshape(ref[1].shape + (3,))
     assert np.allclose(m, np.moveaxis(ref[1:], 0, -1) / BOHR_RADIUS_ANGS ** 3, rtol=1e-6)
     assert mesh.cells[0].type == "hexahedron"
+    at = meshio.read(byname["snapshot_K_mode1_t0.200_atoms.vtk"])
+    assert np.allclose(at.points, atoms.positions, atol=1e-5)
     import h5py
     with h5py.File(byname["snapshot_K_mode1_t0.200.h5"]) as f:
         assert np.array_equal(f["field"][()], amp.field)

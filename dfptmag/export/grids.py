@@ -5,8 +5,17 @@
   magnetization densities of 1e-4 μB/Å³);
 - Gaussian cube, one per component (ASE's writer, bohr);
 - VTK unstructured hexahedral grid with the vector δm and the scalar δn as point data (meshio),
-  opens in ParaView;
+  opens in ParaView, plus a companion legacy VTK file ``<stem>_atoms.vtk`` holding the atoms as
+  ``vertex`` cells (point data: atomic number, displacement in Å), which ParaView opens next to
+  the grid (apply a Glyph filter to see spheres);
 - HDF5 with the raw complex periodic amplitudes.
+
+Centring (:func:`centring_shift`): the slab is translated along a3 by a whole number of grid
+steps so that the layer's centre sits in the middle of the box, and the field is rolled by the
+same number of steps. Every grid point and every atom moves by the same vector, so the picture
+is the same physical field, with one contiguous layer instead of two half layers at the top and
+bottom of the box (WSe2's lower Se at z = −1.68 Å). The shift depends only on the structure and
+the grid, so files of different modes and times overlay exactly.
 
 Field units in files: per Å³ (XSF, VTK) or per bohr³ (cube, HDF5), as stated in each writer.
 """
@@ -31,10 +40,42 @@ def _atomic(path, write):
     return Path(path)
 
 
+def centring_shift(cell_bohr: np.ndarray, positions_bohr: np.ndarray, n3: int) -> int:
+    """Grid steps s along a3 that put the centre of the layer in the middle of the box.
+
+    The layer is the occupied arc of the fractional z coordinates (mod 1) left after removing
+    the widest empty gap (the vacuum); its mid point z_c (fractional) goes to grid index n3 // 2:
+    s = n3 // 2 − round(z_c n3). Roll the field by s along the third axis and translate the
+    atoms by s/n3 · a3 (:func:`centre`)."""
+    frac = np.linalg.solve(np.asarray(cell_bohr, float).T, np.asarray(positions_bohr, float).T).T
+    z = np.sort(np.mod(frac[:, 2], 1.0))
+    gaps = np.diff(np.concatenate([z, [z[0] + 1.0]]))
+    g = int(np.argmax(gaps))                   # the vacuum: from z[g] up to z[g + 1] (+1)
+    start = z[(g + 1) % len(z)]                # the layer runs from start up through z[g]
+    width = 1.0 - gaps[g]
+    zc = start + width / 2.0
+    return int(n3 // 2 - int(np.round(zc * n3)))
+
+
+def centre(atoms: Atoms, fields: np.ndarray, shift: int) -> tuple[Atoms, np.ndarray]:
+    """Translate the atoms by shift/n3 · a3 and roll ``fields`` (..., n1, n2, n3) by ``shift``
+    along the last axis, then wrap the atoms' a3 coordinate into [0, 1) (in-plane coordinates
+    are left as they are: the supercell need not be a period of the field)."""
+    n3 = fields.shape[-1]
+    out = atoms.copy()
+    frac = out.get_scaled_positions(wrap=False)
+    frac[:, 2] = np.mod(frac[:, 2] + shift / n3, 1.0)
+    out.set_scaled_positions(frac)
+    return out, np.roll(fields, shift, axis=-1)
+
+
 def supercell_ase(amp: Amplitude, cells, t: float) -> Atoms:
+    """The displaced supercell (Å) at time t, not centred (see :func:`centre`)."""
     syms, pos, disp = supercell_atoms(amp, cells, t)
     cell = amp.cell_bohr * np.array(cells)[:, None] * BOHR_RADIUS_ANGS
-    return Atoms(syms, positions=(pos + disp) * BOHR_RADIUS_ANGS, cell=cell, pbc=True)
+    atoms = Atoms(syms, positions=(pos + disp) * BOHR_RADIUS_ANGS, cell=cell, pbc=True)
+    atoms.arrays["displacement_A"] = disp * BOHR_RADIUS_ANGS
+    return atoms
 
 
 def write_xsf(path, atoms: Atoms, data: np.ndarray, name: str = "field"):
@@ -63,6 +104,18 @@ def write_xsf(path, atoms: Atoms, data: np.ndarray, name: str = "field"):
 def write_cube(path, atoms: Atoms, data: np.ndarray):
     from ase.io import write
     return _atomic(path, lambda tmp: write(tmp, atoms, format="cube", data=data))
+
+
+def write_vtk_atoms(path, atoms: Atoms):
+    """Legacy VTK unstructured grid of the atoms: one ``vertex`` cell per atom, point data
+    ``atomic_number`` and (if present) ``displacement_A`` (Å)."""
+    import meshio
+    pd = {"atomic_number": atoms.numbers.astype(np.int32)}
+    if "displacement_A" in atoms.arrays:
+        pd["displacement_A"] = np.asarray(atoms.arrays["displacement_A"], float)
+    mesh = meshio.Mesh(np.asarray(atoms.positions, float),
+                       [("vertex", np.arange(len(atoms)).reshape(-1, 1))], point_data=pd)
+    return _atomic(path, lambda tmp: meshio.write(tmp, mesh, file_format="vtk", binary=False))
 
 
 def write_vtk(path, atoms: Atoms, comp: np.ndarray):

@@ -255,9 +255,50 @@ def write_band_hdf5(b: dict, path, source="bands.h5") -> Path:
     return _atomic(Path(path), write)
 
 
-def export(bands_file, outdir=None) -> list[Path]:
+def write_phonopy_params(b: dict, fc_file, path) -> Path:
+    """phonopy's ``phonopy_params.yaml`` (``Phonopy.save(settings={'force_constants': True})``)
+    from q2r.x's real-space force constants ``fc_file`` (QE units, Ry/bohr², read by phonopy's
+    own ``phonopy.interface.qe.PH_Q2R``) and the run's structure: ``phonopy.load(path)`` alone
+    then gives band structures, DOS and thermal properties. The supercell is q2r.x's q-grid.
+    Born charges in the file (``lrigid``) mean q2r.x subtracted a dipole term that phonopy does
+    not add back; such a file is refused (rerun the dispersion without epsil)."""
+    from phonopy import Phonopy
+    from phonopy.interface.qe import PH_Q2R
+    from phonopy.structure.atoms import PhonopyAtoms
+
+    from ..errors import InputFileError
+    cell, frac, symbols, masses = structure(b)
+    unit = PhonopyAtoms(symbols=symbols, cell=cell / BOHR_RADIUS_ANGS, scaled_positions=wrapped(frac),
+                        masses=masses)
+    q2r = PH_Q2R(str(fc_file))
+    try:
+        q2r.run(unit)
+    except (ValueError, IndexError, AssertionError, OSError) as e:
+        raise InputFileError(fc_file, f"not q2r.x force constants for this structure ({type(e).__name__}: {e})") from None
+    if q2r.borns is not None:
+        raise InputFileError(fc_file, "has Born charges (q2r.x removed a dipole term phonopy does not restore)")
+    ph = Phonopy(q2r.primitive, supercell_matrix=np.diag(q2r.dimension), calculator="qe")
+    ph.force_constants = q2r.fc
+
+    def write(tmp):
+        ph.save(filename=str(tmp), settings={"force_constants": True})
+    return _atomic(Path(path), write)
+
+
+def refuse_overwrite(paths, force: bool) -> None:
+    """DfptmagError naming the first existing file unless ``force``."""
+    if force:
+        return
+    for p in paths:
+        if Path(p).exists():
+            raise DfptmagError(f"{p}: exists; pass --force to overwrite")
+
+
+def export(bands_file, outdir=None, force: bool = False, fc_file=None) -> list[Path]:
     """Write ``band.yaml`` and ``band.hdf5`` for a bands.h5 file into ``outdir`` (default: its
-    directory). Returns the paths."""
+    directory), and ``phonopy_params.yaml`` with force constants when q2r.x's output exists
+    (``fc_file``, default ``dispersion/fc`` next to bands.h5). Existing files are not replaced
+    unless ``force``. Returns the paths."""
     from ..results.bandsfile import read
     bands_file = Path(bands_file)
     b = read(bands_file)
@@ -265,6 +306,15 @@ def export(bands_file, outdir=None) -> list[Path]:
         if f"structure/{key}" not in b:
             raise DfptmagError(f"{bands_file}: no structure/{key} (written by an older dfptmag?)")
     outdir = Path(outdir) if outdir is not None else bands_file.parent
+    if fc_file is None:
+        auto = bands_file.parent / "dispersion" / "fc"
+        fc_file = auto if auto.is_file() else None
+    elif not Path(fc_file).is_file():
+        raise DfptmagError(f"{fc_file}: file not found (q2r.x force constants)")
+    targets = [outdir / "band.yaml", outdir / "band.hdf5"] + ([outdir / "phonopy_params.yaml"] if fc_file else [])
+    refuse_overwrite(targets, force)
     outdir.mkdir(parents=True, exist_ok=True)
-    return [write_band_yaml(b, outdir / "band.yaml", bands_file.name),
-            write_band_hdf5(b, outdir / "band.hdf5", bands_file.name)]
+    out = [write_band_yaml(b, targets[0], bands_file.name), write_band_hdf5(b, targets[1], bands_file.name)]
+    if fc_file:
+        out.append(write_phonopy_params(b, fc_file, targets[2]))
+    return out

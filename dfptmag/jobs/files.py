@@ -31,13 +31,18 @@ def plot(bands_file, outdir=None, formats=("png", "pdf")) -> list[Path]:
     return save_figures(read(bands_file), out, formats=formats, stem=Path(bands_file).stem)
 
 
-def export(bands_file, formats=("phonopy",), outdir=None) -> list[Path]:
-    """bands.h5 → phonopy's band.yaml + band.hdf5 and/or pymatgen's JSON (next to it by default)."""
+def export(bands_file, formats=("phonopy",), outdir=None, force: bool = False, fc=None) -> list[Path]:
+    """bands.h5 → phonopy's band.yaml + band.hdf5 (+ phonopy_params.yaml with q2r.x's force
+    constants ``fc``, default ``dispersion/fc`` next to the file, when present) and/or pymatgen's
+    JSON (next to it by default). Existing files are refused unless ``force``."""
     out = Path(outdir) if outdir else Path(bands_file).parent
     written = []
+    if "pymatgen" in formats:
+        from ..export.phonopy import refuse_overwrite
+        refuse_overwrite([out / (Path(bands_file).stem + "_pymatgen.json")], force)
     if "phonopy" in formats:
         from ..export.phonopy import export as to_phonopy
-        written += to_phonopy(bands_file, out)
+        written += to_phonopy(bands_file, out, force=force, fc_file=fc)
     if "pymatgen" in formats:
         from ..export.pymatgen import write_json
         out.mkdir(parents=True, exist_ok=True)

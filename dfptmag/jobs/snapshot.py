@@ -35,6 +35,9 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
         from ..export import grids
         atoms = grids.supercell_ase(amp, (cells[0], cells[1], 1), t)
         comp = supercell_field(amp.field, amp.q_crystal, (cells[0], cells[1], 1), t)   # per bohr³
+        # the layer in the middle of the box (same shift for every mode and time: files overlay)
+        shift = grids.centring_shift(amp.cell_bohr, amp.positions_bohr, comp.shape[-1])
+        atoms, comp = grids.centre(atoms, comp, shift)
         if "xsf" in formats:
             for c, name in enumerate(("n", "mx", "my", "mz")):
                 written.append(grids.write_xsf(outdir / f"{stem}_{name}.xsf", atoms,
@@ -44,6 +47,7 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
                 written.append(grids.write_cube(outdir / f"{stem}_{name}.cube", atoms, comp[c]))
         if "vtk" in formats:
             written.append(grids.write_vtk(outdir / f"{stem}.vtk", atoms, comp / BOHR_RADIUS_ANGS ** 3))
+            written.append(grids.write_vtk_atoms(outdir / f"{stem}_atoms.vtk", atoms))
     if "h5" in formats:
         from ..export import grids
         written.append(grids.write_h5(outdir / f"{stem}.h5", amp, cells, t))

@@ -33,7 +33,7 @@ class Workflow:
     prefix: str
     structure: Path
     vacuum_angstrom: float
-    pseudopotentials: dict[str, Path]   # element -> ld1.x input
+    pseudopotentials: dict[str, Path]   # element -> ld1.x input or ready UPF file
     pw: dict
     ph: dict
     qpoints: list[QPoint]
@@ -223,23 +223,31 @@ def load(path) -> Workflow:
     if not structure.is_file():
         raise InputFileError(path, f"[structure] file {structure} not found")
     if not pp:
-        raise InputFileError(path, "[pseudopotentials] is empty: map each element to an ld1.x input")
+        raise InputFileError(path, "[pseudopotentials] is empty: map each element to an ld1.x input or a UPF file")
     elements, nat = _structure_elements(path, structure)
     missing = [el for el in elements if el not in pp]
     if missing:
         raise InputFileError(path, f"[pseudopotentials] has no ld1.x input for {', '.join(missing)} "
                                    f"(elements of {structure.name}: {', '.join(elements)})")
-    pseudos = {}
+    from ..io.upf import is_upf
+    from .pseudo import check_upf
+    pseudos, upf_heads = {}, {}
     for el, rel in pp.items():
         if el not in elements:
             raise InputFileError(path, f"[pseudopotentials] {el}: not an element of {structure.name} "
                                        f"({', '.join(elements)}){_did_you_mean(el, elements)}")
         if not isinstance(rel, str):
-            raise InputFileError(path, f"[pseudopotentials] {el} = {rel!r}: the path of an ld1.x input")
+            raise InputFileError(path, f"[pseudopotentials] {el} = {rel!r}: the path of an ld1.x input or a UPF file")
         p = (base / rel).resolve()
         if not p.is_file():
             raise InputFileError(path, f"[pseudopotentials] {el}: {p} not found")
+        if is_upf(p):                   # a ready UPF: checked here, before any QE run
+            upf_heads[el] = check_upf(p, el)
         pseudos[el] = p
+    functionals = {el: h["functional"].upper() for el, h in upf_heads.items() if h["functional"]}
+    if len(set(functionals.values())) > 1:
+        raise InputFileError(path, "[pseudopotentials] UPF files of different functionals: "
+                                   + ", ".join(f"{el} {f}" for el, f in functionals.items()))
     need(pw, "ecutwfc_ry", "pw", float)
     kgrid = pw.get("kgrid")
     if not (isinstance(kgrid, list) and len(kgrid) == 3 and all(isinstance(k, int) and k > 0 for k in kgrid)):

@@ -27,6 +27,10 @@ def cache_dir() -> Path:
 
 
 def upf_name(ld1_input: str, where) -> str:
+    """The UPF file name an ld1.x input writes (file_pseudopw); a ready UPF keeps its own name."""
+    from ..io.upf import is_upf
+    if where is not None and Path(where).is_file() and is_upf(where):
+        return Path(where).name
     m = re.search(r"file_pseudopw\s*=\s*'([^']+)'", ld1_input)
     if not m:
         raise InputFileError(where, "no file_pseudopw='...' in the ld1.x input")
@@ -61,11 +65,36 @@ def ghost_report(ld1_output: str, tol_ry: float = 0.01) -> list[str]:
     return bad
 
 
+def check_upf(path, element: str | None = None) -> dict:
+    """A ready UPF file (PseudoDojo, SSSP, or one ld1.x wrote) checked before any QE run: fully
+    relativistic (has_so), norm-conserving, of ``element``, with a functional. Returns its header;
+    InputFileError naming the file otherwise."""
+    from ..io.upf import read_upf_header
+    head = read_upf_header(path)
+    if not head["has_so"]:
+        raise InputFileError(path, "UPF has no spin-orbit data (has_so false, relativistic="
+                                   f"{head['relativistic'] or '?'}): dfptmag needs a fully relativistic pseudopotential")
+    if head["pseudo_type"] != "NC":
+        raise InputFileError(path, f"UPF is {head['pseudo_type']}: dfptmag needs norm-conserving")
+    if element is not None and head["element"] and head["element"].capitalize() != element.capitalize():
+        raise InputFileError(path, f"UPF is for {head['element']}, not {element}")
+    return head
+
+
 def generate(ld1_input_path, dest_dir, ld1x: str = "ld1.x") -> Path:
     """Return the path of the UPF for this ld1.x input inside dest_dir, generating if needed.
     The cache is keyed by the input and by ld1.x's version: each QE version makes its own UPF
-    (its header names the version), so runs of two versions never share a pseudopotential."""
+    (its header names the version), so runs of two versions never share a pseudopotential.
+    A ready UPF file is checked (:func:`check_upf`) and copied as it is, without ld1.x."""
+    from ..io.upf import is_upf
     ld1_input_path = Path(ld1_input_path)
+    if is_upf(ld1_input_path):
+        check_upf(ld1_input_path)
+        dest = Path(dest_dir) / ld1_input_path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.is_file() or dest.read_bytes() != ld1_input_path.read_bytes():
+            copy_file(ld1_input_path, dest, metadata=True)
+        return dest
     text = ld1_input_path.read_text()
     name = upf_name(text, ld1_input_path)
     exe = shutil.which(ld1x)
