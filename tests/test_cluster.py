@@ -325,3 +325,52 @@ def test_local_engine_honours_dependencies_and_isolates_a_failure(tmp_path, monk
     end = {n: float((tmp_path / (n + ".end")).read_text()) for n in "abce"}
     assert t["b"] >= end["a"] and t["c"] >= end["a"] and t["e"] >= end["c"]
     assert t["c"] < end["b"] and t["b"] < end["c"]     # b and c ran side by side (2 workers)
+
+
+def _scontrol_max_array(env) -> int:
+    out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, env=env).stdout
+    return int(re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.M).group(1))
+
+
+@needs_qe
+def test_sbatch_failing_partway_keeps_the_submitted_job_ids(slurm, tiny_run, tmp_path):
+    """A submission that sbatch refuses partway (here the controller's real MaxArraySize = 5, so
+    the 9-task pattern arrays are rejected after the q-common array went in) exits 2 with one
+    line that names the failed script and says how many submissions went in; their job ids are
+    in tasks/jobs.json at once, ``status`` shows them pending, and rerunning the same command
+    submits none of them twice. The jobs are submitted held (sbatch --hold), so no QE runs."""
+    from dfptmag.engines.slurm import squeue_states
+    runner, _ = tiny_run
+    env = slurm.env
+    wf = workflow_file(tmp_path, '\n[cluster]\nlauncher = "mpirun -np {nproc}"\n'
+                                 'time = {default = "00:30:00"}\nsbatch_options = ["--hold"]\n')
+    run = copy_run(runner.run_dir, tmp_path / "run", ["pseudo", "scf"])
+    conf = slurm.conf.read_text()
+    try:
+        slurm.conf.write_text(conf + "MaxArraySize=5\n")
+        subprocess.run(["scontrol", "reconfigure"], env=env, check=True)
+        _wait(lambda: _scontrol_max_array(env) == 5, 30, "MaxArraySize = 5 in force")
+        r = cli("bands", wf, "--engine", "slurm", "--run-dir", run, env=env)
+        assert r.returncode == 2, (r.stdout, r.stderr)
+        err = r.stderr.strip().splitlines()
+        assert len(err) == 1 and "sbatch " in err[0] and "failed (" in err[0], r.stderr
+        assert "the 1 submission(s) before it (2 tasks) are recorded in" in err[0], err[0]
+        jobs = json.loads((run / "tasks" / "jobs.json").read_text())
+        assert set(jobs) == {"q/K/common", "q/-K/common"}, jobs
+        queue = squeue_states(env)
+        assert all(j["job"] in queue for j in jobs.values()), (jobs, queue)
+        rows = status_rows(cli("status", run, env=env).stdout)
+        assert rows["q/K/common"] == rows["q/-K/common"] == "pending", rows
+        assert rows["q/K/pattern/1"] == "not submitted", rows
+        n_queued = len(slurm.jobs())
+        r2 = cli("bands", wf, "--engine", "slurm", "--run-dir", run, env=env)      # the limit still holds
+        assert r2.returncode == 2 and "failed (" in r2.stderr, r2.stderr
+        assert json.loads((run / "tasks" / "jobs.json").read_text()) == jobs    # not submitted twice
+        assert len(slurm.jobs()) == n_queued
+    finally:
+        for j in json.loads((run / "tasks" / "jobs.json").read_text()).values() if (run / "tasks" / "jobs.json").is_file() else []:
+            subprocess.run(["scancel", j["job"].split("_")[0]], env=env)
+        slurm.conf.write_text(conf)
+        subprocess.run(["scontrol", "reconfigure"], env=env)
+        _wait(lambda: _scontrol_max_array(env) != 5, 30, "MaxArraySize restored")
+        slurm.wait_idle(timeout=120)

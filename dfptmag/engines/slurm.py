@@ -90,9 +90,13 @@ class SlurmEngine:
                      + ' "${TASKS[$SLURM_ARRAY_TASK_ID]}"')
         return "\n".join(lines) + "\n"
 
-    def run(self, tasks, alive: dict | None = None, env=None) -> Outcome:
+    def run(self, tasks, alive: dict | None = None, env=None, record=None) -> Outcome:
         """Submit ``tasks`` (not done, not alive); ``alive``: task id -> job reference of tasks
-        still queued or running from an earlier submission."""
+        still queued or running from an earlier submission. ``record(jobs)`` is called after each
+        successful sbatch with that submission's {task id: {job, log}}, so that the caller keeps
+        every job id even when a later sbatch fails (the queue's job limit, a controller error)
+        or the submitting process dies; a failed sbatch raises DfptmagError saying how many
+        submissions went in."""
         refs = dict(alive or {})
         todo = [t for t in tasks if t.id not in refs]
         outcome = Outcome(finished=False)
@@ -115,10 +119,19 @@ class SlurmEngine:
             path.write_text(text)
             proc = subprocess.run(["sbatch", *opts, str(path)], capture_output=True, text=True, env=env)
             if proc.returncode != 0:
-                raise DfptmagError(f"sbatch {path} failed: {(proc.stderr or proc.stdout).strip()}")
+                done = len(outcome.scripts) - 1
+                reason = " ".join((proc.stderr or proc.stdout).strip().split())
+                kept = (f"; the {done} submission(s) before it ({len(outcome.jobs)} tasks) are recorded in "
+                        f"{self.script_dir.parent / 'jobs.json'}: 'dfptmag status' shows them and rerunning "
+                        "the same command submits only the rest") if done else ""
+                raise DfptmagError(f"sbatch {path} failed ({reason}){kept}")
             job = proc.stdout.strip().split(";")[0]
             name = _safe(f"dfptmag-{key}")
+            new = {}
             for i, t in enumerate(members):
                 refs[t.id] = f"{job}_{i}"
-                outcome.jobs[t.id] = {"job": f"{job}_{i}", "log": str(self.log_dir / f"{name}.{job}_{i}.log")}
+                new[t.id] = {"job": f"{job}_{i}", "log": str(self.log_dir / f"{name}.{job}_{i}.log")}
+            outcome.jobs.update(new)
+            if record is not None:
+                record(new)
         return outcome

@@ -203,13 +203,17 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
              if j.get("job") in alive_states and tid in {t.id for t in todo}}
     eng = SlurmEngine(_task_command(plan, (st.wf.cluster or {}).get("python")),
                       run_dir / wt.TASKS_DIR / "slurm", run_dir / wt.TASKS_DIR / "logs", st.wf.cluster)
-    res.outcome = eng.run(todo, alive=alive)
-    jobs.update(res.outcome.jobs)
-    write_text(_jobs_file(run_dir), json.dumps(jobs, indent=1))
-    for tid in res.outcome.jobs:              # a fresh attempt: forget the last one's state
-        p = _state_path(run_dir, tid)
-        if p.exists():
-            p.unlink()
+
+    def record(new: dict) -> None:
+        """After each sbatch: its job ids into tasks/jobs.json (atomically), and the fresh
+        attempt's tasks forget the last attempt's state."""
+        jobs.update(new)
+        write_text(_jobs_file(run_dir), json.dumps(jobs, indent=1))
+        for tid in new:
+            p = _state_path(run_dir, tid)
+            if p.exists():
+                p.unlink()
+    res.outcome = eng.run(todo, alive=alive, record=record)
     return res
 
 
