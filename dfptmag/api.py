@@ -173,7 +173,7 @@ class Modes:
 
     @property
     def degenerate_groups(self) -> list[np.ndarray]:
-        """Degenerate subspaces as arrays of 0-based mode indices (|Δω| < degeneracy_tol_cm1)."""
+        """Degenerate subspaces as arrays of 0-based mode indices (``|Δω| < degeneracy_tol_cm1``)."""
         return _groups(self.degenerate_group)
 
 

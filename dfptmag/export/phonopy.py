@@ -9,7 +9,7 @@ Conventions, matched to phonopy's own writer (phonopy/phonon/band_structure.py):
   of its end points (a corner point appears twice, once per segment), as phonopy writes it;
   ``labels`` lists one [start, end] pair per segment; a break in the path (``GMK,AL``) is a
   segment whose start label differs from the previous end;
-- distance: phonopy's cumulative |Δq| with the reciprocal lattice *without* 2π (1/Å), i.e.
+- distance: phonopy's cumulative ``|Δq|`` with the reciprocal lattice *without* 2π (1/Å), i.e.
   dfptmag's distance / 2π, continuing without a jump across breaks (phonopy restarts each
   segment at the previous segment's final distance);
 - eigenvectors of the mass-scaled dynamical matrix, per q a (3·nat, nband) matrix whose columns
@@ -89,7 +89,7 @@ def segments(labels, breaks, nq: int) -> list[tuple[int, int, str | None, str | 
 
 
 def phonopy_distance(q_crystal: np.ndarray, segs, cell: np.ndarray) -> list[np.ndarray]:
-    """phonopy's distance per segment: cumulative |Δq · inv(cell)ᵀ| (1/Å, no 2π), each segment
+    """phonopy's distance per segment: cumulative ``|Δq · inv(cell)ᵀ|`` (1/Å, no 2π), each segment
     starting where the previous one ended."""
     rec = np.linalg.inv(cell).T          # rows: reciprocal vectors without 2π
     d0, out = 0.0, []
