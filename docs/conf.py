@@ -21,6 +21,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",   # MathJax 3 served from _static: the pages render math offline
     "dfptmag_cli",
 ]
 source_suffix = {".md": "markdown"}
