@@ -15,7 +15,7 @@ message naming the argument.
     b.path.labels, b.frequencies("cm-1"), b.rms_inplane, b.by_branch(), b.plot()
 
 Everything is read once into numpy arrays except the real-space fields (read on demand by
-``field``/``snapshot``). Units are those of the file (README "Output"); frequencies can be had
+``field``/``snapshot``). Units are those of the file (docs/hdf5.md); frequencies can be had
 in meV, THz and cm⁻¹. Files written before the units/structure schema (no ``schema`` attribute)
 are read too; anything else fails with an InputFileError naming the file.
 """
