@@ -1,4 +1,4 @@
-"""The public Python API: ``dfptmag.load(path)`` returns objects, not dicts.
+"""The public Python API: ``dfptmag.load(path)`` returns objects, not dicts::
 
     res = dfptmag.load("runs/wse2-tiny/dfptmag.h5")      # a Result (from run / analyze)
     k = res["K"]                                          # one q-point: a QPoint
@@ -9,7 +9,7 @@
 Arguments take the command line's names and value forms: ``k.snapshot(mode=2, cells="4x4" or
 (4, 4), time=0.25, formats="png,xsf" or ["png", "xsf"])``. Bad arguments raise ``TypeError``
 (wrong kind: ``mode=1.5``) or ``ValueError`` (wrong value: ``mode=0``, ``cells="4by4"``) with a
-message naming the argument.
+message naming the argument. A band file::
 
     b = dfptmag.load("runs/wse2-tiny/bands.h5")           # a Bands (from dfptmag bands)
     b.path.labels, b.frequencies("cm-1"), b.rms_inplane, b.by_branch(), b.plot()

@@ -41,4 +41,3 @@ suppress_warnings = ["myst.header"]
 html_theme = "furo"
 html_title = f"dfptmag {release}"
 html_static_path = []
-pygments_style = "sphinx"

@@ -18,7 +18,7 @@ Conventions, matched to phonopy's own writer (phonopy/phonon/band_structure.py):
   the cell at lattice vector R is u(Rκ) = e_κ^QE e^{i q·R} / √m_κ, while phonopy writes
   u(lκ) = e_κ^ph e^{i q·r(lκ)} / √m_κ with r(lκ) = R + τ_κ (phonopy's dynamical matrix
   D_κκ'(q) = Σ_l' Φ(0κ, l'κ') e^{i q·[r(l'κ') − r(0κ)]} / √(m_κ m_κ')). The same physical
-  displacement therefore needs
+  displacement therefore needs::
 
       e_κ^phonopy(q) = exp(−2πi q·x_κ) · e_κ^QE(q)
 

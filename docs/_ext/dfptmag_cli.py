@@ -23,7 +23,7 @@ def walk(parser: argparse.ArgumentParser, prefix: list[str]):
 
 def _help(parser: argparse.ArgumentParser) -> str:
     old = os.environ.get("COLUMNS")
-    os.environ["COLUMNS"] = "100"                 # a fixed width: the same page on every terminal
+    os.environ["COLUMNS"] = "88"                 # a fixed width: the same page on every terminal
     try:
         return parser.format_help()
     finally:
