@@ -95,6 +95,37 @@ def test_every_python_example_in_the_docs_is_run():
     assert not re.search(r"^```python\n", (ROOT / "README.md").read_text(), flags=re.M)
 
 
+def _hdf5_sections() -> tuple[str, str]:
+    text = (DOCS / "hdf5.md").read_text().replace("\\_", "_")
+    q, bands = text.split("## `bands.h5`")
+    return q, bands
+
+
+def _named(dataset: str, text: str) -> bool:
+    """'modes/rms' is named as `modes/rms` or inside a `group/{a, b}` list."""
+    group, _, leaf = dataset.rpartition("/")
+    if re.search(rf"`{re.escape(dataset)}`", text):
+        return True
+    return any(re.search(rf"\b{re.escape(leaf)}\b", m) for m in re.findall(rf"`{re.escape(group)}/\{{([^}}]*)\}}`", text))
+
+
+def test_hdf5_reference_names_every_dataset():
+    """Every dataset the writers create (dfptmag.results.qfile's calls, bandsfile.UNITS) is named on
+    the HDF5 page, under its file."""
+    from dfptmag.results import bandsfile
+    q_text, bands_text = _hdf5_sections()
+    src = (ROOT / "dfptmag" / "results" / "qfile.py").read_text()
+    groups = {"g": "", "p": "patterns", "c": "checks", "m": "modes"}
+    q_sets = {f"{groups[v]}/{n}".lstrip("/") for v, n in re.findall(r'_ds\((\w), "(\w+)"', src)}
+    q_sets |= {"patterns/field"} | {f"structure/{n}" for n in ("lattice_angstrom", "scaled_positions",
+                                                                "symbols", "masses_amu", "cell_bohr",
+                                                                "positions_bohr")}
+    assert len(q_sets) > 20
+    missing = [d for d in sorted(q_sets) if not _named(d, q_text)]
+    missing += [f"bands.h5 {d}" for d in sorted(bandsfile.UNITS) if not _named(d, bands_text)]
+    assert not missing, f"docs/hdf5.md lacks {missing}"
+
+
 # ------------------------------------------------------------------ the built html, in a browser
 class _Refs(html.parser.HTMLParser):
     def __init__(self):
