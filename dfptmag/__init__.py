@@ -11,6 +11,7 @@ Python API (the same as the command line; see docs/python.md and docs/api.md)::
     dfptmag.run(...)            dfptmag run: QE with δψ capture → analysis → HDF5 → snapshots
     dfptmag.analyze(run_dir)    dfptmag analyze
     dfptmag.bands(...)          dfptmag bands
+    dfptmag.sqw(path, ...)      dfptmag sqw: S(Q, ω) of paper Eq. 5 → StructureFactor
     dfptmag.api                 the module: Result, QPoint, Bands (help(dfptmag.api))
 """
 
@@ -22,7 +23,7 @@ ONE_SIDED_NOTE = (
     "and cancels the magnetization exactly"
 )
 
-__all__ = ["load", "run", "analyze", "bands", "api", "ONE_SIDED_NOTE", "__version__"]
+__all__ = ["load", "run", "analyze", "bands", "sqw", "api", "ONE_SIDED_NOTE", "__version__"]
 
 
 def __getattr__(name):
@@ -31,9 +32,9 @@ def __getattr__(name):
     if name == "api":
         import importlib
         return importlib.import_module(".api", __name__)
-    if name == "load":
-        from .api import load
-        return load
+    if name in ("load", "sqw"):
+        from . import api
+        return getattr(api, name)
     if name in ("run", "analyze", "bands"):
         from .jobs import run as job      # jobs.run holds the three (jobs.bands is a module)
         return getattr(job, name)

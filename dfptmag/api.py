@@ -427,3 +427,56 @@ class Bands:
         nq, nmode = self.rms_inplane.shape
         labs = "".join(lab for _, lab in self.path.labels)
         return f"<dfptmag Bands {self.file} {labs}: {nq} q-points, {nmode} modes>"
+
+
+# ------------------------------------------------------------------------------- S(Q, ω), Eq. 5
+def sqw(input, *, path: str | None = None, energy: float | None = None, at: str | None = None,
+        G=(0, 0), npoints: int = 300, extent: float | None = None, nplane: int = 81, energies=None,
+        temperature: float = 300.0, fwhm=1.0, shape: str = "gauss", qz: float = 0.0,
+        omega_min: float = 0.5, form_factor=None, cross_section: bool = False, outdir=None,
+        channels: str | list[str] | None = None, formats: str | list[str] | None = None):
+    """The charge–spin dynamic structure factor of paper Eq. 5, as ``dfptmag sqw``.
+
+    ``input``: the bands.h5 of ``bands --interpolate`` (or its run directory) — any in-plane Q —
+    or a dfptmag.h5 of ``run`` (cuts at Q = q + G only). The kind follows the arguments as on the
+    command line: ``energy=`` a constant-energy map (meV), ``at=`` a cut S(ω) at one Q ('K' or
+    'h,k' r.l.u., plus ``G=(h, k)``), otherwise a Q–ω map along ``path`` (default
+    'G M K G 1,0'). ``temperature`` in K, ``fwhm`` in meV (a number, or (c0, c1, c2) for
+    c0 + c1|E| + c2 E²), ``shape`` 'gauss' or 'lorentz', ``qz`` in 1/Å, ``energies`` 'EMIN:EMAX:N'
+    or an array (meV). Returns a :class:`dfptmag.jobs.sqw.StructureFactor` (``.S`` the 4×4 matrix,
+    ``.channel(name)``, ``.amplitude`` per mode, ``.plot(channel)``, ``.to_euphonic(channel)``);
+    files are written only when ``outdir`` is given (``channels``, ``formats`` as on the CLI)."""
+    import numbers
+
+    from .jobs import sqw as jq
+    from .kernel.structure_factor import channel_names
+    for name, v in (("temperature", temperature), ("qz", qz), ("omega_min", omega_min)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ArgumentTypeError(f"{name} must be a number, not {v!r}")
+    if energy is not None and at is not None:
+        raise ArgumentValueError("give energy= (a constant-energy map) or at= (a cut), not both")
+    kind = "map" if energy is not None else ("cut" if at is not None else "path")
+    chans = list(jq.DEFAULT_CHANNELS) if channels is None else (
+        [c.strip() for c in channels.split(",")] if isinstance(channels, str) else list(channels))
+    bad = [c for c in chans if c not in channel_names()]
+    if bad:
+        raise ArgumentValueError(f"channel {bad[0]!r}: one of {', '.join(channel_names())}")
+    source, _ = jq._source(input)
+    kw = dict(energies=energies, temperature=float(temperature), fwhm=fwhm, shape=shape, qz=float(qz),
+              omega_min=float(omega_min), form_factor=form_factor, cross_section=cross_section)
+    if kind == "path":
+        kw.update(path=path or jq.DEFAULT_PATH, npoints=int(npoints))
+    elif kind == "map":
+        kw.update(energy=float(energy), extent=extent, nplane=int(nplane))
+    else:
+        kw.update(at=str(at), G=tuple(int(g) for g in G))
+    try:
+        res = jq.compute(source, kind=kind, **kw)
+    except ValueError as exc:
+        if isinstance(exc, ArgumentValueError):
+            raise
+        raise ArgumentValueError(str(exc)) from None
+    if outdir is not None:
+        fm = ["png"] if formats is None else _formats_arg(formats, ("png", "pdf", "svg", "eps"))
+        res.save(outdir, chans, fm)
+    return res

@@ -184,6 +184,47 @@ def cmd_export(a):
         print(f"wrote {f}")
 
 
+def _floats(n_allowed, what):
+    def parse(text):
+        try:
+            v = [float(x) for x in text.split(",")]
+        except ValueError:
+            v = []
+        if len(v) not in n_allowed or not all(map(math.isfinite, v)):
+            raise argparse.ArgumentTypeError(f"{what}: {text!r}")
+        return v
+    return parse
+
+
+def cmd_sqw(a):
+    from .jobs.sqw import run_sqw
+    from .kernel.structure_factor import channel_names
+    channels = _names(a.channel)
+    bad = [c for c in channels if c not in channel_names()]
+    if bad:
+        raise DfptmagError(f"--channel {bad[0]!r}: one of {', '.join(channel_names())}")
+    kind = "map" if a.energy is not None else ("cut" if a.at is not None else "path")
+    kw = dict(temperature=a.temperature, fwhm=a.fwhm, shape=a.shape, qz=a.qz, omega_min=a.omega_min,
+              form_factor=a.form_factor, cross_section=a.cross_section, energies=a.energies)
+    if kind == "path":
+        kw.update(path=a.path, npoints=a.npoints)
+    elif kind == "map":
+        kw.update(energy=a.energy, extent=a.extent, nplane=a.nplane)
+    else:
+        kw.update(at=a.at, G=tuple(int(round(g)) for g in a.G))
+    try:
+        res, paths = run_sqw(a.input, kind=kind, outdir=a.outdir, channels=channels, formats=_names(a.format),
+                             log_scale=a.log, overlay=not a.no_overlay, **kw)
+    except ValueError as exc:
+        raise DfptmagError(f"{a.input}: {exc}") from None
+    nskip = int((~res.kept).sum())
+    print(f"S(Q, ω) {kind}: {len(res.q_crystal)} Q × {len(res.energies)} energies, T = {res.temperature_k:g} K, "
+          f"channels {', '.join(channels)}" + (f"; {nskip} mode(s) below {res.omega_min_mev:g} meV without weight"
+                                               if nskip else ""))
+    for f in paths:
+        print(f"wrote {f}")
+
+
 def _cells(text):
     try:
         n, m = (int(v) for v in text.lower().split("x"))
@@ -319,6 +360,7 @@ examples:
   dfptmag bands                         # magnetization bands along Γ–M–K–Γ (~10 min on 2 cores)
   dfptmag snapshot runs/wse2-tiny/dfptmag.h5 --q K --mode 2
   dfptmag doctor                        # which QE (versions), MPI and limits dfptmag would use
+  dfptmag sqw runs/wse2-tiny/bands.h5   # S(Q, ω) of Eq. 5 through two zones (after bands --interpolate)
   dfptmag run --help                    # every command has worked examples
 
 Python: dfptmag.load("runs/wse2-tiny/dfptmag.h5"), dfptmag.run(...), dfptmag.bands(...)
@@ -397,6 +439,15 @@ examples:
   dfptmag export runs/wse2-tiny/bands.h5 --format phonopy            # band.yaml + band.hdf5 (THz)
   dfptmag export bands.h5 --format phonopy,pymatgen --outdir exported
 Then: phonopy-bandplot exported/band.yaml; pymatgen: PhononBandStructureSymmLine.from_dict(json).
+""",
+    "sqw": """\
+examples:
+  dfptmag sqw runs/wse2-tiny/bands.h5                     # Q–ω maps Γ–M–K–Γ–(1,0), 300 K, 1 meV FWHM
+  dfptmag sqw runs/wse2-tiny/bands.h5 --path "0,0 3,0" --log --channel neutron,zz
+  dfptmag sqw runs/wse2-tiny/bands.h5 --energy 20 --extent 3    # constant-energy map over several zones
+  dfptmag sqw runs/wse2-tiny/bands.h5 --at K --G 1,0 -T 10 --fwhm 0.3,0.02 --cross-section
+  dfptmag sqw runs/wse2-tiny/dfptmag.h5 --at K --G 1,0    # from the direct DFPT fields at K
+Python: dfptmag.sqw("runs/wse2-tiny/bands.h5", energy=20).plot("neutron")
 """,
     "model": """\
 examples (all energies in meV):
@@ -593,6 +644,48 @@ def build_parser() -> argparse.ArgumentParser:
                                  "next to the file, if present)")
     ex.add_argument("--force", action="store_true", help="overwrite existing output files (default: refuse)")
     ex.set_defaults(func=cmd_export)
+    sq = sub.add_parser("sqw", help="charge–spin dynamic structure factor S(Q, ω) of paper Eq. 5 (neutron, IXS, EELS)",
+                        description="S^{αβ}(Q, ω) = Σ_ν [1+n_B] A^α A^β* δ(ω−ω_ν) + n_B A^α* A^β δ(ω+ω_ν) "
+                                    "(paper Eq. 5; α, β ∈ n, x, y, z; per unit cell; no Debye–Waller) from a "
+                                    "finished result: INPUT is the bands.h5 of 'bands --interpolate' (any in-plane "
+                                    "Q, several zones; its run directory also works) or a dfptmag.h5 of 'run' "
+                                    "(cuts at Q = q + G of its DFPT q). Default: a Q–ω map along --path; "
+                                    "--energy E gives a constant-energy map, --at Q a cut S(ω). Writes "
+                                    "sqw_<kind>.h5 (full 4×4 S with axes and units), one Euphonic JSON "
+                                    "(Spectrum2D/Spectrum1D) per channel and the figures, beside INPUT "
+                                    "unless --outdir. Conventions: docs/structure-factor.md.")
+    sq.add_argument("input", help="bands.h5 (bands --interpolate) or its run directory, or dfptmag.h5 (run)")
+    sq.add_argument("--path", default="G M K G 1,0",
+                    help="Q path: points separated by spaces, named (G, M, K, K') or h,k in r.l.u. "
+                         "(default 'G M K G 1,0': the first zone's Γ–M–K–Γ, then on to Γ' = (1,0))")
+    sq.add_argument("--npoints", type=_int_at_least(2), default=300, help="Q points on the path (default 300)")
+    sq.add_argument("--energy", type=float, help="constant-energy map at this energy transfer (meV)")
+    sq.add_argument("--extent", type=float, help="map: half-width of the in-plane Q window, 1/Å (default 1.5 |b1|)")
+    sq.add_argument("--nplane", type=_int_at_least(2), default=81, help="map: Q points per side (default 81)")
+    sq.add_argument("--at", help="cut S(ω) at one Q: a name (K, M, …) or h,k in r.l.u.; with a dfptmag.h5, a q label of the file")
+    sq.add_argument("--G", type=_floats((2,), "--G must be two integers h,k such as 1,0"), default=[0, 0],
+                    help="cut: add this reciprocal-lattice vector h,k to --at (default 0,0)")
+    sq.add_argument("--qz", type=float, default=0.0, help="out-of-plane momentum Q_z, 1/Å (default 0: the z-integral)")
+    sq.add_argument("--temperature", "-T", type=float, default=300.0, help="kelvin (default 300; 0: no anti-Stokes side)")
+    sq.add_argument("--energies", help="energy grid EMIN:EMAX:N in meV (default 401 points on ±1.15 ω_max)")
+    sq.add_argument("--fwhm", type=_floats((1, 2, 3), "--fwhm is c0 or c0,c1 or c0,c1,c2 (meV)"), default=[1.0],
+                    help="resolution FWHM in meV: c0, or c0,c1[,c2] for c0 + c1|E| + c2 E² (default 1.0)")
+    sq.add_argument("--shape", choices=["gauss", "lorentz"], default="gauss", help="line shape (default gauss)")
+    sq.add_argument("--channel", default="inplane,outofplane,neutron",
+                    help="comma list: inplane, outofplane, spin, neutron, or components nn, nx, …, zz "
+                         "(Re of a cross term) (default inplane,outofplane,neutron)")
+    sq.add_argument("--omega-min", type=float, default=0.5,
+                    help="modes below this energy (meV) carry no weight (acoustic at Γ, imaginary; default 0.5)")
+    sq.add_argument("--cross-section", action="store_true",
+                    help="neutron channel in barn/sr/meV per cell: × (γ r0/2)² = 0.0726 barn (k'/k not included)")
+    sq.add_argument("--form-factor", type=_floats((7,), "--form-factor takes the 7 j0 coefficients A,a,B,b,C,c,D"),
+                    help="multiply the neutron channel by a j0 dipole form factor² (7 coefficients; default none: "
+                         "the DFT amplitudes already hold the spatial shape of the spin density)")
+    sq.add_argument("--log", action="store_true", help="log colour scale (default linear)")
+    sq.add_argument("--no-overlay", action="store_true", help="no dispersion lines on the Q–ω map")
+    sq.add_argument("--format", type=_formats(FIGURE_FORMATS), default="png", help="figure formats (default png)")
+    sq.add_argument("--outdir", help="output directory (default: next to INPUT)")
+    sq.set_defaults(func=cmd_sqw)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
                         description="The model of shared/seeds/localized-level-spin-phonon-model.txt: a "
                                     "level ε = ε0σ0 + ε1·σ coupled to acoustic phonons ω = c q by U = u0σ0 + "

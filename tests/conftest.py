@@ -191,3 +191,18 @@ def slurm(tmp_path_factory):
         raise
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def interpolated_run(grid_run, band_run, tmp_path_factory):
+    """A finished ``bands --interpolate`` result (bands.h5, grid.h5, dispersion/ and the q-runs in
+    one run directory) from a copy of the grid run and the band run's dispersion: no pw.x/ph.x,
+    only matdyn.x and the analysis. Returns the bands.h5 path."""
+    from dfptmag.jobs.interpolate import run_interpolated_bands
+    run = tmp_path_factory.mktemp("interpolated") / "run"
+    skip = shutil.ignore_patterns(".dfptmag.lock")
+    shutil.copytree(grid_run.run_dir, run, ignore=skip)
+    shutil.copytree(band_run["run_dir"] / "dispersion", run / "dispersion", ignore=skip)
+    r = run_interpolated_bands(TINY, run_dir=run, progress=False, figures=(), bz_points=0)
+    assert r.steps_ran <= 1, r            # matdyn.x only
+    return r.output

@@ -105,9 +105,12 @@ class GridResponse:
         return ki.lattice_series(self.cell_integrals_on_grid(), self.N, self.cell_bohr, self.tau_crystal)
 
 
-def from_results(results: list[dict], N: int, ops=None) -> GridResponse:
+def from_results(results: list[dict], N: int, ops=None, qz_inv_angstrom: float = 0.0) -> GridResponse:
     """Build the grid response from analysis results (analyze_qrun dicts with ``pattern_field``,
-    all patterns) at the irreducible q-points (any q-points whose stars cover the grid)."""
+    all patterns) at the irreducible q-points (any q-points whose stars cover the grid).
+    ``qz_inv_angstrom`` ≠ 0: the columns carry e^{-iQ_z(z − z₀)} (one layer's z-Fourier
+    transform, z around the layer centre; analysis.sqw.z_phase), so that ``evaluate(q)`` is
+    F_{κα}(q + Q_z ẑ)."""
     r0 = results[0]
     if ops is None:
         ops = crystal_operations(r0["cell_bohr"], r0["positions_bohr"], r0["symbols"])
@@ -116,6 +119,9 @@ def from_results(results: list[dict], N: int, ops=None) -> GridResponse:
     cols, origin = None, np.zeros((N, N, 3), int)
     for i, q in enumerate(ki.grid_points(N)):
         f, how = unfold(sources, ops, q)
+        if qz_inv_angstrom:
+            from .sqw import z_phase
+            f = f * z_phase(r0["cell_bohr"], r0["positions_bohr"], f.shape[-1], qz_inv_angstrom)
         c = ki.columns(f, omega)
         if cols is None:
             cols = np.zeros((N, N) + c.shape, complex)
