@@ -4,7 +4,8 @@
 #   ./install.sh          the Python package; Quantum ESPRESSO only if no pw.x/ph.x/ld1.x is found
 #                         (in $DFPTMAG_QE_BIN or on PATH), then from Debian's package (QE 6.7; needs
 #                         root or sudo). With your site's QE loaded (module load ...) nothing needs root.
-#   ./install.sh --test   the above, plus what the test suite needs: the test extras, a one-node
+#   ./install.sh --test   the above, plus what the test suite needs: the test and docs extras,
+#                         Debian's chromium (headless docs check), a one-node
 #                         Slurm (slurm-wlm + munge, started by the tests themselves), and the QE 7.x
 #                         builds of ../shared/qe/*.tgz (when present) unpacked into .qe/<version>/
 #                         with their runtime libraries, so that the suite runs on every QE it finds.
@@ -77,8 +78,12 @@ if [ "$TEST" = 1 ]; then
             fi
         done
     fi
-    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test]"
-    python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib, meshio, PIL, phonopy, pymatgen.core, yaml"
+    # a headless browser for the docs check (tests/test_docs.py: math rendered, figures and links)
+    if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+        apt_install chromium
+    fi
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test,docs]"
+    python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib, meshio, PIL, phonopy, pymatgen.core, yaml, sphinx, myst_parser, furo"
 else
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e .
 fi

@@ -5,7 +5,7 @@ matrix of paper Eq. 1, δñ^{σσ'}(r) = Σ_k w_k Σ_i u^{σ'}_{ki}(r)* δu^{σ}
 (ψ* δψ only).  In the full static response the time-reversed partner term cancels
 the magnetization exactly and doubles the charge; every output says so.
 
-Python API (the same as the command line; see README "Python API"):
+Python API (the same as the command line; see docs/python.md and docs/api.md)::
 
     dfptmag.load(path)          dfptmag.h5 → Result (per-q objects), bands.h5 → Bands
     dfptmag.run(...)            dfptmag run: QE with δψ capture → analysis → HDF5 → snapshots

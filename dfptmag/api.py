@@ -1,4 +1,4 @@
-"""The public Python API: ``dfptmag.load(path)`` returns objects, not dicts.
+"""The public Python API: ``dfptmag.load(path)`` returns objects, not dicts::
 
     res = dfptmag.load("runs/wse2-tiny/dfptmag.h5")      # a Result (from run / analyze)
     k = res["K"]                                          # one q-point: a QPoint
@@ -9,13 +9,13 @@
 Arguments take the command line's names and value forms: ``k.snapshot(mode=2, cells="4x4" or
 (4, 4), time=0.25, formats="png,xsf" or ["png", "xsf"])``. Bad arguments raise ``TypeError``
 (wrong kind: ``mode=1.5``) or ``ValueError`` (wrong value: ``mode=0``, ``cells="4by4"``) with a
-message naming the argument.
+message naming the argument. A band file::
 
     b = dfptmag.load("runs/wse2-tiny/bands.h5")           # a Bands (from dfptmag bands)
     b.path.labels, b.frequencies("cm-1"), b.rms_inplane, b.by_branch(), b.plot()
 
 Everything is read once into numpy arrays except the real-space fields (read on demand by
-``field``/``snapshot``). Units are those of the file (README "Output"); frequencies can be had
+``field``/``snapshot``). Units are those of the file (docs/hdf5.md); frequencies can be had
 in meV, THz and cm⁻¹. Files written before the units/structure schema (no ``schema`` attribute)
 are read too; anything else fails with an InputFileError naming the file.
 """
@@ -173,7 +173,7 @@ class Modes:
 
     @property
     def degenerate_groups(self) -> list[np.ndarray]:
-        """Degenerate subspaces as arrays of 0-based mode indices (|Δω| < degeneracy_tol_cm1)."""
+        """Degenerate subspaces as arrays of 0-based mode indices (``|Δω| < degeneracy_tol_cm1``)."""
         return _groups(self.degenerate_group)
 
 

@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "it has: the pw.x scf outdir; a ph.x only_wfc=.true. run for the "
                                    "q; one ph.x run per irrep made through 'dfptmag capture' (which "
                                    "writes the manifest); optionally fildrho (oracle) and a final "
-                                   "recover run for fildyn. See README.")
+                                   "recover run for fildyn. See docs/tutorial-own-run.md.")
     a.add_argument("run_dir")
     a.add_argument("-o", "--output", default="dfptmag.h5", help="HDF5 output (default: dfptmag.h5)")
     a.add_argument("--amplitude", choices=["zero-point", "fixed"], default="zero-point",

@@ -1,4 +1,4 @@
-"""The public API (dfptmag.load, run, analyze, bands), the HDF5 units/metadata schema, the README's
+"""The public API (dfptmag.load, run, analyze, bands), the HDF5 units/metadata schema, the docs'
 Python examples, named q-points, atomic writes, the --help examples and the non-editable install.
 
 QE-dependent tests use the session's tiny WSe2 run (conftest ``tiny_run``) and run no QE step
@@ -456,16 +456,23 @@ def _python_blocks(text: str) -> list[str]:
     return re.findall(r"^```python\n(.*?)^```", text, flags=re.S | re.M)
 
 
-def test_readme_python_examples_run(run_copy, bands_file, tmp_path, monkeypatch):
-    """Every ```python block of README.md, in order, in one namespace, from a directory holding
-    runs/wse2-tiny (a copy of the tiny run at K) and its bands.h5."""
-    blocks = _python_blocks((ROOT / "README.md").read_text())
-    assert len(blocks) >= 3 and any("dfptmag.load" in b for b in blocks)
+# the docs pages whose ```python blocks run, in this order, in one namespace (tests/test_docs.py
+# checks that no other page has one)
+DOC_PYTHON_PAGES = ("docs/python.md", "docs/howto-exports.md")
+
+
+def test_docs_python_examples_run(run_copy, bands_file, tmp_path, monkeypatch):
+    """Every ```python block of the docs pages DOC_PYTHON_PAGES (formerly the README's), in order,
+    in one namespace, from a directory holding runs/wse2-tiny (a copy of the tiny run at K) and
+    its bands.h5."""
+    blocks = [(page, i, code) for page in DOC_PYTHON_PAGES
+              for i, code in enumerate(_python_blocks((ROOT / page).read_text()))]
+    assert len(blocks) >= 4 and any("dfptmag.load" in code for _, _, code in blocks)
     shutil.copy(bands_file, run_copy / "bands.h5")
     monkeypatch.chdir(tmp_path)
     ns: dict = {}
-    for i, code in enumerate(blocks):
-        exec(compile(code, f"README.md python block {i + 1}", "exec"), ns)
+    for page, i, code in blocks:
+        exec(compile(code, f"{page} python block {i + 1}", "exec"), ns)
     assert ns["r"].steps_ran == 0                                   # resumed, nothing recomputed
     assert (tmp_path / "runs" / "wse2-tiny" / "dfptmag.h5").is_file()
     assert [p.suffix for p in ns["files"]] == [".png"] and ns["files"][0].is_file()

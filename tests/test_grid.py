@@ -1,7 +1,7 @@
 """Symmetry of the response, selection rules and the interpolation of F_{κα}(q) from a q grid,
 on real tiny ph.x runs (fixture ``grid_run``: Γ, K, −K, (1/3, 0, 0) and M, all nine patterns).
 
-Selection rules (docs: README "Selection rules"): for every operation g of the crystal with
+Selection rules (docs/theory.md, "Selection rules"): for every operation g of the crystal with
 Rq = q EXACTLY (not up to a reciprocal vector: F(q + G) ≠ F(q)), the cell integrals of a mode of
 parity p under g obey T_g F = p F, T_g = 1 ⊕ det R · R on [δn, δm] (δm axial). σ_h belongs to
 every in-plane q; at Γ the whole D3h does, so only the E″ pair carries a cell integral."""
@@ -132,10 +132,10 @@ def test_unfolding_matches_direct_runs(grid_run):
     direct ph.x run at −K, field by field on the FFT grid (relative L2 over all 9 displacements ×
     4 components). Measured 1.4e-5, 1.6e-5, 1.4e-5 at the tiny run's tr2_ph = 1e-14: ph.x's
     convergence (time reversal alone is an exact law); with conv_thr = 1e-14 and tr2_ph = 1e-18
-    the same comparison gives ≤ 1e-6 (README). Operations that land on −K + G (G ≠ 0: C3 and
+    the same comparison gives ≤ 1e-6 (docs/theory.md). Operations that land on −K + G (G ≠ 0: C3 and
     the other two mirrors) leave 4.7e-4 at both thresholds: ph.x's response at q and at q + G
     differ by that much at the tiny cutoff (M and −M ≡ M − b₁ in one run show the same 4.3e-4;
-    see README), so they are held to 1e-3."""
+    see docs/theory.md), so they are held to 1e-3."""
     rK, rmK = grid_run["K"], grid_run["-K"]
     ops = _ops(rK)
     FK, FmK = _cart(rK), _cart(rmK)

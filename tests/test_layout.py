@@ -1,4 +1,4 @@
-"""The package map of README "Layout" holds: data moves one way, so no module imports (even
+"""The package map of docs/layout.md holds: data moves one way, so no module imports (even
 lazily, inside a function) from a package listed after its own."""
 import ast
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PKG = Path(__file__).resolve().parent.parent / "dfptmag"
-# README "Layout", top to bottom; a module may import its own layer and the layers before it
+# docs/layout.md, top to bottom; a module may import its own layer and the layers before it
 LAYERS = [{"errors", "constants", "atomic", "data", "__init__"}, {"io"}, {"kernel"}, {"workflow"}, {"engines"},
           {"results"}, {"analysis"}, {"plot", "export", "model"}, {"jobs"}, {"api", "cli"}]
 # the one upward import allowed: a job's returned object hands back dfptmag.load(output), lazily
@@ -47,7 +47,7 @@ def imports(path: Path):
 
 def test_every_module_belongs_to_a_layer():
     names = {p.stem if p.parent == PKG else p.relative_to(PKG).parts[0] for p in PKG.rglob("*.py")}
-    assert names - set(RANK) == set(), "add new top-level modules/packages to README Layout and LAYERS"
+    assert names - set(RANK) == set(), "add new top-level modules/packages to docs/layout.md and LAYERS"
 
 
 @pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))

@@ -150,7 +150,7 @@ def test_printed_eq14_is_not_the_model_moment(grid):
 
 
 def test_printed_eq14_delta_free_crossover():
-    """δ-free T_xo of the printed Eq. 14 with the normalised bath (README numbers): 0.0844 and
+    """δ-free T_xo of the printed Eq. 14 with the normalised bath (docs/tutorial-model.md numbers): 0.0844 and
     0.0141 meV for c = 0.001 and 0.05 (the δ = 0.01 meV real-axis values, 0.084 and 0.034, are
     biased for fast phonons)."""
     got = {}

@@ -62,7 +62,7 @@ def test_mos2_charge_channel_matches_phx_fildrho(mos2, label):
 def test_mos2_frequencies_match_phx(mos2):
     """Our diagonalisation of ph.x's dynamical matrix equals ph.x's frequencies to 1e-3 cm⁻¹.
     The tiny 2×2 k, 20 Ry run is not converged: its four lowest modes at K are imaginary
-    (−190 to −120 cm⁻¹; README), so only the highest optical mode is held to a physical range
+    (−190 to −120 cm⁻¹; docs/howto-new-material.md), so only the highest optical mode is held to a physical range
     (MoS2 at K: optical modes up to ~470 cm⁻¹, above WSe2's ~250)."""
     r = mos2["K"]
     from dfptmag.kernel.modes import ry_to_cm1

@@ -1,4 +1,4 @@
-"""Runs made by hand, as the README's "Using your own cluster run" describes: pw.x and ph.x
+"""Runs made by hand, as docs/tutorial-own-run.md describes: pw.x and ph.x
 inputs written here as a user would (prefix 'mylayer', outdir 'scratch/tmp', fildyn and
 fildrho under other names, q = K typed in 2π/a), every irrep through ``dfptmag capture`` on
 the command line, then ``dfptmag analyze``.

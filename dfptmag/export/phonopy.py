@@ -9,7 +9,7 @@ Conventions, matched to phonopy's own writer (phonopy/phonon/band_structure.py):
   of its end points (a corner point appears twice, once per segment), as phonopy writes it;
   ``labels`` lists one [start, end] pair per segment; a break in the path (``GMK,AL``) is a
   segment whose start label differs from the previous end;
-- distance: phonopy's cumulative |Δq| with the reciprocal lattice *without* 2π (1/Å), i.e.
+- distance: phonopy's cumulative ``|Δq|`` with the reciprocal lattice *without* 2π (1/Å), i.e.
   dfptmag's distance / 2π, continuing without a jump across breaks (phonopy restarts each
   segment at the previous segment's final distance);
 - eigenvectors of the mass-scaled dynamical matrix, per q a (3·nat, nband) matrix whose columns
@@ -18,7 +18,7 @@ Conventions, matched to phonopy's own writer (phonopy/phonon/band_structure.py):
   the cell at lattice vector R is u(Rκ) = e_κ^QE e^{i q·R} / √m_κ, while phonopy writes
   u(lκ) = e_κ^ph e^{i q·r(lκ)} / √m_κ with r(lκ) = R + τ_κ (phonopy's dynamical matrix
   D_κκ'(q) = Σ_l' Φ(0κ, l'κ') e^{i q·[r(l'κ') − r(0κ)]} / √(m_κ m_κ')). The same physical
-  displacement therefore needs
+  displacement therefore needs::
 
       e_κ^phonopy(q) = exp(−2πi q·x_κ) · e_κ^QE(q)
 
@@ -89,7 +89,7 @@ def segments(labels, breaks, nq: int) -> list[tuple[int, int, str | None, str | 
 
 
 def phonopy_distance(q_crystal: np.ndarray, segs, cell: np.ndarray) -> list[np.ndarray]:
-    """phonopy's distance per segment: cumulative |Δq · inv(cell)ᵀ| (1/Å, no 2π), each segment
+    """phonopy's distance per segment: cumulative ``|Δq · inv(cell)ᵀ|`` (1/Å, no 2π), each segment
     starting where the previous one ended."""
     rec = np.linalg.inv(cell).T          # rows: reciprocal vectors without 2π
     d0, out = 0.0, []

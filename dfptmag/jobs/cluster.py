@@ -167,7 +167,7 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
     plan, st = make_plan(workflow, run_dir, path, npoints, nproc, output, figures, tol_cm1, engine)
     if engine == "slurm" and st.wf.cluster is None:
         raise DfptmagError(f"{st.wf.path}: --engine slurm needs a [cluster] section (partition, account, "
-                           "time, launcher, ...; see README 'Running on a cluster')")
+                           "time, launcher, ...; see docs/howto-slurm.md)")
     if not dry_run:
         plan.save()
     graph = wt.graph(plan)
@@ -219,7 +219,7 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
 
 # -- dry run: the graph, the scripts and a cost estimate -------------------------------------------
 # Cost of one task per stage in core-seconds on the tiny WSe2 run (20 Ry, 2×2 k, c = 10 Å; 2 cores,
-# README "Benchmarks"), used only when this run directory has no finished task of that stage to
+# docs/performance.md), used only when this run directory has no finished task of that stage to
 # calibrate from, scaled by _size_factor.
 # (measured by the markers of the Slurm test's run: scf 7.5 s, only_wfc + irrep 0 9 s, a pattern
 # 12 s, the final run 1 s, all with 2 processes; the 3×3×1 dispersion is not measured: a guess)
@@ -230,7 +230,7 @@ _FALLBACK_CORE_S = {"prepare": 15.0, "dispersion": 600.0, "common": 18.0, "patte
 def _size_factor(st) -> float:
     """ph.x's work relative to the tiny run, to first order: k-points × plane waves
     (N_k · ecutwfc^1.5 · c). For the converged workflow it gives 2.6 core-hours per pattern,
-    between README's two measured extrapolations (1.9 and 3.8)."""
+    between the two measured extrapolations of docs/performance.md (1.9 and 3.8)."""
     nk = float(np.prod(st.wf.pw["kgrid"]))
     c = float(st.atoms.cell.lengths()[2])
     return (nk / 4.0) * (float(st.wf.pw["ecutwfc_ry"]) / 20.0) ** 1.5 * (c / 10.0)

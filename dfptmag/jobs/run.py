@@ -1,6 +1,6 @@
 """The jobs layer: what each command does, as library functions. The command-line interface
 (dfptmag.cli) only parses arguments, calls one of these and prints what they return; from
-Python the same functions are ``dfptmag.run``, ``dfptmag.analyze`` and ``dfptmag.bands``.
+Python the same functions are ``dfptmag.run``, ``dfptmag.analyze`` and ``dfptmag.bands``::
 
     run(workflow, q=..., patterns=...)     ld1.x/pw.x/ph.x with δψ capture → analysis → HDF5 → snapshots
     analyze(run_dir, output=...)           finished q-run directories → HDF5

@@ -94,7 +94,7 @@ def path_tokens(spec: str) -> list[str]:
 
 def sample_path(spec: str, cell_bohr, npoints: int = 300):
     """Straight segments between the points of ``spec`` (whitespace-separated, see
-    :func:`parse_point`), ``npoints`` in all, spaced evenly in |Q|. Returns (Q crystal (n, 3),
+    :func:`parse_point`), ``npoints`` in all, spaced evenly in ``|Q|``. Returns (Q crystal (n, 3),
     distance Å⁻¹ (n,), ticks [(index, label)])."""
     pts = [parse_point(t) for t in path_tokens(spec)]
     if len(pts) < 2:
@@ -117,7 +117,7 @@ def sample_path(spec: str, cell_bohr, npoints: int = 300):
 
 
 def sample_plane(cell_bohr, extent: float | None = None, n: int = 81):
-    """An n×n grid of in-plane Cartesian Q over [−extent, extent]² (Å⁻¹; default 1.5 |b1|, i.e.
+    """An n×n grid of in-plane Cartesian Q over [−extent, extent]² (Å⁻¹; default 1.5 ``|b1|``, i.e.
     the first zone and its six neighbours). Returns (Q crystal (n², 3), Qx (n,), Qy (n,))."""
     B = asq.reciprocal_bohr(cell_bohr) / asq.BOHR_RADIUS_ANGS
     extent = float(extent or 1.5 * np.linalg.norm(B[0]))
@@ -215,7 +215,7 @@ class StructureFactor:
         return sqw_figure(self, channel, log=log, overlay=overlay, ax=ax)
 
     def to_euphonic(self, channel: str = "inplane"):
-        """Euphonic's ``Spectrum2D`` (path: x = |Q| distance in 1/Å with tick labels; map: x = Qx,
+        """Euphonic's ``Spectrum2D`` (path: x = ``|Q|`` distance in 1/Å with tick labels; map: x = Qx,
         y = energy, one energy → Spectrum2D over Qx, Qy is not Euphonic's; see ``save``) or
         ``Spectrum1D`` (cut)."""
         from euphonic import Spectrum1D, Spectrum2D, ureg

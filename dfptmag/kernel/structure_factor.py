@@ -81,8 +81,8 @@ def sticks(freq_mev, A, temperature_k: float, omega_min_mev: float = 0.5):
 
 
 def fwhm_of(energy_mev, fwhm) -> np.ndarray:
-    """The resolution FWHM (meV) at each line energy: a number, a polynomial in |E| given as a
-    sequence (c0, c1, c2, …) → c0 + c1|E| + c2 E² + …, or a callable of E (meV)."""
+    """The resolution FWHM (meV) at each line energy: a number, a polynomial in ``|E|`` given as a
+    sequence (c0, c1, c2, …) → ``c0 + c1|E| + c2 E² + …``, or a callable of E (meV)."""
     e = np.asarray(energy_mev, float)
     if callable(fwhm):
         out = np.asarray(fwhm(e), float) * np.ones_like(e)
@@ -170,7 +170,7 @@ def projector(q_cart) -> np.ndarray:
 
 def form_factor_j0(q_inv_angstrom, coefficients) -> np.ndarray:
     """The dipole magnetic form factor ⟨j0⟩(s) = A e^{−a s²} + B e^{−b s²} + C e^{−c s²} + D,
-    s = |Q|/4π (Å⁻¹), from the 7 tabulated coefficients (A, a, B, b, C, c, D) of an ion (the
+    ``s = |Q|/4π`` (Å⁻¹), from the 7 tabulated coefficients (A, a, B, b, C, c, D) of an ion (the
     International Tables / Brown's tables, as SpinW and Sunny use them)."""
     c = np.asarray(coefficients, float)
     if c.shape != (7,):

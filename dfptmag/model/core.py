@@ -296,7 +296,7 @@ class Model:
         """Self-consistent Born (Migdal) solution on the Matsubara axis: Σ = U Σ̃[G] U with the
         dressed G in the exchange loop and bare phonons, iterated (linear mixing) from the bare
         G until max|ΔΣ| ≤ tol·max|Σ|. Returns (G at n ∈ [−N, N), iterations). Beyond the window
-        (|ω_n| > emax) G is the free 1/(z − ε). ``first_only``: return Σ̃ of the first iteration
+        (``|ω_n| > emax``) G is the free 1/(z − ε). ``first_only``: return Σ̃ of the first iteration
         (from the bare G), for comparison with Eq. 11."""
         wn0 = self._matsubara_z(kT, emax)
         N = len(wn0)

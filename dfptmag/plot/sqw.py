@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bzmap import _bz_corners
+from .bzmap import _bz_corners, _scale
 
 TEXT = {"inplane": r"in-plane spin $S^{xx}+S^{yy}$", "outofplane": r"out-of-plane spin $S^{zz}$",
         "spin": r"spin $S^{xx}+S^{yy}+S^{zz}$",
@@ -85,9 +85,12 @@ def sqw_figure(res, channel: str = "inplane", log: bool = False, overlay: bool =
     plt = _mpl()
     z = res.channel(channel)
     units = UNIT_TEX.get(res.units(channel), res.units(channel))
+    fac, fac_text = (1.0, "") if (log or res.kind == "cut") else _scale(float(np.nanpercentile(np.abs(z), 99.5)))
+    z = z / fac
     B = 2 * np.pi * np.linalg.inv(np.asarray(res.cell_bohr, float)).T / 0.529177210903
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7.0, 4.6), constrained_layout=True)
+        size = (6.2, 5.8) if res.kind == "map" else (7.0, 4.6)
+        fig, ax = plt.subplots(figsize=size, constrained_layout=True)
     else:
         fig = ax.figure
     if res.kind == "path":
@@ -143,9 +146,7 @@ def sqw_figure(res, channel: str = "inplane", log: bool = False, overlay: bool =
         m = None
     if m is not None:
         cb = fig.colorbar(m, ax=ax, extend="max" if clipped else "neither")
-        cb.set_label(f"S ({units})" + ("; clipped at the 99.5th percentile" if clipped else ""))
-        if not log:
-            cb.formatter.set_powerlimits((-2, 3))
+        cb.set_label(f"S ({fac_text}{units})" + ("\nclipped at the 99.5th percentile" if clipped else ""))
     head = channel_text(channel) + (f" at E = {res.energies[0]:g} meV" if res.kind == "map" else "")
     ax.set_title(f"{head}\n{_subtitle(res)}", fontsize=8.5, loc="left")
     return fig
