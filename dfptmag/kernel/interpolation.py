@@ -72,8 +72,13 @@ class SupercellResponse:
         q = np.atleast_2d(np.asarray(q_crystal, float))[:, :2]
         out = []
         for p, w, v in zip(self.points, self.weights, self.values):
-            ph = np.exp(-TWO_PI * 1j * (q @ p.T)) * w[None, :]          # (nq, np)
-            out.append(np.tensordot(ph, v, axes=([1], [0])))              # (nq, 3, ncomp)
+            # chunks of q bound the (nq, np) phase matrix: ~64 MB at np = 4·10⁴ points
+            step = max(1, int(4e6 // max(len(p), 1)))
+            parts = []
+            for i in range(0, len(q), step):
+                ph = np.exp(-TWO_PI * 1j * (q[i:i + step] @ p.T)) * w[None, :]   # (chunk, np)
+                parts.append(np.tensordot(ph, v, axes=([1], [0])))              # (chunk, 3, ncomp)
+            out.append(np.concatenate(parts, axis=0) if parts else np.zeros((0,) + v.shape[1:], v.dtype))
         res = np.stack(out, axis=1)
         return res if np.ndim(q_crystal) > 1 else res[0]
 
