@@ -33,9 +33,16 @@ def _scale(vmax: float) -> tuple[float, str]:
     return 10.0 ** k, (f"10$^{{{k}}}$ " if k else "")
 
 
-def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols: int = 3):
+FORBIDDEN_RATIO = 1e-4     # below this fraction of the figure's maximum a band is forbidden (measured: 1e-6–4e-6 on the tiny run, allowed ones ≥ 0.15)
+
+
+def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols: int = 3,
+              shared: bool = True):
     """One panel per band index: ``rms`` (nq, nmode) in μB per cell over the BZ sampled at
-    ``q_crystal``; the zone boundary and Γ, M, K, K′ marked. Returns the matplotlib Figure."""
+    ``q_crystal``; the zone boundary and Γ, M, K, K′ marked. ``shared`` (default): one colour
+    scale for every panel, so that a symmetry-forbidden band's noise is not drawn full-scale; a
+    panel whose maximum is below FORBIDDEN_RATIO of the figure's is marked as forbidden.
+    Returns the matplotlib Figure."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -50,22 +57,26 @@ def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols
     nrows = -(-nmode // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.9 * nrows), squeeze=False)
     tri = None
+    vall = float(np.nanmax(rms)) if np.isfinite(rms).any() else 0.0
     for j, ax in enumerate(axes.flat):
         if j >= nmode:
             ax.axis("off")
             continue
         v = np.array(rms[:, j], float)
         ok = np.isfinite(v)
+        forbidden, vpanel = False, 0.0
         if ok.sum() >= 3:
             if tri is None or not np.all(ok):
                 tri = Triangulation(xy[ok, 0], xy[ok, 1])
-            vmax = float(np.nanmax(v[ok]))
+            vpanel = float(np.nanmax(v[ok]))
+            vmax = vall if shared else vpanel
             f, lab = _scale(vmax)
             pc = ax.tripcolor(tri, v[ok] / f, shading="gouraud", cmap="viridis", vmin=0,
                               vmax=vmax / f if vmax > 0 else 1.0)
             cb = fig.colorbar(pc, ax=ax, fraction=0.046, pad=0.03)
             cb.set_label(f"{lab}μB/cell", fontsize=10)
             cb.ax.tick_params(labelsize=7)
+            forbidden = vall > 0 and vpanel < FORBIDDEN_RATIO * vall
         c = np.vstack([corners, corners[:1]])
         ax.plot(c[:, 0], c[:, 1], "k-", lw=0.9)
         for name, pt in marks.items():
@@ -77,10 +88,11 @@ def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols
         ax.set_ylim(corners[:, 1].min() - pad, corners[:, 1].max() + pad)
         ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"band {j + 1}  (mean {np.nanmean(freq_mev[:, j]):.1f} meV)", fontsize=9)
+        ax.set_title(f"band {j + 1}  (mean {np.nanmean(freq_mev[:, j]):.1f} meV)"
+                     + (f"\nforbidden: max {vpanel / vall:.0e} of the largest" if forbidden else ""), fontsize=9)
     fig.suptitle(f"{what} magnetization RMS over the Brillouin zone (interpolated)\n"
-                 "one phonon quantum; modes by ascending frequency; one-sided amplitude of paper Eq. 1",
-                 fontsize=9)
+                 "one phonon quantum; modes by ascending frequency; one-sided amplitude of paper Eq. 1; "
+                 + ("one colour scale for all bands" if shared else "colour scale per band"), fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -112,7 +112,7 @@ def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str | N
     for ax, c, lab, name in ((axes[1], 3, r"$\delta m_z$ ($\mu_B$/Å$^3$)", "out-of-plane magnetization"),
                              (axes[2], 0, r"$\delta n$ (e/Å$^3$)", "induced charge")):
         v = lim[c] or 1.0
-        pc = ax.pcolormesh(X, Y, comp[c], cmap="RdBu_r", vmin=-v, vmax=v, shading="nearest", rasterized=True)
+        pc = ax.pcolormesh(X, Y, comp[c], cmap="RdBu_r", vmin=-v, vmax=v, shading="gouraud", rasterized=True)
         fig.colorbar(pc, ax=ax, shrink=0.75, label=lab)
         ax.set_title(name)
     zlim = np.abs(d["disp"][:, 2]).max()
