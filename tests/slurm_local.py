@@ -85,6 +85,7 @@ AccountingStorageType=accounting_storage/none
 KillWait=5
 MinJobAge=2
 InactiveLimit=0
+EnforcePartLimits=ALL
 SlurmdParameters=config_overrides
 NodeName={host} CPUs={cpus} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
