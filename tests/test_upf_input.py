@@ -69,6 +69,8 @@ def _bad(upf, tmp_path, old, new):
     ("element", r"UPF is for W, not Se"),
     ("notupf", r"no <PP_HEADER>: not a UPF file"),
     ("functional", r"UPF files of different functionals: W PBE, Se PZ"),
+    ("zval", r"UPF has no positive valence \(z_valence = 0\): pw.x needs the ionic charge"),
+    ("nozval", r"UPF has no positive valence \(z_valence = missing\)"),
 ])
 def test_bad_upf_exits_2_naming_the_file(upfs, tmp_path, capsys, case, message):
     w, se = upfs["W"], upfs["Se"]
@@ -85,6 +87,10 @@ def test_bad_upf_exits_2_naming_the_file(upfs, tmp_path, capsys, case, message):
         se.write_text("not a pseudopotential\n")
     elif case == "functional":
         se = _bad(upfs["Se"], tmp_path, 'functional="PBE"', 'functional="PZ"')
+    elif case == "zval":
+        se = named = _bad(upfs["Se"], tmp_path, 'z_valence="6.', 'z_valence="0" was="6.')
+    elif case == "nozval":
+        se = named = _bad(upfs["Se"], tmp_path, 'z_valence="6.', 'was="6.')
     wf = _workflow(tmp_path, w, se)
     if case == "functional":
         named = wf
@@ -95,3 +101,21 @@ def test_bad_upf_exits_2_naming_the_file(upfs, tmp_path, capsys, case, message):
     assert err.startswith(f"dfptmag: error: {named}"), err
     assert re.search(message, err), err
     assert not run_dir.exists()
+
+
+def test_upf_cutoff_above_the_workflow_is_a_warning(upfs, tmp_path, caplog):
+    """A UPF whose suggested wfc_cutoff (60 Ry here) exceeds the workflow's [pw] ecutwfc_ry (20 Ry,
+    the tiny run's) is accepted with one warning line naming the file and both cutoffs; ld1.x's
+    own UPFs suggest none (wfc_cutoff="0.0...") and give no warning."""
+    import logging
+    from dfptmag.workflow import config
+    with caplog.at_level(logging.WARNING, logger="dfptmag.workflow.config"):
+        config.load(_workflow(tmp_path, upfs["W"], upfs["Se"]))
+    assert not [r for r in caplog.records if r.name == "dfptmag.workflow.config"]
+    se = _bad(upfs["Se"], tmp_path, 'wfc_cutoff="0.', 'wfc_cutoff="60.0" was="0.')
+    with caplog.at_level(logging.WARNING, logger="dfptmag.workflow.config"):
+        wf = config.load(_workflow(tmp_path, upfs["W"], se))
+    assert wf.pseudopotentials["Se"] == se.resolve()
+    msgs = [r.getMessage() for r in caplog.records if r.name == "dfptmag.workflow.config"]
+    assert len(msgs) == 1 and "\n" not in msgs[0], msgs
+    assert msgs[0] == f"{se.resolve()}: the UPF suggests ecutwfc 60 Ry, the workflow uses [pw] ecutwfc_ry = 20 Ry"

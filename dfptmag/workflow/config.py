@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import math
 import re
 import shlex
@@ -15,6 +16,8 @@ import numpy as np
 from ..kernel import qpoints
 from ..errors import InputFileError
 from . import qe
+
+log = logging.getLogger(__name__)
 
 # named q-points (2D hexagonal lattice): the one table lives in dfptmag.qpoints
 HEX_POINTS = {n: qpoints.HEX2D[qpoints.canonical(n)] for n in qpoints.names()}
@@ -229,7 +232,7 @@ def load(path) -> Workflow:
     if missing:
         raise InputFileError(path, f"[pseudopotentials] has no ld1.x input for {', '.join(missing)} "
                                    f"(elements of {structure.name}: {', '.join(elements)})")
-    from ..io.upf import is_upf
+    from ..io.upf import functional_name, is_upf
     from .pseudo import check_upf
     pseudos, upf_heads = {}, {}
     for el, rel in pp.items():
@@ -244,11 +247,15 @@ def load(path) -> Workflow:
         if is_upf(p):                   # a ready UPF: checked here, before any QE run
             upf_heads[el] = check_upf(p, el)
         pseudos[el] = p
-    functionals = {el: h["functional"].upper() for el, h in upf_heads.items() if h["functional"]}
+    functionals = {el: functional_name(h["functional"]) for el, h in upf_heads.items() if h["functional"]}
     if len(set(functionals.values())) > 1:
         raise InputFileError(path, "[pseudopotentials] UPF files of different functionals: "
                                    + ", ".join(f"{el} {f}" for el, f in functionals.items()))
-    need(pw, "ecutwfc_ry", "pw", float)
+    ecutwfc = need(pw, "ecutwfc_ry", "pw", float)
+    for el, h in upf_heads.items():     # a warning only: tests and convergence studies go below
+        if h["wfc_cutoff"] > ecutwfc:
+            log.warning("%s: the UPF suggests ecutwfc %g Ry, the workflow uses [pw] ecutwfc_ry = %g Ry",
+                        pseudos[el], h["wfc_cutoff"], ecutwfc)
     kgrid = pw.get("kgrid")
     if not (isinstance(kgrid, list) and len(kgrid) == 3 and all(isinstance(k, int) and k > 0 for k in kgrid)):
         raise InputFileError(path, f"[pw] kgrid = {kgrid!r}: expected three positive integers")

@@ -67,8 +67,9 @@ def ghost_report(ld1_output: str, tol_ry: float = 0.01) -> list[str]:
 
 def check_upf(path, element: str | None = None) -> dict:
     """A ready UPF file (PseudoDojo, SSSP, or one ld1.x wrote) checked before any QE run: fully
-    relativistic (has_so), norm-conserving, of ``element``, with a functional. Returns its header;
-    InputFileError naming the file otherwise."""
+    relativistic (has_so), norm-conserving, of ``element``, with a positive valence (z_valence).
+    Returns its header; InputFileError naming the file otherwise. The functional and the suggested
+    cutoffs are checked against the workflow by :func:`dfptmag.workflow.config.load`."""
     from ..io.upf import read_upf_header
     head = read_upf_header(path)
     if not head["has_so"]:
@@ -78,6 +79,10 @@ def check_upf(path, element: str | None = None) -> dict:
         raise InputFileError(path, f"UPF is {head['pseudo_type']}: dfptmag needs norm-conserving")
     if element is not None and head["element"] and head["element"].capitalize() != element.capitalize():
         raise InputFileError(path, f"UPF is for {head['element']}, not {element}")
+    zval = head["z_valence"]
+    if not (zval > 0):                  # NaN (missing) fails too
+        raise InputFileError(path, "UPF has no positive valence (z_valence = "
+                                   f"{'missing' if zval != zval else format(zval, 'g')}): pw.x needs the ionic charge")
     return head
 
 
