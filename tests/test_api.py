@@ -104,7 +104,7 @@ def test_every_command_has_worked_examples_that_parse():
     helps = {None: parser.format_help()}
     helps.update({name: sp.format_help() for name, sp in sub.choices.items()})
     assert set(helps) == {None, "run", "analyze", "capture", "snapshot", "bands", "plot", "export", "model",
-                          "status", "task", "doctor"}
+                          "status", "task", "doctor", "sqw"}
     n = 0
     for name, text in helps.items():
         assert "examples" in text, name
