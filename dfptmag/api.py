@@ -81,14 +81,7 @@ def _run_label(label, available) -> str:
     from .kernel import qpoints
     if not isinstance(label, str):
         raise ArgumentTypeError(f"q label must be a string such as 'K' or 'Γ', not {label!r}")
-    if label in available:
-        return label
-    name = qpoints.canonical("G" if label.strip().lower() == "gamma" else label)
-    if name is not None:
-        for spelling in (qpoints.RUN_LABEL[name], qpoints.PLOT_LABEL[name], name):
-            if spelling in available:
-                return spelling
-    return label
+    return qpoints.stored_label(label, available)
 
 
 FREQUENCY_UNITS = {"meV": 1.0, "THz": RY_TO_THZ / RY_TO_MEV, "cm-1": RY_TO_CMM1 / RY_TO_MEV}
@@ -449,18 +442,14 @@ def sqw(input, *, path: str | None = None, energy: float | None = None, at: str 
     import numbers
 
     from .jobs import sqw as jq
-    from .kernel.structure_factor import channel_names
     for name, v in (("temperature", temperature), ("qz", qz), ("omega_min", omega_min)):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
             raise ArgumentTypeError(f"{name} must be a number, not {v!r}")
     if energy is not None and at is not None:
         raise ArgumentValueError("give energy= (a constant-energy map) or at= (a cut), not both")
     kind = "map" if energy is not None else ("cut" if at is not None else "path")
-    chans = list(jq.DEFAULT_CHANNELS) if channels is None else (
-        [c.strip() for c in channels.split(",")] if isinstance(channels, str) else list(channels))
-    bad = [c for c in chans if c not in channel_names()]
-    if bad:
-        raise ArgumentValueError(f"channel {bad[0]!r}: one of {', '.join(channel_names())}")
+    chans = jq.check_channels(list(jq.DEFAULT_CHANNELS) if channels is None else (
+        [c.strip() for c in channels.split(",")] if isinstance(channels, str) else list(channels)))
     source, _ = jq._source(input)
     kw = dict(energies=energies, temperature=float(temperature), fwhm=fwhm, shape=shape, qz=float(qz),
               omega_min=float(omega_min), form_factor=form_factor, cross_section=cross_section)

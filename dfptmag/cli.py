@@ -197,12 +197,8 @@ def _floats(n_allowed, what):
 
 
 def cmd_sqw(a):
-    from .jobs.sqw import run_sqw
-    from .kernel.structure_factor import channel_names
-    channels = _names(a.channel)
-    bad = [c for c in channels if c not in channel_names()]
-    if bad:
-        raise DfptmagError(f"--channel {bad[0]!r}: one of {', '.join(channel_names())}")
+    from .jobs.sqw import check_channels, run_sqw
+    channels = check_channels(_names(a.channel), "--channel")
     kind = "map" if a.energy is not None else ("cut" if a.at is not None else "path")
     kw = dict(temperature=a.temperature, fwhm=a.fwhm, shape=a.shape, qz=a.qz, omega_min=a.omega_min,
               form_factor=a.form_factor, cross_section=a.cross_section, energies=a.energies)

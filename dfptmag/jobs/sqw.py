@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PATH = "G M K G 1,0"          # Γ–M–K–Γ of the first zone, then Γ → M → Γ' = (1,0) of the next
 DEFAULT_CHANNELS = ("inplane", "outofplane", "neutron")
 KINDS = ("path", "map", "cut")
-CHANNEL_TEXT = {"inplane": "in-plane spin $S^{xx}+S^{yy}$", "outofplane": "out-of-plane spin $S^{zz}$",
-                "spin": "spin trace $S^{xx}+S^{yy}+S^{zz}$",
-                "neutron": r"magnetic neutron $\sum_{ab}(\delta_{ab}-\hat Q_a\hat Q_b)S^{ab}$"}
 
 
 def channel_units(name: str, cross_section: bool = False) -> str:
@@ -48,6 +45,17 @@ def channel_units(name: str, cross_section: bool = False) -> str:
 
 PINT_UNITS = {"muB^2/meV": "bohr_magneton**2/meV", "e^2/meV": "elementary_charge**2/meV",
               "e*muB/meV": "elementary_charge*bohr_magneton/meV", "barn/sr/meV": "barn/steradian/meV"}
+
+
+def check_channels(channels, what: str = "channel") -> list[str]:
+    """The channel names, each one of kernel.structure_factor.channel_names(); an
+    ArgumentValueError naming ``what`` (e.g. '--channel') and the first bad one otherwise."""
+    from ..errors import ArgumentValueError
+    channels = list(channels)
+    bad = [c for c in channels if c not in sf.channel_names()]
+    if bad:
+        raise ArgumentValueError(f"{what} {bad[0]!r}: one of {', '.join(sf.channel_names())}")
+    return channels
 
 
 # ------------------------------------------------------------------------------------ Q sampling
@@ -301,10 +309,7 @@ def compute(source, kind: str = "path", path: str = DEFAULT_PATH, npoints: int =
         if kind != "cut":
             raise DfptmagError("a dfptmag.h5 (direct DFPT q-points) gives cuts at Q = q + G only (kind 'cut'); "
                                "Q–ω and constant-energy maps need `dfptmag bands --interpolate`")
-        q_label = next((lab for lab in source.results if lab == at), None)
-        if q_label is None:
-            from ..api import _run_label
-            q_label = _run_label(at, source.results)
+        q_label = qpoints.stored_label(at, source.results)
         if q_label not in source.results:
             raise ValueError(f"q {at!r}: the file has {', '.join(source.results)}")
         g = np.atleast_2d(np.asarray(G, int))
@@ -345,10 +350,8 @@ def run_sqw(input_path, kind: str = "path", outdir=None, channels=DEFAULT_CHANNE
             log_scale: bool = False, overlay: bool = True, qe_bin_dir=None, **kw):
     """The command: read the source, compute, write the files beside the input (or into
     ``outdir``). Returns (StructureFactor, [paths])."""
+    channels = check_channels(channels)
     source, path = _source(input_path, qe_bin_dir)
-    bad = [c for c in channels if c not in sf.channel_names()]
-    if bad:
-        raise ValueError(f"channel {bad[0]!r}: one of {', '.join(sf.channel_names())}")
     res = compute(source, kind=kind, **kw)
     out = Path(outdir) if outdir is not None else path.parent
     paths = res.save(out, channels, formats, log=log_scale, overlay=overlay)

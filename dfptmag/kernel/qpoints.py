@@ -28,6 +28,19 @@ def canonical(name: str) -> str | None:
     return name if name in HEX2D else None
 
 
+def stored_label(label: str, available) -> str:
+    """A q label in any spelling (G, Γ, Gamma; K', -K, Kp; a coordinate label as stored) → the
+    spelling that ``available`` (the labels a file stores) uses; ``label`` itself if none."""
+    if label in available:
+        return label
+    name = canonical("G" if label.strip().lower() == "gamma" else label)
+    if name is not None:
+        for spelling in (RUN_LABEL[name], PLOT_LABEL[name], name):
+            if spelling in available:
+                return spelling
+    return label
+
+
 def names() -> list[str]:
     """Every accepted spelling, for messages."""
     return list(HEX2D) + list(ALIASES)

@@ -102,14 +102,10 @@ def save_bz_maps(q_crystal, rms_in, rms_out, freq_mev, cell_bohr, outdir, format
     """``<stem>_inplane.<fmt>`` and ``<stem>_outofplane.<fmt>`` (atomic writes); returns the files."""
     import matplotlib.pyplot as plt
 
-    from ..atomic import atomic_path
+    from ..atomic import savefig
     out = []
     for what, vals, suffix in (("in-plane", rms_in, "inplane"), ("out-of-plane", rms_out, "outofplane")):
         fig = bz_figure(q_crystal, vals, freq_mev, cell_bohr, what)
-        for fmt in formats:
-            p = Path(outdir) / f"{stem}_{suffix}.{fmt}"
-            with atomic_path(p) as tmp:
-                fig.savefig(tmp, dpi=130, format=fmt)
-            out.append(p)
+        out += [savefig(fig, Path(outdir) / f"{stem}_{suffix}.{fmt}", dpi=130) for fmt in formats]
         plt.close(fig)
     return out

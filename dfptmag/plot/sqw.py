@@ -8,6 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.sqw import reciprocal_bohr
+from ..atomic import savefig
+from ..constants import BOHR_RADIUS_ANGS
 from .bzmap import _bz_corners, _scale
 
 TEXT = {"inplane": r"in-plane spin $S^{xx}+S^{yy}$", "outofplane": r"out-of-plane spin $S^{zz}$",
@@ -87,7 +90,7 @@ def sqw_figure(res, channel: str = "inplane", log: bool = False, overlay: bool =
     units = UNIT_TEX.get(res.units(channel), res.units(channel))
     fac, fac_text = (1.0, "") if (log or res.kind == "cut") else _scale(float(np.nanpercentile(np.abs(z), 99.5)))
     z = z / fac
-    B = 2 * np.pi * np.linalg.inv(np.asarray(res.cell_bohr, float)).T / 0.529177210903
+    B = reciprocal_bohr(res.cell_bohr) / BOHR_RADIUS_ANGS
     if ax is None:
         size = (6.2, 5.8) if res.kind == "map" else (7.0, 4.6)
         fig, ax = plt.subplots(figsize=size, constrained_layout=True)
@@ -158,11 +161,6 @@ def save_figures(res, outdir, stem: str, channels, formats=("png",), log: bool =
     out = []
     for ch in channels:
         fig = sqw_figure(res, ch, log=log, overlay=overlay)
-        for fmt in formats:
-            p = Path(outdir) / f"{stem}_{ch}.{fmt}"
-            from ..atomic import atomic_path
-            with atomic_path(p) as tmp:
-                fig.savefig(tmp, dpi=150, format=fmt)
-            out.append(p)
+        out += [savefig(fig, Path(outdir) / f"{stem}_{ch}.{fmt}", dpi=150) for fmt in formats]
         plt.close(fig)
     return out
