@@ -80,9 +80,12 @@ def cmd_capture(a):
 def cmd_bands(a):
     if a.engine or a.dry_run:
         return _bands_engine(a)
-    if a.interpolate:
+    from .jobs.run import bands, route
+    if a.interpolate or (not a.direct and route(a.workflow) == "interpolated"):
         return _cmd_bands_interpolated(a)
-    from .jobs.run import bands
+    if not a.quiet and not a.direct:
+        print("route: direct (all patterns at every q of the [bands] path; the workflow has no "
+              "[interpolation] section)")
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
@@ -101,6 +104,9 @@ def cmd_bands(a):
 
 def _cmd_bands_interpolated(a):
     from .jobs.run import bands
+    if not a.quiet:
+        print("route: interpolated (DFPT at the irreducible q of the workflow's [interpolation] grid; "
+              "--direct runs every q of the [bands] path instead)")
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
               output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc, interpolate=True)
     n = "×".join(map(str, r.grid[:2]))
@@ -396,11 +402,11 @@ Python: dfptmag.load("result.h5")["K"].snapshot(mode=2, formats=("png",))
 """,
     "bands": """\
 examples:
-  dfptmag bands                                       # built-in tiny workflow, its [bands] path
+  dfptmag bands                                       # built-in tiny workflow: interpolated from its 3x3 grid
+  dfptmag bands --direct                              # all patterns at every q of its [bands] path instead
   dfptmag bands --path GMKpG --npoints 13             # through K' (= -K)
   dfptmag bands --path GMK,GKp --format png           # a comma starts a disconnected segment
   dfptmag bands my.toml --workers 2 --nproc 1 --run-dir runs/mine -o runs/mine/bands.h5
-  dfptmag bands --interpolate                         # DFPT at the 3 irreducible q of [interpolation] qgrid
   dfptmag bands wse2-converged --engine slurm --dry-run   # task graph, batch scripts, cost; submits nothing
   dfptmag bands wse2-converged --engine slurm         # submits job arrays and returns; rerun to assemble
   dfptmag bands my.toml --engine local --workers 2    # the same tasks in a local process pool
@@ -548,16 +554,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_snapshot)
     bd = sub.add_parser("bands", help="magnetization bands along a q path (paper Fig. 3)",
-                        description="For every q on a band path (default Γ–M–K–Γ of the workflow's "
-                                    "[bands] section) run all displacement patterns with δψ captured, "
-                                    "analyze, connect modes into branches by eigenvector overlap, and "
-                                    "write bands.h5 and figures (three stacked panels: dispersion, "
-                                    "in-plane and out-of-plane RMS magnetization; and fat bands). With a "
-                                    "[dispersion] section the dispersion is also interpolated from a "
-                                    "coarse DFPT q-grid (ph.x ldisp, q2r.x, matdyn.x). q-points run as "
-                                    "independent jobs, up to --workers at a time; a failed job is reported "
-                                    "with its output tail and the others go on. Re-running resumes: "
-                                    "finished QE steps are skipped. Reports the " + ONE_SIDED_NOTE + ".")
+                        description="The magnetization bands along a q path (default Γ–M–K–Γ of the "
+                                    "workflow's [bands] section), bands.h5 and figures (three stacked "
+                                    "panels: dispersion, in-plane and out-of-plane RMS magnetization; and "
+                                    "fat bands). Interpolated route (default when the workflow has an "
+                                    "[interpolation] section): DFPT with δψ captured only at the irreducible "
+                                    "q of its grid, the response Fourier-interpolated onto the dense path "
+                                    "and over the zone (bz_maps). Direct route (--direct, or with --engine): "
+                                    "all displacement patterns at every q of the path, modes connected into "
+                                    "branches by eigenvector overlap; with a [dispersion] section the "
+                                    "dispersion is also interpolated from a coarse DFPT q-grid (ph.x ldisp, "
+                                    "q2r.x, matdyn.x). q-points run as independent jobs, up to --workers at "
+                                    "a time; a failed job is reported with its output tail and the others go "
+                                    "on. Re-running resumes: finished QE steps are skipped. Reports the "
+                                    + ONE_SIDED_NOTE + ".")
     bd.add_argument("workflow", nargs="?", default=str(DEFAULT_WORKFLOW),
                     help=f"workflow TOML, or a built-in workflow's name (default: the tiny WSe2 workflow, {DEFAULT_WORKFLOW.stem})")
     bd.add_argument("--path", help="path in ASE syntax, e.g. GMKG (default: the workflow's [bands] path); "
@@ -573,11 +583,16 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--format", type=_formats(FIGURE_FORMATS), default="png,pdf",
                     help=f"figure formats, comma list of {', '.join(FIGURE_FORMATS)} (default png,pdf)")
     bd.add_argument("--quiet", action="store_true", help="no progress bar, no table")
-    bd.add_argument("--interpolate", action="store_true",
-                    help="DFPT with capture only at the irreducible q of the workflow's [interpolation] "
-                         "qgrid; the magnetization on the dense [dispersion] path and over the Brillouin "
-                         "zone (bz_maps) from the fields unfolded by symmetry and Fourier-interpolated; "
-                         "grid.h5 holds the grid response")
+    rt = bd.add_mutually_exclusive_group()
+    rt.add_argument("--interpolate", action="store_true",
+                    help="the interpolated route (the default when the workflow has an [interpolation] "
+                         "section and no --engine is given): DFPT with capture only at the irreducible q "
+                         "of its qgrid; the magnetization on the dense [dispersion] path and over the "
+                         "Brillouin zone (bz_maps) from the fields unfolded by symmetry and "
+                         "Fourier-interpolated; grid.h5 holds the grid response")
+    rt.add_argument("--direct", action="store_true",
+                    help="the direct route (the default without [interpolation], and with --engine): all "
+                         "patterns at every q of the [bands] path, branch tracking between them")
     bd.add_argument("--engine", choices=["local", "slurm"],
                     help="run the workflow as independent tasks (prepare, per q: common, one task per "
                          "pattern, gather; bands): 'local' in a process pool of --workers, 'slurm' as sbatch "

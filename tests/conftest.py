@@ -127,7 +127,7 @@ def band_run(tiny_run, tmp_path_factory):
     shutil.copytree(runner.run_dir, run_dir, ignore=shutil.ignore_patterns("q_G", "q_-K"))
     before = done_markers(run_dir)
     args = dict(path="GMK", npoints=4, workers=2, nproc=1)
-    cmd = [sys.executable, "-m", "dfptmag.cli", "bands", str(TINY), "--path", "GMK", "--npoints", "4",
+    cmd = [sys.executable, "-m", "dfptmag.cli", "bands", str(TINY), "--direct", "--path", "GMK", "--npoints", "4",
            "--workers", "2", "--nproc", "1", "--run-dir", str(run_dir), "--quiet", "--format", "png"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     t0 = time.time()

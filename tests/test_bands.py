@@ -73,6 +73,33 @@ def test_tracking_follows_character_through_crossing_and_degeneracy():
     assert np.all(score[np.abs(xs - 0.5) > 0.06] > 1 - 1e-12)
 
 
+
+def test_tree_tracking_over_a_2d_grid_follows_character_across_a_crossing_line():
+    """On a 9×9 grid two modes of fixed character cross along the line x = y (ω_a = x, ω_b = y), so
+    sorting by frequency swaps them across it. Tracking along the breadth-first tree of grid
+    neighbours (the BZ maps' labelling) keeps each character on one branch everywhere, with
+    overlap 1 on every step; on a chain it gives the same labels as the path tracking."""
+    n = 9
+    ij = np.array([(i, j) for i in range(n) for j in range(n)])
+    a, b, c = np.eye(3, dtype=complex)
+    eig, groups = [], []
+    for i, j in ij:
+        w = np.array([i + 0.1, j + 0.3, 50.0])          # never exactly degenerate
+        vec = np.array([a, b * np.exp(0.4j), c])
+        eig.append(vec[np.argsort(w)])
+        groups.append(np.arange(3))
+    eig, groups = np.array(eig), np.array(groups)
+    branch, score, parent = kb.track_tree(eig, groups, kb.grid_neighbours(ij), start=0)
+    ia = np.argmax(np.abs(eig @ a.conj()), axis=1)          # the mode of character a at each point
+    assert len(set(branch[np.arange(len(ij)), ia])) == 1
+    swapped = ij[:, 1] < ij[:, 0]                           # frequency order differs from the start's
+    assert swapped.sum() == 36 and np.all(parent[1:] >= 0) and parent[0] == -1
+    np.testing.assert_allclose(score, 1.0, atol=1e-12)
+    chain = np.flatnonzero(ij[:, 0] == 4)                   # the column i = 4, in j order
+    tb, _, _ = kb.track_tree(eig[chain], groups[chain], kb.grid_neighbours(ij[chain]), start=0)
+    pb, _ = kb.track(eig[chain], groups[chain])
+    np.testing.assert_array_equal(tb, pb)
+
 def test_mirror_parity_of_simple_modes():
     pos = np.array([[0, 0, 0], [0.5, 0.3, 1.0], [0.5, 0.3, -1.0]])
     flex = np.zeros(9); flex[[2, 5, 8]] = 1 / np.sqrt(3)            # all atoms along z: odd

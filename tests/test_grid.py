@@ -265,4 +265,22 @@ def test_interpolate_command_end_to_end(grid_run, band_run, tmp_path):
     assert ok.sum() >= 6
     assert np.abs(ci[k][ok] - pred[ok]).max() <= 1e-10 * np.abs(pred[ok]).max()
     assert np.abs(w[k] - km.ry_to_mev(direct["frequency_ry"])).max() < 0.1     # meV (measured 0.037)
+    # The BZ maps per tracked branch obey the mirror selection rule over the whole zone: σ_h-odd
+    # branches carry only in-plane, σ_h-even ones only out-of-plane magnetization, so each
+    # tracked branch is forbidden in exactly one channel (measured on the tiny run: forbidden
+    # maxima 1e-6–5e-6 of the largest, allowed ones ≥ 0.15, seam points included). Per band
+    # index (ascending ω) six of the nine bands carry both (≥ 0.15 of the largest in each).
+    from dfptmag.kernel.branches import per_branch
+    with h5py.File(run / "bz_maps.h5") as f:
+        br = f["branch"][()]
+        seam = f["branch_seam"][()]
+        allq = np.ones(len(br), bool)
+        inp, outp = (per_branch(f[k][()], br, allq) for k in ("rms_inplane", "rms_outofplane"))
+    assert np.all(br >= 0) and seam.mean() < 0.1, seam.mean()     # measured: 24 of 588 points
+    top = np.nanmax(np.concatenate([inp, outp]))
+    frac_in, frac_out = np.nanmax(inp, axis=0) / top, np.nanmax(outp, axis=0) / top
+    print("per branch max in-plane / out-of-plane:", frac_in.round(6), frac_out.round(6))
+    assert np.all(np.minimum(frac_in, frac_out) < 1e-4), (frac_in, frac_out)
+    assert np.all(np.maximum(frac_in, frac_out) > 1e-2), (frac_in, frac_out)
+    assert (frac_in > 1e-2).sum() == 4 and (frac_out > 1e-2).sum() == 5    # 4 σ_h-odd, 5 σ_h-even branches
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..analysis import grid as gi
 from ..errors import DfptmagError, InputFileError
 from ..kernel import bandpath
+from ..kernel import branches as kb
 from ..kernel import modes as km
 from ..kernel import observables as obs
 from ..kernel import symmetry as ks
@@ -42,33 +43,65 @@ class InterpolatedBandsRun:
     steps_skipped: int
 
 
-def bz_sampling(cell_bohr, n: int = 40) -> np.ndarray:
+def bz_sampling(cell_bohr, n: int = 40, with_index: bool = False):
     """Crystal coordinates of a Cartesian n×n-ish sampling of the first Brillouin zone (Wigner–Seitz
-    cell of the in-plane reciprocal lattice), boundary included."""
+    cell of the in-plane reciprocal lattice), boundary included; with ``with_index`` also the
+    integer (i, j) of every point on the square grid (for branch tracking between neighbours)."""
     B = 2 * np.pi * np.linalg.inv(np.asarray(cell_bohr, float)).T[:2, :2]      # rows b1, b2 (1/bohr)
     gmax = np.abs(B).max() * 0.75
     xs = np.linspace(-gmax, gmax, n)
-    pts = np.array([(x, y) for x in xs for y in xs])
+    ij = np.array([(i, j) for i in range(n) for j in range(n)])
+    pts = xs[ij]
     G = np.array([i * B[0] + j * B[1] for i in (-1, 0, 1) for j in (-1, 0, 1) if (i, j) != (0, 0)])
     inside = np.all(pts @ G.T <= 0.5 * np.sum(G * G, axis=1)[None, :] * (1 + 1e-9), axis=1)
     pts = pts[inside]
     qc = pts @ np.linalg.inv(B)
-    return np.column_stack([qc, np.zeros(len(qc))])
+    q = np.column_stack([qc, np.zeros(len(qc))])
+    return (q, ij[inside]) if with_index else q
 
 
-def _write_bz(path: Path, q, rms_in, rms_out, freq_mev, attrs) -> Path:
-    """The BZ-map data (modes by ascending frequency at each q), atomically."""
+BZ_START_POINTS = 8     # the BZ labelling starts from the 8 sampled q nearest Γ, by ascending ω there
+
+
+def bz_branches(q_crystal, ij, eig, groups, cell):
+    """Branch tracking over the BZ sampling (kernel.branches.track_tree): branches are numbered by
+    ascending ω on the ring of the BZ_START_POINTS sampled q nearest Γ (Γ itself excluded: its
+    acoustic modes have ω = 0), and followed outward by eigenvector overlap. Returns (branch,
+    overlap) per point and mode, and the seam points (kernel.branches.seams). ``cell``: rows a_i,
+    any length unit (only the ordering by |q| is used)."""
+    B = np.linalg.inv(np.asarray(cell, float)).T[:2, :2]
+    r = np.linalg.norm(np.asarray(q_crystal)[:, :2] @ B, axis=1)
+    order = [i for i in np.argsort(r) if r[i] > 1e-9 * r.max()]
+    nb = kb.grid_neighbours(ij)
+    branch, score, _ = kb.track_tree(eig, groups, nb, order[:BZ_START_POINTS])
+    return branch, score, kb.seams(eig, groups, nb, branch)
+
+
+def _write_bz(path: Path, q, rms_in, rms_out, freq_mev, attrs, branch=None, overlap=None, seam=None) -> Path:
+    """The BZ-map data (modes by ascending frequency at each q; ``branch`` maps them to tracked
+    branches), atomically."""
     import h5py
 
     from ..atomic import atomic_path
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as h:
-            h.attrs["object"] = "interpolated RMS magnetization over the 2D Brillouin zone, modes by ascending frequency"
+            h.attrs["object"] = ("interpolated RMS magnetization over the 2D Brillouin zone, modes by ascending "
+                                 "frequency; branch: the tracked branch of each mode")
             h.attrs["amplitude"] = attrs["amplitude"]
             h.create_dataset("q_crystal", data=q).attrs["units"] = "1"
             h.create_dataset("rms_inplane", data=rms_in).attrs["units"] = "muB"
             h.create_dataset("rms_outofplane", data=rms_out).attrs["units"] = "muB"
             h.create_dataset("frequency_meV", data=freq_mev).attrs["units"] = "meV"
+            if branch is not None:
+                d = h.create_dataset("branch", data=branch)
+                d.attrs["units"] = "1"
+                d.attrs["description"] = (f"branch index: ascending ω at the {BZ_START_POINTS} sampled q nearest "
+                                          "Γ, then by eigenvector overlap along a breadth-first forest of grid "
+                                          "neighbours")
+                h.create_dataset("branch_overlap", data=overlap).attrs["units"] = "1"
+                h.create_dataset("branch_seam", data=seam).attrs["description"] = (
+                    "True where a neighbour's direct overlap step disagrees with the labelling: branches "
+                    "exchange across this line (no labelling of the 2D zone is continuous everywhere)")
     return path
 
 
@@ -135,7 +168,7 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
     dense_bp, _ = bandpath.refine(bp, atoms, wf.dispersion["npoints"])
     run_dir = Path(run_dir or Path("runs") / wf.name)
     output = Path(output or run_dir / "bands.h5")
-    bz_q = bz_sampling(cell_ang, bz_points) if bz_points else np.zeros((0, 3))   # crystal: unit-free
+    bz_q, bz_ij = bz_sampling(cell_ang, bz_points, with_index=True) if bz_points else (np.zeros((0, 3)), None)
     all_q = np.vstack([dense_bp.q_crystal, bz_q])
 
     runner = Runner(wf, run_dir, progress=progress)
@@ -190,11 +223,15 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
                                     f"{N}x{N} grid, unfolded by symmetry and time reversal, one-displaced-"
                                     "atom response on the supercell (Wigner-Seitz), Fourier transformed; "
                                     "frequencies and eigenvectors from matdyn.x"),
-                  "interpolation_qgrid": list(qgrid), "dfpt_qpoints": len(qpts)}
+                  "interpolation_qgrid": list(qgrid), "dfpt_qpoints": len(qpts),
+                  "dispersion_asr": wf.dispersion["asr"], "dispersion_loto_2d": bool(wf.dispersion["loto_2d"])}
     track_branches(b, None)
     write(output, b)
+    bz_branch = bz_overlap = bz_seam = None
     if len(bz_q):
-        _write_bz(output.with_name("bz_maps.h5"), bz_q, inp[nd:], outp[nd:], km.ry_to_mev(w[nd:]), b["attrs"])
+        bz_branch, bz_overlap, bz_seam = bz_branches(bz_q, bz_ij, e[nd:], groups[nd:], cell_ang)
+        _write_bz(output.with_name("bz_maps.h5"), bz_q, inp[nd:], outp[nd:], km.ry_to_mev(w[nd:]), b["attrs"],
+                  bz_branch, bz_overlap, bz_seam)
     figs = []
     if figures:
         from ..plot.bands import save_figures
@@ -202,7 +239,8 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
         if len(bz_q):
             from ..plot.bzmap import save_bz_maps
             figs += save_bz_maps(bz_q, inp[nd:], outp[nd:], km.ry_to_mev(w[nd:]), ref["cell_bohr"],
-                                 output.parent, formats=figures)
+                                 output.parent, formats=figures, branch=bz_branch,
+                                 seam=bz_seam)
     wall = sum(ph_wall_seconds(res.qdirs[q.label]) for q in qpts)
     return InterpolatedBandsRun(output, grid_file, figs, [q.label for q in qpts], qgrid, res.failures, wall,
                                 len(runner.steps.ran), len(runner.steps.skipped))

@@ -159,21 +159,40 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
                      snapshots=shots)
 
 
+def route(workflow=None) -> str:
+    """The route ``dfptmag bands`` takes without --direct/--interpolate: "interpolated" when the
+    workflow has an ``[interpolation]`` section, else "direct"."""
+    from ..data import resolve_workflow
+    from ..workflow.config import load
+    return "interpolated" if load(resolve_workflow(workflow)).interpolation is not None else "direct"
+
+
 def bands(workflow=None, path: str | None = None, npoints: int | None = None, workers: int | None = None,
           nproc: int | None = None, run_dir=None, output=None, figures=("png", "pdf"),
-          progress: bool = False, interpolate: bool = False, engine: str | None = None,
+          progress: bool = False, interpolate: bool | None = None, engine: str | None = None,
           dry_run: bool = False):
-    """``dfptmag bands``: all patterns at every q of a band path, the interpolated dispersion,
-    branch tracking, bands.h5 and figures (dfptmag.jobs.bands.run_bands). Returns its BandsRun;
-    q-points that failed are in ``.failures`` (bands.h5 has NaN there; the CLI then exits
-    non-zero). ``dfptmag.load(result.output)`` reads the file. ``interpolate=True`` is
-    ``dfptmag bands --interpolate`` (dfptmag.jobs.interpolate: DFPT only at the irreducible q of
-    the [interpolation] grid; returns an InterpolatedBandsRun). ``engine="local"|"slurm"`` (or
-    ``dry_run=True``) is ``dfptmag bands --engine ...``: the workflow as independent tasks
-    (dfptmag.jobs.cluster.bands_tasks; returns a TasksRun, whose ``.dry_run_text`` is the plan;
-    with Slurm it returns once the tasks are submitted)."""
+    """``dfptmag bands``: the magnetization bands along a q path, bands.h5 and figures.
+
+    Two routes (``interpolate``):
+
+    - ``None`` (default, as ``dfptmag bands``): the interpolated route when the workflow has an
+      ``[interpolation]`` section and no ``engine``/``dry_run`` is asked for, else the direct one;
+    - ``True`` (``--interpolate``): DFPT with capture only at the irreducible q of the
+      ``[interpolation]`` grid, the magnetization on the dense ``[dispersion]`` path and over the
+      zone Fourier-interpolated (dfptmag.jobs.interpolate; returns an InterpolatedBandsRun);
+    - ``False`` (``--direct``): all patterns at every q of the ``[bands]`` path, the interpolated
+      dispersion, branch tracking (dfptmag.jobs.bands.run_bands; returns a BandsRun). q-points
+      that failed are in ``.failures`` (bands.h5 has NaN there; the CLI then exits non-zero).
+
+    ``engine="local"|"slurm"`` (or ``dry_run=True``) is ``dfptmag bands --engine ...``: the direct
+    route as independent tasks (dfptmag.jobs.cluster.bands_tasks; returns a TasksRun, whose
+    ``.dry_run_text`` is the plan; with Slurm it returns once the tasks are submitted).
+    ``dfptmag.load(result.output)`` reads the file."""
     from .bands import run_bands
     from ..data import resolve_workflow
+    if interpolate not in (None, True, False):
+        raise TypeError(f"interpolate={interpolate!r}: True, False or None (None: interpolated when "
+                        "the workflow has [interpolation] and no engine is given)")
     if output is not None:
         output_file(output)
     if run_dir is not None:
@@ -185,6 +204,8 @@ def bands(workflow=None, path: str | None = None, npoints: int | None = None, wo
         return bands_tasks(resolve_workflow(workflow), engine=engine or "local", workers=workers,
                            run_dir=run_dir, path=path, npoints=npoints, nproc=nproc, output=output,
                            figures=tuple(figures or ()), dry_run=dry_run)
+    if interpolate is None:
+        interpolate = route(workflow) == "interpolated"
     if interpolate:
         from .interpolate import run_interpolated_bands
         return run_interpolated_bands(resolve_workflow(workflow), path=path, npoints=npoints, workers=workers,

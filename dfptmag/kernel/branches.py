@@ -61,23 +61,91 @@ def track(eigvecs: np.ndarray, groups: np.ndarray, breaks=()) -> tuple[np.ndarra
     branch[0] = np.arange(nmode)
     ref = eigvecs[0].copy()                       # ref[b] for branch b
     for iq in range(1, nq):
-        e, g = eigvecs[iq], np.asarray(groups[iq])
-        s = _projector_overlaps(ref, e, g)
-        rows, cols = linear_sum_assignment(-s)   # rows = branches, cols = modes
-        branch[iq, cols] = rows
-        score[iq, cols] = s[rows, cols] / (1 + TIE_BREAK)
-        new_ref = np.empty_like(ref)
-        for b, nu in zip(rows, cols):
-            sel = g == g[nu]
-            if sel.sum() == 1:
-                new_ref[b] = e[nu]
-            else:                                 # project the old character onto the subspace
-                sub = e[sel]
-                v = sub.T @ (sub.conj() @ ref[b])
-                n = np.linalg.norm(v)
-                new_ref[b] = v / n if n > 1e-8 else e[nu]
-        ref = new_ref
+        branch[iq], score[iq], ref = _step(ref, eigvecs[iq], np.asarray(groups[iq]))
     return branch, score
+
+
+def _step(ref: np.ndarray, e: np.ndarray, g: np.ndarray):
+    """One tracking step from the branch references ``ref`` to the modes ``e`` (groups ``g``):
+    (branch of every mode, its matched overlap, the new references)."""
+    s = _projector_overlaps(ref, e, g)
+    rows, cols = linear_sum_assignment(-s)   # rows = branches, cols = modes
+    branch = np.empty(len(e), dtype=int)
+    score = np.empty(len(e))
+    branch[cols] = rows
+    score[cols] = s[rows, cols] / (1 + TIE_BREAK)
+    new_ref = np.empty_like(ref)
+    for b, nu in zip(rows, cols):
+        sel = g == g[nu]
+        if sel.sum() == 1:
+            new_ref[b] = e[nu]
+        else:                                 # project the old character onto the subspace
+            sub = e[sel]
+            v = sub.T @ (sub.conj() @ ref[b])
+            n = np.linalg.norm(v)
+            new_ref[b] = v / n if n > 1e-8 else e[nu]
+    return branch, score, new_ref
+
+
+def grid_neighbours(ij: np.ndarray) -> list[list[int]]:
+    """The 4-neighbours of every point of a set of integer grid coordinates ``ij`` (npt, 2)."""
+    where = {tuple(p): n for n, p in enumerate(np.asarray(ij, int).tolist())}
+    return [[where[q] for q in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)) if q in where]
+            for i, j in np.asarray(ij, int).tolist()]
+
+
+def track_tree(eigvecs: np.ndarray, groups: np.ndarray, neighbours, start=0):
+    """Branch index of every mode over a connected set of q (a 2D sampling of the zone), by the
+    same overlap steps as :func:`track`, along the breadth-first forest from ``start`` (a point
+    index, or several) over ``neighbours`` (lists of point indices). At the start points branch =
+    mode index (ascending ω): give several only where ascending ω is a consistent labelling (a
+    small ring round Γ, where the acoustic and optical branches do not cross).
+
+    Around a point where two branches of the same symmetry touch (a conical intersection) the
+    character of a branch depends on the way round it, so no labelling is continuous everywhere:
+    the tree puts the seam where its two sides meet; ``score`` (the matched overlap of each
+    point's step from its tree parent) is low there. Returns (branch, score, parent), parent = −1
+    at the start points and at points the tree does not reach (branch −1, score NaN there)."""
+    eigvecs = np.asarray(eigvecs)
+    nq, nmode, _ = eigvecs.shape
+    branch = np.full((nq, nmode), -1)
+    score = np.full((nq, nmode), np.nan)
+    parent = np.full(nq, -1)
+    starts = [int(i) for i in np.atleast_1d(start)]
+    refs = {i: eigvecs[i].copy() for i in starts}
+    branch[starts], score[starts] = np.arange(nmode), 1.0
+    queue, seen = list(starts), set(starts)
+    while queue:
+        nxt = []
+        for p in queue:
+            for c in neighbours[p]:
+                if c in seen:
+                    continue
+                seen.add(c)
+                parent[c] = p
+                branch[c], score[c], refs[c] = _step(refs[p], eigvecs[c], np.asarray(groups[c]))
+                nxt.append(c)
+        queue = nxt
+    return branch, score, parent
+
+
+def seams(eigvecs: np.ndarray, groups: np.ndarray, neighbours, branch: np.ndarray,
+          threshold: float = 0.5) -> np.ndarray:
+    """(nq,) bool: points with a neighbour across which some branch of the labelling ``branch``
+    (from :func:`track_tree`) changes character — its overlap between the two points (degenerate
+    groups scored as subspaces) is below ``threshold``. That is the seam where the tree's sides
+    meet and branches exchange; steps along the tree itself are the ``score`` of track_tree."""
+    eigvecs = np.asarray(eigvecs)
+    out = np.zeros(len(eigvecs), dtype=bool)
+    for p, nb in enumerate(neighbours):
+        for c in nb:
+            if c < p or branch[p, 0] < 0 or branch[c, 0] < 0:
+                continue
+            s = _projector_overlaps(eigvecs[p], eigvecs[c], np.asarray(groups[c])) / (1 + TIE_BREAK)
+            mode_at_p = np.argsort(branch[p])                # mode at p of branch b
+            if np.any(s[mode_at_p[branch[c]], np.arange(len(branch[c]))] < threshold):
+                out[p] = out[c] = True
+    return out
 
 
 def by_branch(values: np.ndarray, branch: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""Brillouin-zone maps of the interpolated magnetization: per band index (modes in ascending
-frequency at each q), the in-plane and out-of-plane RMS over the first BZ of the 2D hexagonal
+"""Brillouin-zone maps of the interpolated magnetization: per tracked branch (or, without branch
+data, per band index: modes in ascending frequency at each q), the in-plane and out-of-plane RMS over the first BZ of the 2D hexagonal
 lattice, with the zone boundary and Γ, M, K, K′ marked."""
 from __future__ import annotations
 
@@ -37,8 +37,10 @@ FORBIDDEN_RATIO = 1e-4     # below this fraction of the figure's maximum a band 
 
 
 def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols: int = 3,
-              shared: bool = True):
-    """One panel per band index: ``rms`` (nq, nmode) in μB per cell over the BZ sampled at
+              shared: bool = True, branch=None, seam=None):
+    """One panel per tracked branch (``branch`` (nq, nmode): the branch of each mode, as
+    kernel.branches.track_tree gives it; None: one panel per band index; ``seam`` (nq,) bool: points
+    where the labelling exchanges branches, drawn as small grey dots): ``rms`` (nq, nmode) in μB per cell over the BZ sampled at
     ``q_crystal``; the zone boundary and Γ, M, K, K′ marked. ``shared`` (default): one colour
     scale for every panel, so that a symmetry-forbidden band's noise is not drawn full-scale; a
     panel whose maximum is below FORBIDDEN_RATIO of the figure's is marked as forbidden.
@@ -51,6 +53,12 @@ def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols
     B = 2 * np.pi * np.linalg.inv(np.asarray(cell_bohr, float)).T[:2, :2] / 0.529177210903   # 1/Å
     xy = np.asarray(q_crystal)[:, :2] @ B
     corners = _bz_corners(B)
+    rms, freq_mev = np.asarray(rms, float), np.asarray(freq_mev, float)
+    if branch is not None:
+        from ..kernel.branches import per_branch
+        ok = np.all(np.asarray(branch) >= 0, axis=1)
+        rms, freq_mev = per_branch(rms, branch, ok), per_branch(freq_mev, branch, ok)
+    unit = "band" if branch is None else "branch"
     K = (B[0] + B[1]) / 3
     marks = {"Γ": np.zeros(2), "M": B[0] / 2, "K": K, "K′": -K}
     nmode = rms.shape[1]
@@ -77,6 +85,8 @@ def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols
             cb.set_label(f"{lab}μB/cell", fontsize=10)
             cb.ax.tick_params(labelsize=7)
             forbidden = vall > 0 and vpanel < FORBIDDEN_RATIO * vall
+        if seam is not None and np.any(seam):
+            ax.plot(xy[seam, 0], xy[seam, 1], ".", ms=1.2, color="0.85", zorder=3)
         c = np.vstack([corners, corners[:1]])
         ax.plot(c[:, 0], c[:, 1], "k-", lw=0.9)
         for name, pt in marks.items():
@@ -88,24 +98,28 @@ def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols
         ax.set_ylim(corners[:, 1].min() - pad, corners[:, 1].max() + pad)
         ax.set_aspect("equal")
         ax.set_xticks([]), ax.set_yticks([])
-        ax.set_title(f"band {j + 1}  (mean {np.nanmean(freq_mev[:, j]):.1f} meV)"
+        ax.set_title(f"{unit} {j + 1}  (mean {np.nanmean(freq_mev[:, j]):.1f} meV)"
                      + (f"\nforbidden: max {vpanel / vall:.0e} of the largest" if forbidden else ""), fontsize=9)
     fig.suptitle(f"{what} magnetization RMS over the Brillouin zone (interpolated)\n"
-                 "one phonon quantum; modes by ascending frequency; one-sided amplitude of paper Eq. 1; "
-                 + ("one colour scale for all bands" if shared else "colour scale per band"), fontsize=9)
+                 + ("one phonon quantum; modes by ascending frequency; " if branch is None else
+                  "one phonon quantum; branches tracked by eigenvector overlap"
+                  + ("; grey dots: seam where branches exchange" if seam is not None and np.any(seam) else "")
+                  + "\n")
+                 + "one-sided amplitude of paper Eq. 1; "
+                 + (f"one colour scale for all {unit}{'es' if unit == 'branch' else 's'}" if shared else f"colour scale per {unit}"), fontsize=9)
     fig.tight_layout()
     return fig
 
 
 def save_bz_maps(q_crystal, rms_in, rms_out, freq_mev, cell_bohr, outdir, formats=("png",),
-                 stem="bz_maps") -> list[Path]:
+                 stem="bz_maps", branch=None, seam=None) -> list[Path]:
     """``<stem>_inplane.<fmt>`` and ``<stem>_outofplane.<fmt>`` (atomic writes); returns the files."""
     import matplotlib.pyplot as plt
 
     from ..atomic import savefig
     out = []
     for what, vals, suffix in (("in-plane", rms_in, "inplane"), ("out-of-plane", rms_out, "outofplane")):
-        fig = bz_figure(q_crystal, vals, freq_mev, cell_bohr, what)
+        fig = bz_figure(q_crystal, vals, freq_mev, cell_bohr, what, branch=branch, seam=seam)
         out += [savefig(fig, Path(outdir) / f"{stem}_{suffix}.{fmt}", dpi=130) for fmt in formats]
         plt.close(fig)
     return out
