@@ -362,7 +362,7 @@ examples:
   dfptmag bands                         # magnetization bands along Γ–M–K–Γ (~10 min on 2 cores)
   dfptmag snapshot runs/wse2-tiny/dfptmag.h5 --q K --mode 2
   dfptmag doctor                        # which QE (versions), MPI and limits dfptmag would use
-  dfptmag sqw runs/wse2-tiny/bands.h5   # S(Q, ω) of Eq. 5 through two zones (after bands --interpolate)
+  dfptmag sqw runs/wse2-tiny/bands.h5   # S(Q, ω) of Eq. 5 through two zones (after dfptmag bands)
   dfptmag run --help                    # every command has worked examples
 
 Python: dfptmag.load("runs/wse2-tiny/dfptmag.h5"), dfptmag.run(...), dfptmag.bands(...)
