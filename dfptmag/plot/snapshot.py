@@ -67,10 +67,14 @@ def _q_arrow(ax, amp, X, Y):
     if np.hypot(qc[0], qc[1]) < 1e-12:
         return
     d = qc[:2] / np.hypot(qc[0], qc[1])
-    x0, y0 = X.min() + 0.5, Y.max() - 1.0
-    ax.annotate("", xy=(x0 + 1.5 * d[0], y0 + 1.5 * d[1]), xytext=(x0, y0),
-                arrowprops=dict(arrowstyle="-|>", lw=1.5, color="m"))
-    ax.text(x0 + 1.8 * d[0], y0 + 1.8 * d[1], "q", color="m", fontsize=11, ha="center", va="center")
+    from matplotlib import patheffects
+    halo = [patheffects.withStroke(linewidth=3, foreground="w")]
+    # inside the axes (an arrow whose head leaves them is not drawn), clear of the top edge
+    x0, y0 = X.min() + 0.8 - min(0.0, 1.5 * d[0]), Y.max() - 1.2 - max(0.0, 1.5 * d[1])
+    ax.annotate("", xy=(x0 + 1.5 * d[0], y0 + 1.5 * d[1]), xytext=(x0, y0), annotation_clip=False, zorder=7,
+                arrowprops=dict(arrowstyle="-|>", lw=1.6, color="m", path_effects=halo))
+    ax.text(x0 + 1.5 * d[0] + 0.5, y0 + 1.5 * d[1], "q", color="m", fontsize=11, ha="left", va="center",
+            zorder=7, path_effects=halo)
 
 
 def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str | None = None,
