@@ -565,3 +565,34 @@ def test_phonopy_params_with_force_constants_load_in_phonopy(atoms, tmp_path):
                         "--outdir", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and str(bad) in r.stderr, r.stderr
 
+
+def test_phonopy_params_read_by_euphonic(atoms, tmp_path):
+    """Issue 22: Euphonic reads the exported phonopy_params.yaml as it is
+    (``ForceConstants.from_phonopy(summary_name='phonopy_params.yaml')``: cell in bohr,
+    ``calculator: qe``, force constants inside), and its frequencies at Γ, K, M, (1/3, 0) and six
+    random in-plane q equal phonopy's own (``phonopy.load`` of the same file) to 1e-7 relative to
+    the largest (measured 1.4e-8, the same factor on every mode: Euphonic's pint units take the
+    bohr and the Rydberg from CODATA 2022, phonopy from CODATA 2018)."""
+    import phonopy
+    from phonopy.physical_units import get_physical_units
+    import euphonic                                   # a declared dependency (dfptmag sqw)
+    from dfptmag.results.bandsfile import write
+
+    run = tmp_path / "run"
+    (run / "dispersion").mkdir(parents=True)
+    bands = write(run / "bands.h5", model_bands(atoms, bandpath.band_path(atoms, "GMKG", 7)))
+    write_q2r_fc(atoms, run / "dispersion" / "fc")
+    export(bands)
+    fc = euphonic.ForceConstants.from_phonopy(path=run, summary_name="phonopy_params.yaml")
+    assert fc.sc_matrix.tolist() == [[3, 0, 0], [0, 3, 0], [0, 0, 1]] and fc.crystal.n_atoms == 3
+    np.testing.assert_allclose(fc.crystal.cell_vectors.to("angstrom").magnitude, atoms.cell.array, rtol=1e-8, atol=1e-8)
+    q = np.vstack([[0, 0, 0], [1 / 3, 1 / 3, 0], [0.5, 0, 0], [1 / 3, 0, 0],
+                   np.random.default_rng(0).random((6, 3)) * [1, 1, 0]])
+    f_eu = fc.calculate_qpoint_phonon_modes(q).frequencies.to("meV").magnitude
+    ph = phonopy.load(str(run / "phonopy_params.yaml"))
+    ph.run_qpoints(q)
+    f_ph = ph.qpoints.frequencies * get_physical_units().THzToEv * 1e3      # meV
+    rel = np.abs(f_eu - f_ph).max() / np.abs(f_ph).max()
+    print("Euphonic vs phonopy: max |Δf| %.2e meV, relative %.2e" % (np.abs(f_eu - f_ph).max(), rel))
+    assert rel < 1e-7
+

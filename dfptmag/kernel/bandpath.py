@@ -55,7 +55,13 @@ def _reciprocal_angstrom(atoms) -> np.ndarray:
 def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | None = None) -> BandPath:
     """Points along ``path`` (ASE syntax: 'GMKG'; a comma starts a disconnected segment, e.g.
     'GMK,GA'; K' may be written Kp). ``npoints`` is the total number of points; every straight
-    piece gets at least one interval, so each special point is on the path exactly."""
+    piece gets at least one interval, so each special point is on the path exactly.
+
+    The intervals are shared out in proportion to the pieces' lengths, rounded once; ASE's
+    ``cell.bandpath(path, npoints)`` rounds piece by piece and so chooses other points for many
+    ``npoints`` (31 on GMKG: 10/6/14 intervals for our 11/6/13, other DFPT q-points for existing
+    runs), counts a break as a point, and its ``get_linear_kpoint_axis`` gives a one-interval
+    piece zero length (tests/test_libraries.py; docs/performance.md)."""
     pts = special_points(atoms, extra)
     try:
         segments = parse_path_string(path.replace("Γ", "G").replace("K'", "Kp"))
