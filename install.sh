@@ -82,6 +82,8 @@ if [ "$TEST" = 1 ]; then
     if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
         apt_install chromium
     fi
+    # ffmpeg for MP4 movies (dfptmag snapshot --movie mp4; tests/test_libraries.py checks the stream)
+    command -v ffmpeg >/dev/null || apt_install --no-install-recommends ffmpeg
     python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e ".[test,docs]"
     python3 -c "import dfptmag, h5py, ase, scipy, tqdm, matplotlib, meshio, PIL, phonopy, pymatgen.core, yaml, sphinx, myst_parser, furo"
 else
