@@ -6,8 +6,8 @@ Steps: the crystal's operations (spglib) → irreducible q of the N×N grid → 
 dense path plus a BZ sampling) → the fields unfolded to the full grid and turned into F_{κα}(q)
 (``analysis.grid``; saved as ``grid.h5`` next to bands.h5) → modes at every dense q from matdyn.x's
 dynamical matrices, cell integrals Σ U_ν F, RMS → bands.h5 with the dense path (grid points on
-the path are marked ``path/dfpt_point``) and figures, and ``bz_maps_inplane.png``/``bz_maps_outofplane.png`` (per band index, in-plane
-and out-of-plane RMS over the 2D Brillouin zone).
+the path are marked ``path/dfpt_point``) and figures, and ``bz_maps_inplane.png``/``bz_maps_outofplane.png`` (per tracked branch, in-plane
+and out-of-plane RMS over the 2D Brillouin zone; data in ``bz_maps.h5``).
 """
 from __future__ import annotations
 
@@ -100,8 +100,8 @@ def _write_bz(path: Path, q, rms_in, rms_out, freq_mev, attrs, branch=None, over
                                           "neighbours")
                 h.create_dataset("branch_overlap", data=overlap).attrs["units"] = "1"
                 h.create_dataset("branch_seam", data=seam).attrs["description"] = (
-                    "True where a neighbour's direct overlap step disagrees with the labelling: branches "
-                    "exchange across this line (no labelling of the 2D zone is continuous everywhere)")
+                    "True where, towards a grid neighbour, some branch's eigenvector overlap is below 0.5: "
+                    "branches exchange there (no labelling of the 2D zone is continuous everywhere)")
     return path
 
 
