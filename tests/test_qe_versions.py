@@ -50,7 +50,10 @@ _RUNS: dict[str, dict] = {}
 # matdyn.x frequencies ≤ 2e-3 cm⁻¹. The tolerances are 4–5× those.
 TOL_CELL_INTEGRAL = 4 * 2.6e-5
 TOL_FIELD = 4 * 4e-5
-TOL_MATDYN_CM1 = 5 * 0.002       # matdyn.x on the 3×3×1 grid: measured ≤ 2.0e-3 cm⁻¹ (7.5 vs 6.7)
+TOL_MATDYN_CM1 = 0.1             # matdyn.x on the 3×3×1 grid, 7.x vs 6.7: measured 1.4e-3–2.0e-3 cm⁻¹, and once
+                                 # 2.04e-2 cm⁻¹ (7.5, fresh-clone CI of stop 26): run-to-run scatter of two
+                                 # independent builds' SCF + DFPT, ≤ 7e-5 of the highest mode (~330 cm⁻¹),
+                                 # as the 2e-5 relative of their fields; a reading or unit error is ≫ 1 cm⁻¹
 
 
 def _env(build) -> dict:
