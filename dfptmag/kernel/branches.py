@@ -68,14 +68,9 @@ def track(eigvecs: np.ndarray, groups: np.ndarray, breaks=()) -> tuple[np.ndarra
 def _step(ref: np.ndarray, e: np.ndarray, g: np.ndarray):
     """One tracking step from the branch references ``ref`` to the modes ``e`` (groups ``g``):
     (branch of every mode, its matched overlap, the new references)."""
-    s = _projector_overlaps(ref, e, g)
-    rows, cols = linear_sum_assignment(-s)   # rows = branches, cols = modes
-    branch = np.empty(len(e), dtype=int)
-    score = np.empty(len(e))
-    branch[cols] = rows
-    score[cols] = s[rows, cols] / (1 + TIE_BREAK)
+    branch, score = match(ref, e, g)
     new_ref = np.empty_like(ref)
-    for b, nu in zip(rows, cols):
+    for nu, b in enumerate(branch):
         sel = g == g[nu]
         if sel.sum() == 1:
             new_ref[b] = e[nu]
