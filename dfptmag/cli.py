@@ -43,11 +43,26 @@ def _report_failures(r):
                               if r.output else "nothing written"))
 
 
+def _storage_flags(parser) -> None:
+    """--discard-dwf / --keep-dwf and --keep-scratch (contract-and-discard, [storage])."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--discard-dwf", dest="discard_dwf", action="store_true", default=None,
+                   help="contract each pattern's δψ as soon as it is captured (Eq. 1 at G = 0 and on the "
+                        "FFT grid, checked against ph.x's fildrho), store that in q_<label>/contracted/ and "
+                        "delete the δψ; once a q is complete its ph.x scratch goes too. Default: [storage] "
+                        "discard_dwf (\"auto\": on with --engine slurm, off otherwise)")
+    g.add_argument("--keep-dwf", dest="discard_dwf", action="store_false",
+                   help="keep every captured δψ (the default without --engine slurm)")
+    parser.add_argument("--keep-scratch", action="store_true", default=None,
+                        help="with --discard-dwf: keep the q's ph.x scratch (out/) after every pattern "
+                             "is contracted (default: [storage] keep_scratch, false)")
+
+
 def cmd_run(a):
     from .jobs.run import run
     r = run(a.workflow, q=a.q, patterns=a.patterns, run_dir=a.run_dir, output=a.output,
             snapshots=not a.no_snapshots, allow_charge_mismatch=a.allow_charge_mismatch,
-            progress=not a.quiet)
+            progress=not a.quiet, discard_dwf=a.discard_dwf, keep_scratch=a.keep_scratch)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped} (run directory {r.run_dir})")
     _print_tables(r.analyses)
     if r.output:
@@ -87,7 +102,8 @@ def cmd_bands(a):
         print("route: direct (all patterns at every q of the [bands] path; the workflow has no "
               "[interpolation] section)")
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
-              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc)
+              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc,
+              discard_dwf=a.discard_dwf, keep_scratch=a.keep_scratch)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped}")
     if not a.quiet:
         from .results.bandsfile import read
@@ -108,7 +124,8 @@ def _cmd_bands_interpolated(a):
         print("route: interpolated (DFPT at the irreducible q of the workflow's [interpolation] grid; "
               "--direct runs every q of the [bands] path instead)")
     r = bands(a.workflow, path=a.path, npoints=a.npoints, workers=a.workers, run_dir=a.run_dir,
-              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc, interpolate=True)
+              output=a.output, progress=not a.quiet, figures=_names(a.format), nproc=a.nproc, interpolate=True,
+              discard_dwf=a.discard_dwf, keep_scratch=a.keep_scratch)
     n = "×".join(map(str, r.grid[:2]))
     print(f"DFPT q-points computed: {len(r.irreducible)} (irreducible q of the {n} grid: "
           f"{', '.join(r.irreducible)}); ph.x wall time {r.qe_wall_s:.0f} s")
@@ -122,7 +139,8 @@ def _bands_engine(a):
     from .jobs.run import bands
     r = bands(a.workflow, engine=a.engine or "local", workers=a.workers, run_dir=a.run_dir, path=a.path,
               npoints=a.npoints, nproc=a.nproc, output=a.output, figures=_names(a.format),
-              dry_run=a.dry_run, interpolate=a.interpolate)
+              dry_run=a.dry_run, interpolate=a.interpolate, discard_dwf=a.discard_dwf,
+              keep_scratch=a.keep_scratch)
     if a.dry_run:
         print(r.dry_run_text)
         return
@@ -496,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip the snapshot figures of the modes with the largest in-plane and out-of-plane magnetization")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--allow-charge-mismatch", action="store_true", help=CHARGE_HELP)
+    _storage_flags(r)
     r.set_defaults(func=cmd_run)
 
     a = sub.add_parser("analyze", help="post-process finished q-run directories",
@@ -600,6 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "rerun to submit what is not done or, when all is done, to write bands.h5")
     bd.add_argument("--dry-run", action="store_true",
                     help="print the task graph, the batch scripts and a cost estimate per stage; run nothing")
+    _storage_flags(bd)
     bd.set_defaults(func=cmd_bands)
     dr = sub.add_parser("doctor", help="which QE (version from each program's header), MPI and Slurm dfptmag uses",
                         description="Print the QE programs dfptmag would run (from the workflow's [qe] bin_dir, "

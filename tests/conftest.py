@@ -82,7 +82,12 @@ def phx_drho(qdir: Path, pattern: int, grid):
 
     from dfptmag.io.qe_grid import read_grid_record
     man = json.loads((Path(qdir) / "dfptmag-q.json").read_text())
-    return read_grid_record(Path(qdir) / man["captures"][str(pattern)]["drho"], pattern, tuple(grid))[0]
+    cap = man["captures"][str(pattern)]
+    if cap.get("contracted"):           # δψ discarded: the contracted file keeps ph.x's record
+        import h5py
+        with h5py.File(Path(qdir) / cap["contracted"]["file"]) as f:
+            return f["fildrho"][list(f["pattern_id"][()]).index(pattern - 1)]
+    return read_grid_record(Path(qdir) / cap["drho"], pattern, tuple(grid))[0]
 
 
 # How much more a pattern's cell integral (a G = 0 sum that cancels to ~1e-2 of its terms) moves

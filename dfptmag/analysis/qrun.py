@@ -112,16 +112,29 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     ph.x's k/k+q list (:func:`read_ground_state`), the δψ captures per pattern
     (:func:`open_captures`), Eq. 1 accumulated over k (:func:`accumulate_eq1`), the Pauli
     decomposition and the charge oracle (:func:`cell_integrals_and_oracle`), the modes and their
-    RMS (:func:`modes_and_rms`)."""
+    RMS (:func:`modes_and_rms`).
+
+    Irreps whose δψ was contracted and discarded (``contracted`` in the manifest, see
+    :mod:`dfptmag.analysis.contract`) come from their contracted files instead of stages 3–4;
+    when every irrep is contracted, ψ is not read at all (the q's ph.x scratch may be gone)."""
     options = options or AnalysisOptions()
     t_start = time.perf_counter()
     tm = defaultdict(float)         # wall seconds per stage (result["timing_s"], benchmarks)
     files, notes = open_qrun(root)
-    gs = read_ground_state(files)
+    if not files.captures:
+        raise InputFileError(files.root, "no captured δψ buffers listed in the manifest")
+    raw = {i: c for i, c in files.captures.items() if not c.get("contracted")}
+    gs = read_ground_state(files, with_psi=bool(raw))
     notes += gs.notes
-    caps = open_captures(files, gs)
-    notes += caps.notes
-    acc = accumulate_eq1(files, gs, caps, options, tm)
+    if raw:
+        caps = open_captures(dataclasses.replace(files, captures=raw), gs)
+        notes += caps.notes
+        acc = accumulate_eq1(files, gs, caps, options, tm)
+    else:
+        caps, acc = Captures([], {}, {}, {}, []), Accumulated(np.zeros((0, 2, 2), complex), None, None)
+    contracted = {i: c for i, c in files.captures.items() if c.get("contracted")}
+    if contracted:
+        caps, acc = add_contracted(files, gs, contracted, caps, acc, options, tm)
     result = cell_integrals_and_oracle(files, gs, caps, acc, options, notes, tm)
     modes_and_rms(result, files, gs, len(caps.pattern_ids), options)
     result["timing_s"] = dict(tm, total=time.perf_counter() - t_start)
@@ -162,10 +175,10 @@ class GroundState:
     notes: list
 
 
-def read_ground_state(files: QRunFiles) -> GroundState:
+def read_ground_state(files: QRunFiles, with_psi: bool = True) -> GroundState:
     """Stage 2: data-file-schema.xml (scope checked: noncollinear SOC insulator, norm-conserving),
     patterns.1.xml, the (k, k+q) list of ph.x's only_wfc run checked against the manifest's q,
-    the k weights, and ph.x's ψ buffer."""
+    the k weights, and (``with_psi``) ph.x's ψ buffer."""
     x = read_data_file_schema(files.xml)
     nocc = check_supported(x)
     pats = read_patterns(files.patterns_xml)
@@ -188,9 +201,11 @@ def read_ground_state(files: QRunFiles) -> GroundState:
     if not np.isclose(weights.sum(), 1.0, atol=1e-8):
         raise InputFileError(x.path, f"k weights sum to {weights.sum()}, expected 1 "
                                      "(noncollinear convention)")
+    kunit = 1 if files.gamma else 2
+    if not with_psi:
+        return GroundState(x, nocc, pats, nks, nksq, ikk, ikq, weights, kunit, None, [])
     if not files.psi_buffers:
         raise InputFileError(files.wfc_dir.parent, f"ph.x's ψ buffer {files.prefix}.wfc* not found")
-    kunit = 1 if files.gamma else 2
     psi_buf = _open_psi_buffer(files, x, nocc, kunit)
     return GroundState(x, nocc, pats, nks, nksq, ikk, ikq, weights, kunit, psi_buf, list(psi_buf.notes))
 
@@ -245,6 +260,8 @@ class Accumulated:
     g0: np.ndarray          # (npat, 2, 2) ∫_Ω δñ^{σσ'} d³r
     stream: object          # kernel.density_matrix.FieldStream (real-space field) or None
     probe: object           # _ChargeProbe (oracle without the field) or None
+    field: np.ndarray | None = None     # (npat, 4, n1, n2, n3), when it is already built
+    stored_errors: dict | None = None   # μ → (grid, G = 0) oracle errors recorded at contraction
 
 
 def accumulate_eq1(files: QRunFiles, gs: GroundState, caps: Captures, options: AnalysisOptions,
@@ -259,6 +276,13 @@ def accumulate_eq1(files: QRunFiles, gs: GroundState, caps: Captures, options: A
     # and δψ on the grid (two boxes of 2·nocc grids, reused) and its coefficients (FieldStream)
     stream = dm.FieldStream(len(pattern_ids), nocc, shape, x.omega) if options.realspace else None
     probe = None if stream is not None else _ChargeProbe.from_fildrho(pattern_ids, caps.drho_of, shape)
+    # patterns of one irrep share a δψ buffer and are consecutive: the G = 0 product is batched
+    # per irrep, so its rounding does not depend on which other irreps are analysed with it
+    batches, start = [], 0
+    for n in range(1, len(pattern_ids) + 1):
+        if n == len(pattern_ids) or dwf_of[pattern_ids[n]][0] is not dwf_of[pattern_ids[start]][0]:
+            batches.append((start, n))
+            start = n
     it = range(gs.nksq)
     if options.progress:
         from tqdm import tqdm
@@ -278,7 +302,9 @@ def accumulate_eq1(files: QRunFiles, gs: GroundState, caps: Captures, options: A
         inv_q = np.empty_like(perm_q)
         inv_q[perm_q] = np.arange(len(perm_q))
         i_k, i_q = match_miller(wk.miller, wq.miller)
-        g0 += dm.g0_gathered(wk.coeffs, i_k, [rec[:nocc] for rec in dwf], inv_q[i_q], gs.weights[ik])
+        for a, b in batches:     # one product per irrep, as its contraction makes it (bitwise equal)
+            g0[a:b] += dm.g0_gathered(wk.coeffs, i_k, [rec[:nocc] for rec in dwf[a:b]], inv_q[i_q],
+                                      gs.weights[ik])
         t1 = time.perf_counter()
         tm["dpsi_g0"] += t1 - t0
         if probe is not None:
@@ -289,6 +315,56 @@ def accumulate_eq1(files: QRunFiles, gs: GroundState, caps: Captures, options: A
                               wq.miller[perm_q], gs.weights[ik])
         _drop_mapped_pages(gs.psi_buf, *{id(b): b for b, _ in dwf_of.values()}.values())
     return Accumulated(g0, stream, probe)
+
+
+def add_contracted(files: QRunFiles, gs: GroundState, contracted: dict, caps: Captures,
+                   acc: Accumulated, options: AnalysisOptions, tm) -> tuple[Captures, Accumulated]:
+    """Stages 3–4 for irreps whose δψ was contracted and discarded: their patterns' 2×2 cell
+    integrals (and, with ``options.realspace``, fields) from ``contracted/irr<p>.h5`` (checksum
+    verified with the captures, :func:`open_qrun`), merged in pattern order with those
+    accumulated from δψ. Without the field, the charge oracle takes the errors the contraction
+    measured on the grid."""
+    from ..results import contracted as rc
+    t0 = time.perf_counter()
+    x = gs.x
+    offset, start = {}, 0
+    for irr in sorted(set(gs.pats.irreps)):
+        offset[irr], start = start, start + gs.pats.irreps.count(irr)
+    raw_field = None
+    if acc.stream is not None:
+        tm["field_psi"], tm["field_dpsi"] = acc.stream.seconds["psi"], acc.stream.seconds["dpsi"]
+        raw_field = acc.stream.result()
+    ids = {mu: ("raw", n) for n, mu in enumerate(caps.pattern_ids)}
+    recs, drho_of, dwf_paths, stored = {}, dict(caps.drho_of), dict(caps.dwf_paths), {}
+    for irr, cap in sorted(contracted.items()):
+        path = cap["contracted"]["file"]
+        rec = rc.read(path, field=options.realspace)
+        want = [offset.get(irr, -1) + i for i in range(gs.pats.irreps.count(irr))]
+        if rec["irrep"] != irr or list(rec["pattern_id"]) != want:
+            raise InputFileError(path, f"holds irrep {rec['irrep']}, patterns {list(rec['pattern_id'] + 1)}; "
+                                       f"the manifest's irrep {irr} is patterns {[m + 1 for m in want]}")
+        if tuple(rec["fft_grid"]) != tuple(x.fft_grid) or not np.allclose(rec["q_tpiba"], files.q_tpiba, atol=1e-8):
+            raise InputFileError(path, f"made on FFT grid {rec['fft_grid']} at q = {rec['q_tpiba']}, this "
+                                       f"q-run has {tuple(x.fft_grid)} at q = {files.q_tpiba}")
+        recs[irr] = rec
+        for i, mu in enumerate(want):
+            ids[mu] = (irr, i)
+            drho_of[mu] = rec["fildrho"][i] if options.realspace else None   # ph.x's record, kept
+            dwf_paths[mu] = [path]
+            stored[mu] = (float(rec["drho_relative_error"][i]), float(rec["drho_g0_relative_error"][i]))
+    pattern_ids = sorted(ids)
+    g0 = np.empty((len(pattern_ids), 2, 2), dtype=complex)
+    field = None
+    if options.realspace:
+        field = np.empty((len(pattern_ids), 4) + tuple(x.fft_grid), dtype=complex)
+    for n, mu in enumerate(pattern_ids):
+        src, i = ids[mu]
+        g0[n] = acc.g0[i] if src == "raw" else recs[src]["density_matrix"][i]
+        if field is not None:
+            field[n] = raw_field[i] if src == "raw" else recs[src]["field"][i]
+    tm["contracted_read"] += time.perf_counter() - t0
+    return (Captures(pattern_ids, caps.dwf_of, drho_of, dwf_paths, caps.notes),
+            Accumulated(g0, None, acc.probe, field, stored if not options.realspace else None))
 
 
 def cell_integrals_and_oracle(files: QRunFiles, gs: GroundState, caps: Captures, acc: Accumulated,
@@ -315,15 +391,16 @@ def cell_integrals_and_oracle(files: QRunFiles, gs: GroundState, caps: Captures,
     for note in notes:
         log.info("%s", note)
     t0 = time.perf_counter()
-    comp = None
+    comp = acc.field
     if acc.stream is not None:
         tm["field_psi"], tm["field_dpsi"] = acc.stream.seconds["psi"], acc.stream.seconds["dpsi"]
         comp = acc.stream.result()                                 # (npat, 4, n1, n2, n3)
         acc.stream = None
+    if comp is not None:
         result["pattern_field"] = comp
         result["cell_average_vs_g0"] = np.max(np.abs(comp.mean(axis=(2, 3, 4)) * x.omega - cell_integral))
     _charge_oracle(result, options, pattern_ids, caps.drho_of, caps.dwf_paths, x.fft_grid, x.omega,
-                   comp, acc.probe)
+                   comp, acc.probe, acc.stored_errors)
     tm["field_oracle"] += time.perf_counter() - t0
     return result
 
@@ -438,30 +515,43 @@ class _ChargeProbe:
         return out
 
 
-def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omega, comp, probe=None):
+def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omega, comp, probe=None,
+                   stored=None):
     """ph.x's fildrho = 2 × (one-sided charge) for every pattern with a fildrho copy: on the FFT
     grid when the field was built, and always at G = 0 (cell average, relative to the RMS of
     fildrho, so that it stays meaningful where the cell integral vanishes, e.g. at Γ).
+    ``probe``: the oracle at a few G for the patterns accumulated without the field;
+    ``stored``: μ → errors measured on the grid when the pattern was contracted.
     Enforced: an error above ``options.charge_tolerance`` stops the analysis unless
     ``options.allow_charge_mismatch``, which is recorded."""
     npat = len(pattern_ids)
     errs, errs0 = np.full(npat, np.nan), np.full(npat, np.nan)
     ci = result["pattern_cell_integral"]
+    where = "on the grid"
+    probed = {}
+    if comp is None and probe is not None:
+        raw = [mu for mu in pattern_ids if not (stored and mu in stored)]
+        probed = dict(zip(raw, probe.errors(omega)))
+        where = f"at fildrho's {len(probe.millers)} largest Fourier components"
+        result["drho_probe_miller"] = probe.millers
     for n, mu in enumerate(pattern_ids):
-        path = drho_of.get(mu)
-        if path is None or not Path(path).is_file():
+        if stored and mu in stored:
+            errs[n], errs0[n] = stored[mu]
             continue
-        drho = read_grid_record(path, mu + 1, shape)[0]
+        path = drho_of.get(mu)
+        if isinstance(path, np.ndarray):        # a contracted irrep's copy of its fildrho record
+            drho = path
+        elif path is None or not Path(path).is_file():
+            continue
+        else:
+            drho = read_grid_record(path, mu + 1, shape)[0]
         scale = np.linalg.norm(drho)
         if comp is not None:
             errs[n] = np.linalg.norm(2.0 * comp[n, 0] - drho) / max(scale, 1e-300)
+        elif mu in probed:
+            errs[n] = probed[mu]
         rms = scale / np.sqrt(drho.size)
         errs0[n] = abs(2.0 * ci[n, 0] / omega - drho.mean()) / max(rms, 1e-300)
-    where = "on the grid"
-    if comp is None and probe is not None:
-        errs = probe.errors(omega)
-        where = f"at fildrho's {len(probe.millers)} largest Fourier components"
-        result["drho_probe_miller"] = probe.millers
     result["drho_relative_error"] = errs
     result["drho_g0_relative_error"] = errs0
     result["charge_tolerance"] = options.charge_tolerance
@@ -486,9 +576,10 @@ def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omeg
            f"the captured δψ ({', '.join(str(p) for p in dwf if p)}) does not reproduce ph.x's charge "
            "response: zeroed, swapped, truncated or from another run. Recapture the pattern, or "
            "pass --allow-charge-mismatch to write the numbers anyway (recorded in the output)")
+    where_file = drho_of[mu] if not isinstance(drho_of[mu], np.ndarray) else dwf[0]
     if not options.allow_charge_mismatch:
-        raise ChargeCheckError(drho_of[mu], msg)
-    log.warning("%s: %s", drho_of[mu], msg)
+        raise ChargeCheckError(where_file, msg)
+    log.warning("%s: %s", where_file, msg)
     result["charge_check"] = ("FAILED, overridden by --allow-charge-mismatch: "
                               f"patterns {[int(pattern_ids[i]) + 1 for i in bad]} exceed "
                               f"{options.charge_tolerance:.0e} (worst {worst[n]:.2e})")

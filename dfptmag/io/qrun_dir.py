@@ -111,13 +111,21 @@ def locate(root) -> QRunFiles:
                            "npool": cap.get("npool"), "irrep": cap.get("irrep"),
                            "q_tpiba": cap.get("q_tpiba"),
                            "checksums": {root / k: v for k, v in cap.get("checksums", {}).items()}
-                           if "checksums" in cap else None}
+                           if "checksums" in cap else None,
+                           "contracted": _contracted_entry(root, cap.get("contracted"))}
     fildyn = root / man["fildyn"] if man.get("fildyn") else None
     if fildyn is not None and not fildyn.is_file():
         fildyn = None
     return QRunFiles(root=root, prefix=prefix, q_tpiba=q, gamma=gamma,
                      xml=save / "data-file-schema.xml", wfc_dir=save, psi_buffers=buffers,
                      phsave=ph0 / f"{prefix}.phsave", captures=captures, fildyn=fildyn)
+
+
+def _contracted_entry(root: Path, c) -> dict | None:
+    """A contracted irrep's record (``{"file", "size", "sha256", ...}``) with its file as a path."""
+    if not c:
+        return None
+    return dict(c, file=root / c["file"])
 
 
 def find_qruns(run_dir) -> list[Path]:
@@ -177,6 +185,20 @@ def record_capture(root, irrep: int, dwf, drho, npool: int, q_tpiba=None, base: 
     return entry
 
 
+def record_contraction(root, irrep: int, record: dict) -> dict:
+    """Record in the manifest (atomic write) that irrep's δψ has been contracted into
+    ``record["file"]`` (relative to ``root``; with its size and sha256). Only after this write
+    may the δψ files be deleted (:func:`dfptmag.workflow.capture.discard_dwf`)."""
+    root = Path(root)
+    man = read_manifest(root)
+    cap = man.get("captures", {}).get(str(irrep))
+    if cap is None:
+        raise InputFileError(root / MANIFEST, f"no capture of irrep {irrep} to mark contracted")
+    cap["contracted"] = dict(record)
+    write_manifest(root, man)
+    return cap
+
+
 def verify_captures(files: QRunFiles) -> list[str]:
     """Check every capture against what the manifest recorded at capture time (size, sha256,
     irrep, q) before any number is computed. Raises InputFileError naming the file. Returns
@@ -195,10 +217,15 @@ def verify_captures(files: QRunFiles) -> list[str]:
             raise InputFileError(man_path, f"capture of irrep {irr} was made at q = {cap['q_tpiba']} "
                                            f"(2π/alat), this q-run is at q = {files.q_tpiba.tolist()}")
         sums = cap.get("checksums")
-        if sums is None:
+        if cap.get("contracted"):
+            # δψ contracted (and perhaps deleted): the contracted file, holding its fildrho records,
+            # is what counts
+            c = cap["contracted"]
+            sums = {c["file"]: {"size": c["size"], "sha256": c["sha256"]}}
+        elif sums is None:
             unchecked.append(irr)
             continue
-        for p in capture_files(cap):
+        for p in ([] if cap.get("contracted") else capture_files(cap)):
             if p not in sums:
                 raise InputFileError(p, f"capture of irrep {irr} lists this file but no checksum "
                                         "for it: manifest edited after capture")
@@ -257,5 +284,10 @@ def check_manifest_types(root) -> None:
         dwf = cap.get("dwf", [])
         if not (isinstance(dwf, list) and all(isinstance(d, str) for d in dwf)):
             raise InputFileError(path, f"captures['{irr}'].dwf = {dwf!r}: expected a list of file names")
+        c = cap.get("contracted")
+        if c is not None and not (isinstance(c, dict) and isinstance(c.get("file"), str) and c["file"]
+                                  and isinstance(c.get("size"), int) and isinstance(c.get("sha256"), str)):
+            raise InputFileError(path, f"captures['{irr}'].contracted = {c!r}: expected "
+                                       "{file: name, size: bytes, sha256: hex}")
         if cap.get("drho") is not None and not isinstance(cap["drho"], str):
             raise InputFileError(path, f"captures['{irr}'].drho = {cap['drho']!r}: expected a file name or null")

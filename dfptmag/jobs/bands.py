@@ -63,9 +63,11 @@ def setup(workflow, path: str | None = None, npoints: int | None = None, nproc: 
 
 def run_bands(workflow, path: str | None = None, npoints: int | None = None, workers: int | None = None,
               run_dir=None, output=None, progress: bool = True, figures=("png", "pdf"),
-              tol_cm1: float = km.DEGENERACY_TOL_CM1, nproc: int | None = None) -> BandsRun:
+              tol_cm1: float = km.DEGENERACY_TOL_CM1, nproc: int | None = None,
+              discard_dwf: bool | None = None, keep_scratch: bool | None = None) -> BandsRun:
     """Run (or resume) the band workflow and write bands.h5 and figures; see the module doc.
-    ``nproc`` overrides the workflow's [parallel] nproc = npool for every QE run."""
+    ``nproc`` overrides the workflow's [parallel] nproc = npool for every QE run;
+    ``discard_dwf``/``keep_scratch``: contract-and-discard (:mod:`.storage`)."""
     from ..workflow.runner import Runner
 
     st = setup(workflow, path, npoints, nproc)
@@ -74,6 +76,8 @@ def run_bands(workflow, path: str | None = None, npoints: int | None = None, wor
     run_dir = Path(run_dir or Path("runs") / wf.name)
     output = Path(output or run_dir / "bands.h5")
     runner = Runner(wf, run_dir, progress=progress)
+    from . import storage
+    storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
     res = runner.run_parallel(st.qpts, None, workers,
                               st.dense_bp.q_crystal if st.dense_bp is not None else None)
     figs = write_bands(st, res.qdirs, res.failures, res.dispersion, output, figures, tol_cm1)

@@ -69,7 +69,11 @@ def execute(workflow, run_dir, task_id: str) -> None:
         if task_id == "bands":
             assemble(plan, workflow)
         else:
-            wt.run_task(workflow, run_dir, task_id)
+            contract = None
+            if plan.storage.get("discard_dwf"):
+                from ..analysis.contract import contractor
+                contract = contractor()
+            wt.run_task(workflow, run_dir, task_id, contract)
     except BaseException as exc:
         why = "interrupted (SIGTERM or Ctrl-C)" if isinstance(exc, KeyboardInterrupt) else str(exc)
         _write_state(run_dir, task_id, state="failed", error=why[-4000:], seconds=round(time.time() - t0, 2))
@@ -101,7 +105,9 @@ def assemble(plan: wt.Plan, workflow=None) -> list[Path]:
 
 
 def make_plan(workflow, run_dir=None, path=None, npoints=None, nproc=None, output=None,
-              figures=("png", "pdf"), tol_cm1=km.DEGENERACY_TOL_CM1, engine="local") -> tuple[wt.Plan, object]:
+              figures=("png", "pdf"), tol_cm1=km.DEGENERACY_TOL_CM1, engine="local",
+              discard_dwf=None, keep_scratch=None) -> tuple[wt.Plan, object]:
+    from . import storage
     from .bands import setup
     st = setup(workflow, path, npoints)
     wf = st.wf
@@ -118,7 +124,8 @@ def make_plan(workflow, run_dir=None, path=None, npoints=None, nproc=None, outpu
                    dispersion_q=(st.dense_bp.q_crystal.tolist() if st.dense_bp is not None else None),
                    nproc=per_stage, launcher=launcher,
                    bands={"path": st.path, "npoints": int(npoints or wf.bands["npoints"]),
-                          "output": str(output), "figures": list(figures or ()), "tol_cm1": float(tol_cm1)})
+                          "output": str(output), "figures": list(figures or ()), "tol_cm1": float(tol_cm1)},
+                   storage=storage.settings(wf, engine, discard_dwf, keep_scratch))
     return plan, st
 
 
@@ -158,13 +165,14 @@ def bands_done(plan: wt.Plan, qe_done: set) -> bool:
 
 def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run_dir=None, path=None, npoints=None,
                 nproc=None, output=None, figures=("png", "pdf"), dry_run: bool = False,
-                tol_cm1: float = km.DEGENERACY_TOL_CM1) -> TasksRun:
+                tol_cm1: float = km.DEGENERACY_TOL_CM1, discard_dwf=None, keep_scratch=None) -> TasksRun:
     """The band workflow through a task engine; see the module doc."""
     from ..engines.local import LocalEngine
     from ..engines.slurm import SlurmEngine, squeue_states
     if engine not in ("local", "slurm"):
         raise DfptmagError(f"--engine {engine!r}: 'local' or 'slurm'")
-    plan, st = make_plan(workflow, run_dir, path, npoints, nproc, output, figures, tol_cm1, engine)
+    plan, st = make_plan(workflow, run_dir, path, npoints, nproc, output, figures, tol_cm1, engine,
+                         discard_dwf, keep_scratch)
     if engine == "slurm" and st.wf.cluster is None:
         raise DfptmagError(f"{st.wf.path}: --engine slurm needs a [cluster] section (partition, account, "
                            "time, launcher, ...; see docs/howto-slurm.md)")

@@ -136,7 +136,8 @@ def _qe_seconds(tok: str) -> float:
 def run_interpolated_bands(workflow, path: str | None = None, npoints: int | None = None,
                            workers: int | None = None, run_dir=None, output=None, progress: bool = True,
                            figures=("png", "pdf"), tol_cm1: float = km.DEGENERACY_TOL_CM1,
-                           nproc: int | None = None, bz_points: int = 40) -> InterpolatedBandsRun:
+                           nproc: int | None = None, bz_points: int = 40, discard_dwf: bool | None = None,
+                           keep_scratch: bool | None = None) -> InterpolatedBandsRun:
     from ..analysis.bands import dispersion_modes, track_branches
     from ..analysis.qrun import AnalysisOptions, analyze_qrun
     from ..io.qe_dyn import read_dyn_blocks
@@ -172,6 +173,8 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
     all_q = np.vstack([dense_bp.q_crystal, bz_q])
 
     runner = Runner(wf, run_dir, progress=progress)
+    from . import storage
+    storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
     res = runner.run_parallel(qpts, None, workers, all_q)
     missing = [q.label for q in qpts if q.label not in res.qdirs]
     if missing:
@@ -183,13 +186,13 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
                            amplitude_bohr=wf.analysis["amplitude_bohr"], degeneracy_tol_cm1=tol_cm1)
     t0 = time.perf_counter()
     results = [analyze_qrun(res.qdirs[q.label], opts) for q in qpts]
+    ref = {k: results[0][k] for k in ("masses_amu", "cell_bohr", "positions_bohr", "symbols")}
+    masses = ref["masses_amu"]
     grid = gi.from_results(results, N)
     del results
     grid_file = gi.save(output.with_name("grid.h5"), grid)
     log.info("grid response built in %.1f s", time.perf_counter() - t0)
 
-    ref = analyze_qrun(res.qdirs[qpts[0].label], AnalysisOptions(realspace=False))
-    masses = ref["masses_amu"]
     _, dyn = read_dyn_blocks(res.dispersion, len(atoms))
     if len(dyn) != len(all_q):
         raise DfptmagError(f"{res.dispersion}: {len(dyn)} q-points, expected {len(all_q)}")

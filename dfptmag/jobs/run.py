@@ -117,7 +117,8 @@ def analyze(run_dir, output="dfptmag.h5", amplitude: str = "zero-point", amplitu
 
 
 def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapshots: bool = True,
-        allow_charge_mismatch: bool = False, progress: bool = False) -> RunResult:
+        allow_charge_mismatch: bool = False, progress: bool = False, discard_dwf: bool | None = None,
+        keep_scratch: bool | None = None) -> RunResult:
     """``dfptmag run``: run (or resume) a workflow's QE steps with δψ capture, analyze, write
     HDF5 and the snapshot figures of the modes with the largest in-plane and out-of-plane
     magnetization.
@@ -125,7 +126,9 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     workflow: TOML file or built-in name (default: the tiny WSe2 workflow); q: list of q-points
     ('K', "K'" = '-K', 'M', 'G', '0.5,0,0' or three numbers; default the workflow's [ph] q);
     patterns: 1-based pattern numbers (default all); run_dir: default runs/<workflow name>;
-    output: default <run_dir>/dfptmag.h5."""
+    output: default <run_dir>/dfptmag.h5; discard_dwf: contract each pattern's δψ and delete it
+    (default the workflow's [storage] discard_dwf; see dfptmag.jobs.storage); keep_scratch: keep
+    the q's ph.x scratch once everything is contracted."""
     from ..analysis.qrun import AnalysisOptions
     from ..data import resolve_workflow
     from ..workflow import config
@@ -137,6 +140,8 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     run_dir = run_directory(run_dir or Path("runs") / wf.name)
     out = output_file(output or run_dir / "dfptmag.h5")
     runner = Runner(wf, run_dir, progress=progress)
+    from . import storage
+    storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
     runner.check_patterns(patterns)          # against 3·nat, before any QE process starts
     qdirs = runner.run(qpoints, patterns)
     opts = AnalysisOptions(realspace=wf.analysis["realspace"], amplitude=wf.analysis["amplitude"],
@@ -170,7 +175,7 @@ def route(workflow=None) -> str:
 def bands(workflow=None, path: str | None = None, npoints: int | None = None, workers: int | None = None,
           nproc: int | None = None, run_dir=None, output=None, figures=("png", "pdf"),
           progress: bool = False, interpolate: bool | None = None, engine: str | None = None,
-          dry_run: bool = False):
+          dry_run: bool = False, discard_dwf: bool | None = None, keep_scratch: bool | None = None):
     """``dfptmag bands``: the magnetization bands along a q path, bands.h5 and figures.
 
     Two routes (``interpolate``):
@@ -187,6 +192,8 @@ def bands(workflow=None, path: str | None = None, npoints: int | None = None, wo
     ``engine="local"|"slurm"`` (or ``dry_run=True``) is ``dfptmag bands --engine ...``: the direct
     route as independent tasks (dfptmag.jobs.cluster.bands_tasks; returns a TasksRun, whose
     ``.dry_run_text`` is the plan; with Slurm it returns once the tasks are submitted).
+    ``discard_dwf``/``keep_scratch``: contract-and-discard (dfptmag.jobs.storage; default the
+    workflow's [storage], whose discard_dwf = "auto" is on for ``engine="slurm"`` only).
     ``dfptmag.load(result.output)`` reads the file."""
     from .bands import run_bands
     from ..data import resolve_workflow
@@ -203,14 +210,16 @@ def bands(workflow=None, path: str | None = None, npoints: int | None = None, wo
         from .cluster import bands_tasks
         return bands_tasks(resolve_workflow(workflow), engine=engine or "local", workers=workers,
                            run_dir=run_dir, path=path, npoints=npoints, nproc=nproc, output=output,
-                           figures=tuple(figures or ()), dry_run=dry_run)
+                           figures=tuple(figures or ()), dry_run=dry_run, discard_dwf=discard_dwf,
+                           keep_scratch=keep_scratch)
     if interpolate is None:
         interpolate = route(workflow) == "interpolated"
     if interpolate:
         from .interpolate import run_interpolated_bands
         return run_interpolated_bands(resolve_workflow(workflow), path=path, npoints=npoints, workers=workers,
                                       run_dir=run_dir, output=output, progress=progress,
-                                      figures=tuple(figures or ()), nproc=nproc)
+                                      figures=tuple(figures or ()), nproc=nproc, discard_dwf=discard_dwf,
+                                      keep_scratch=keep_scratch)
     return run_bands(resolve_workflow(workflow), path=path, npoints=npoints, workers=workers,
                      run_dir=run_dir, output=output, progress=progress, figures=tuple(figures or ()),
-                     nproc=nproc)
+                     nproc=nproc, discard_dwf=discard_dwf, keep_scratch=keep_scratch)

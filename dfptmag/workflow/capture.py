@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from ..atomic import copy_file, write_text
@@ -312,3 +313,72 @@ def capture_user_command(cmd: list[str], qdir=".", log=None, redo: bool = False)
         base["fildyn"] = os.path.relpath((Path.cwd() / ph["fildyn"]).resolve(), qdir)
     record_capture(qdir, s, dwf, drho, npool=nranks, q_tpiba=q, base=base)
     return s, dwf, drho, qdir
+
+
+# -- contract and discard ([storage] discard_dwf) ------------------------------------------------
+def discard_dwf(qdir: Path, irrep: int, ph0: Path | None = None, prefix: str | None = None) -> int:
+    """Delete irrep's captured δψ files, which the manifest must already record as contracted
+    (:func:`dfptmag.io.qrun_dir.record_contraction`) into a file that is on disk with its
+    recorded size; also ph.x's own name for the same data (``ph0/<prefix>.dwf*``, a hard link of
+    the capture) so that the space is really freed, and the capture's fildrho copy (ph.x's file
+    holds every earlier perturbation too; the contracted file keeps this irrep's records, the
+    oracle). Returns the bytes freed."""
+    from ..io.qrun_dir import read_manifest, write_manifest
+    qdir = Path(qdir)
+    man = read_manifest(qdir)
+    cap = man.get("captures", {}).get(str(irrep), {})
+    c = cap.get("contracted")
+    if not c:
+        raise DfptmagError(f"{qdir}: irrep {irrep} is not recorded as contracted; its δψ is kept")
+    cfile = qdir / c["file"]
+    if not cfile.is_file() or cfile.stat().st_size != c["size"]:
+        raise DfptmagError(f"{cfile}: missing or not the size recorded; irrep {irrep}'s δψ is kept")
+    freed = 0
+    sources = list(ph0.glob(f"{prefix}.dwf*")) if ph0 is not None and prefix else []
+    for rel in cap.get("dwf", []) + ([cap["drho"]] if cap.get("drho") else []):
+        p = qdir / rel
+        if not p.is_file():
+            continue
+        for src in sources:
+            if src.is_file() and os.path.samefile(src, p):
+                src.unlink()
+        freed += p.stat().st_size
+        p.unlink()
+    cap["dwf_discarded"] = True
+    write_manifest(qdir, man)
+    return freed
+
+
+SCRATCH_KEPT = (".xml", ".upf", ".UPF")
+
+
+def remove_scratch(qdir: Path, outdir: str = "out") -> dict:
+    """Remove the q's ph.x scratch (``<qdir>/<outdir>``: ψ at k and k+q, ph.x's buffers, charge
+    density, induced potentials) except its XML records (data-file-schema.xml, patterns and
+    dynamical-matrix pieces, status) and pseudopotentials, which the analysis of contracted
+    results reads. Recorded in the manifest as ``scratch_removed`` with the bytes freed."""
+    from ..io.qrun_dir import read_manifest, write_manifest
+    qdir = Path(qdir)
+    out = qdir / outdir
+    freed, kept = 0, 0
+    if out.is_dir():
+        for p in sorted(out.rglob("*"), reverse=True):
+            if p.is_symlink() or p.is_file():
+                if p.suffix in SCRATCH_KEPT:
+                    kept += 1
+                    continue
+                freed += p.lstat().st_size
+                p.unlink()
+            elif p.is_dir() and not any(p.iterdir()):
+                p.rmdir()
+    man = read_manifest(qdir)
+    man["scratch_removed"] = {"bytes": int(freed), "kept_files": kept,
+                              "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_manifest(qdir, man)
+    return man["scratch_removed"]
+
+
+def all_contracted(qdir: Path, irreps) -> bool:
+    from ..io.qrun_dir import read_manifest
+    caps = read_manifest(qdir).get("captures", {})
+    return all(caps.get(str(p), {}).get("contracted") for p in irreps)

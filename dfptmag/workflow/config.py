@@ -50,8 +50,12 @@ class Workflow:
     interpolation: dict | None = None  # bands --interpolate: {"qgrid": [N, N, 1]}
     cluster: dict | None = None        # [cluster]: Slurm settings of the task engine (validated)
     qe_bin_dir: Path | None = None     # [qe] bin_dir: where pw.x, ph.x, ... are (None: $DFPTMAG_QE_BIN, PATH)
+    storage: dict = dataclasses.field(default_factory=lambda: dict(STORAGE_DEFAULTS))   # [storage]
 
 
+# [storage] discard_dwf: contract each pattern's δψ and delete it ("auto": on for --engine slurm);
+# keep_scratch: keep the q's ph.x scratch (out/) after every pattern is contracted
+STORAGE_DEFAULTS = {"discard_dwf": "auto", "keep_scratch": False}
 BANDS_DEFAULTS = {"path": "GMKG", "npoints": 7, "workers": 1, "extra_points": {}}
 DISPERSION_METHODS = ("matdyn",)
 
@@ -88,6 +92,7 @@ KNOWN_KEYS = {
     "dispersion": ("qgrid", "method", "asr", "loto_2d", "npoints"),
     "interpolation": ("qgrid",),
     "qe": ("bin_dir",),
+    "storage": ("discard_dwf", "keep_scratch"),
     "cluster": ("partition", "account", "time", "nproc", "launcher", "setup", "sbatch_options", "python"),
 }
 CLUSTER_STAGES = ("prepare", "dispersion", "common", "pattern", "gather", "bands")
@@ -285,6 +290,7 @@ def load(path) -> Workflow:
     interpolation = _interpolation_section(path, data.get("interpolation"))
     cluster = _cluster_section(path, data["cluster"]) if "cluster" in data else None
     qe_bin_dir = _qe_section(path, base, data.get("qe", {}))
+    storage = _storage_section(path, section("storage"))
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
         structure=structure, vacuum_angstrom=float(need(st, "vacuum_angstrom", "structure", float)),
@@ -293,8 +299,31 @@ def load(path) -> Workflow:
         analysis={"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
                   "realspace": bool(an.get("realspace", True))},
         bands=bands, dispersion=dispersion, interpolation=interpolation, cluster=cluster,
-        qe_bin_dir=qe_bin_dir,
+        qe_bin_dir=qe_bin_dir, storage=storage,
     )
+
+
+def _storage_section(path, sec: dict) -> dict:
+    """[storage] discard_dwf = "auto" | true | false, keep_scratch = false | true."""
+    out = dict(STORAGE_DEFAULTS)
+    d = sec.get("discard_dwf", "auto")
+    if d not in ("auto", True, False):
+        raise InputFileError(path, f"[storage] discard_dwf = {d!r}: true, false or \"auto\" (on for "
+                                   "--engine slurm)")
+    k = sec.get("keep_scratch", False)
+    if not isinstance(k, bool):
+        raise InputFileError(path, f"[storage] keep_scratch = {k!r}: true or false")
+    out.update(discard_dwf=d, keep_scratch=k)
+    return out
+
+
+def discard_dwf(wf: Workflow, engine: str | None = None, override: bool | None = None) -> bool:
+    """Whether δψ is contracted and discarded: ``override`` (--discard-dwf / --keep-dwf), else
+    the workflow's [storage] discard_dwf, whose "auto" means on for Slurm runs only."""
+    if override is not None:
+        return bool(override)
+    d = wf.storage["discard_dwf"]
+    return engine == "slurm" if d == "auto" else bool(d)
 
 
 def _qe_section(path, base: Path, qs: dict) -> Path | None:

@@ -42,6 +42,8 @@ later step of the chain. Markers, the manifest and outputs are written atomicall
 """
 from __future__ import annotations
 
+import contextlib
+
 import dataclasses
 import hashlib
 import json
@@ -106,6 +108,10 @@ class Runner:
         self._lock = threading.Lock()
         self._running: list[str] = []
         self.bar = None
+        # contract-and-discard ([storage] discard_dwf): a callable (q dir, irrep) → the contracted
+        # record (dfptmag.analysis.contract.contract_irrep, given by the jobs layer) or None
+        self.contract = None
+        self.keep_scratch = False
 
     # -- helpers ---------------------------------------------------------------
     def _cmd(self, exe: str, infile: str | None) -> list[str]:
@@ -272,9 +278,11 @@ class Runner:
 
     def final_step(self, work: Path, common: dict, h_irr0: str, pats: list[int]) -> str:
         """ph.x's final recover run, which reads every irrep's record and writes fildyn."""
+        def run_final(i, o):
+            self._scratch_gone(work)
+            capture.run_logged(self._cmd("ph.x", i), o, work)
         return self._step(work, "ph.final", inputs.ph_input(**common, recover=True),
-                          self._hash(h_irr0, *[str(p) for p in pats]),
-                          lambda i, o: capture.run_logged(self._cmd("ph.x", i), o, work))
+                          self._hash(h_irr0, *[str(p) for p in pats]), run_final)
 
     def _qpoint(self, work: Path, q: QPoint, scf_hash: str, pats: list[int], bar=None) -> Path:
         h, common = self.q_common(work, q, scf_hash, bar)
@@ -283,20 +291,57 @@ class Runner:
         wf = self.wf
         for p in pats:
             def run_pattern(i, o, p=p):
+                self._scratch_gone(work)
                 self._forget_irrep(work, ph0, p)
                 cmd = self._cmd("ph.x", i)
                 dwf, drho = capture.captured_run(cmd, o, work, ph0, wf.prefix,
                                                  work / "capture", f"irr{p}", "drho")
                 # sizes, sha256, irrep, q and pools, checked before every analysis
                 record_capture(work, p, dwf, drho, npool=capture.check_layout(cmd))
+                self.contract_and_discard(work, p, ph0)
             self._step(work, f"ph.irr{p}", self.pattern_input(common, p), h, run_pattern)
             if bar is not None:
                 bar.update(1)
         if len(pats) == nmodes:
             self.final_step(work, common, h, pats)
+            self.finish_q(work, pats)
         if bar is not None:
             bar.update(1)
         return work
+
+    def contract_and_discard(self, work: Path, p: int, ph0: Path | None, lock=None) -> dict | None:
+        """With :attr:`contract` set: contract irrep p's fresh capture (verified against fildrho,
+        written and fsync'ed), record it in the manifest, then delete its δψ. Part of the
+        pattern's step, before its marker: a crash anywhere in here redoes only this pattern.
+        ``lock``: a context manager serializing manifest writes (pattern tasks side by side)."""
+        if self.contract is None:
+            return None
+        from ..io.qrun_dir import record_contraction
+        rec = self.contract(work, p)
+        if rec is None:                      # not verifiable (no fildrho): the δψ stays
+            return None
+        with lock() if lock is not None else contextlib.nullcontext():
+            record_contraction(work, p, rec)
+            rec["freed_bytes"] = capture.discard_dwf(work, p, ph0, self.wf.prefix)
+        log.info("%s: irrep %d contracted (%d B, charge error %.1e), δψ deleted (%d B)", work.name, p,
+                 rec["size"], rec["charge_error"], rec["freed_bytes"])
+        return rec
+
+    def finish_q(self, work: Path, pats: list[int]) -> dict | None:
+        """After fildyn: with contract-and-discard and every pattern contracted, remove the q's
+        ph.x scratch (kept with :attr:`keep_scratch`)."""
+        if self.contract is None or self.keep_scratch or self.check_only:
+            return None
+        if "scratch_removed" in read_manifest(work) or not capture.all_contracted(work, pats):
+            return None
+        return capture.remove_scratch(work)
+
+    def _scratch_gone(self, work: Path) -> None:
+        gone = read_manifest(work).get("scratch_removed")
+        if gone:
+            raise DfptmagError(f"{work}/out: the q's ph.x scratch was removed on {gone['time']} after "
+                               "every pattern was contracted, so no ph.x step of this q can run again; "
+                               f"delete {work} to recompute this q-point from the start")
 
     def q_common(self, work: Path, q: QPoint, scf_hash: str, bar=None) -> tuple[str, dict]:
         """The part of q's chain every pattern needs (ψ at k and k+q, irrep 0) in ``work``

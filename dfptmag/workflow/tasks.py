@@ -66,6 +66,7 @@ class Plan:
     nproc: dict = dataclasses.field(default_factory=dict)   # stage -> MPI processes (pools)
     launcher: list | None = None        # words with {nproc}; None: [parallel] mpirun
     bands: dict = dataclasses.field(default_factory=dict)   # options of the bands task (jobs layer)
+    storage: dict = dataclasses.field(default_factory=dict)  # {"discard_dwf": bool, "keep_scratch": bool}
 
     def save(self) -> Path:
         path = Path(self.run_dir) / TASKS_DIR / "plan.json"
@@ -135,12 +136,16 @@ def _load(path: str, mtime: float) -> config.Workflow:
     return config.load(path)
 
 
-def runner_for(plan: Plan, stage: str, check_only: bool = False) -> Runner:
+def runner_for(plan: Plan, stage: str, check_only: bool = False, contract=None) -> Runner:
     wf = copy.deepcopy(_load(plan.workflow, os.stat(plan.workflow).st_mtime))   # status checks every task
     n = plan.nproc.get(stage, plan.nproc.get("default"))
     if n is not None:
         wf.nproc = wf.npool = int(n)
-    return Runner(wf, plan.run_dir, progress=False, check_only=check_only, launcher=plan.launcher)
+    r = Runner(wf, plan.run_dir, progress=False, check_only=check_only, launcher=plan.launcher)
+    if plan.storage.get("discard_dwf"):
+        r.contract = contract
+        r.keep_scratch = bool(plan.storage.get("keep_scratch"))
+    return r
 
 
 def _qpoint(plan: Plan, label: str) -> config.QPoint:
@@ -214,15 +219,16 @@ def copy_state(qdir: Path, pdir: Path, prefix: str) -> dict:
     return info
 
 
-def do_pattern(plan: Plan, label: str, p: int) -> None:
+def do_pattern(plan: Plan, label: str, p: int, contract=None) -> None:
     chk = runner_for(plan, "pattern", check_only=True)
     h0, common = _common_hash(chk, plan, label)
-    r = runner_for(plan, "pattern")
+    r = runner_for(plan, "pattern", contract=contract)
     prefix = r.wf.prefix
     qdir = r.run_dir / f"q_{label}"
     pdir = qdir / f"pattern{p}"
 
     def run_pattern(i, o):
+        r._scratch_gone(qdir)
         copy_state(qdir, pdir, prefix)
         ph0 = pdir / "out" / "_ph0"
         capture.redo_irrep(ph0, prefix, p)           # after a gather the copy holds p's record
@@ -236,6 +242,8 @@ def do_pattern(plan: Plan, label: str, p: int) -> None:
         dwf, drho = capture.captured_run(cmd, o, pdir, ph0, prefix, qdir / "capture", f"irr{p}", "drho")
         with manifest_lock(qdir):
             record_capture(qdir, p, dwf, drho, npool=capture.check_layout(cmd))
+        # contract-and-discard: verified, written, recorded, and only then the δψ deleted
+        r.contract_and_discard(qdir, p, ph0, lock=lambda: manifest_lock(qdir))
         piece = ph0 / f"{prefix}.phsave" / f"dynmat.1.{p}.xml"
         if not piece.is_file():
             raise DfptmagError(f"{piece}: ph.x wrote no record of irrep {p}; see {o}")
@@ -246,7 +254,7 @@ def do_pattern(plan: Plan, label: str, p: int) -> None:
         r._step(qdir, f"ph.irr{p}", r.pattern_input(common, p), h0, run_pattern)
 
 
-def do_gather(plan: Plan, label: str) -> None:
+def do_gather(plan: Plan, label: str, contract=None) -> None:
     chk = runner_for(plan, "gather", check_only=True)
     h0, common = _common_hash(chk, plan, label)
     qdir = chk.run_dir / f"q_{label}"
@@ -255,10 +263,12 @@ def do_gather(plan: Plan, label: str) -> None:
                                                               h0, None))
     try:
         chk.final_step(qdir, common, h0, list(plan.patterns))
-        return                                       # fildyn is current
+        with locks.task(qdir):                       # fildyn is current
+            runner_for(plan, "gather", contract=contract).finish_q(qdir, list(plan.patterns))
+        return
     except NotDone:
         pass
-    r = runner_for(plan, "gather")
+    r = runner_for(plan, "gather", contract=contract)
     prefix = r.wf.prefix
     phsave = qdir / "out" / "_ph0" / f"{prefix}.phsave"
     with locks.task(qdir):
@@ -272,11 +282,14 @@ def do_gather(plan: Plan, label: str) -> None:
             capture.redo_irrep(qdir / "out" / "_ph0", prefix, p)   # drop an older record, reset status
             copy_file(piece, phsave / piece.name)
         r.final_step(qdir, common, h0, list(plan.patterns))
+        r.finish_q(qdir, list(plan.patterns))        # the scratch goes once all is contracted
 
 
-def run_task(workflow, run_dir, task_id: str) -> None:
+def run_task(workflow, run_dir, task_id: str, contract=None) -> None:
     """Run one QE task of the plan in ``run_dir`` (idempotent: nothing happens when its
-    markers are current). ``workflow`` must be the plan's workflow file."""
+    markers are current). ``workflow`` must be the plan's workflow file. ``contract``: the
+    contraction callable of a plan with ``storage.discard_dwf`` (given by the jobs layer, see
+    :meth:`.runner.Runner.contract_and_discard`)."""
     plan = Plan.load(run_dir)
     if workflow is not None and Path(workflow).resolve() != Path(plan.workflow).resolve():
         raise DfptmagError(f"{workflow}: the plan in {run_dir} was made for {plan.workflow}")
@@ -294,10 +307,10 @@ def run_task(workflow, run_dir, task_id: str) -> None:
         _qpoint(plan, label)
         if p not in plan.patterns:
             raise DfptmagError(f"pattern {p} is not in the plan ({plan.patterns})")
-        do_pattern(plan, label, p)
+        do_pattern(plan, label, p, contract)
     elif stage == "gather":
         _qpoint(plan, label)
-        do_gather(plan, label)
+        do_gather(plan, label, contract)
     else:
         raise DfptmagError(f"{task_id}: not a QE task (the bands task is dfptmag.jobs.bands')")
 
