@@ -30,6 +30,10 @@ from dfptmag.kernel import interpolation as ki              # noqa: E402
 from dfptmag.kernel import symmetry as ks                   # noqa: E402
 
 
+LAST_ROWS: list = []         # (N, label, errors supercell, errors lattice series, q) of the last main()
+LAST_LOCALITY: dict = {}     # the largest grid's column amplitude beyond 10 Å / peak (δn, |δm|)
+
+
 def load_all(run_dir: Path) -> dict:
     out = {}
     for d in sorted(run_dir.glob("q_*")):
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
             U = r["displacement_bohr"]
             e = errors(sc.evaluate(q), Fd, U)
             el = errors(lat.evaluate(q), Fd, U)
-            rows.append((N, lab, e, el))
+            rows.append((N, lab, e, el, q))
             print(f"   {lab:>22s} |q|={np.linalg.norm(q[:2] @ np.linalg.inv(r0['cell_bohr'][:2, :2]).T) * 2 * np.pi:.3f}/bohr  "
                   f"supercell: δn {e['n']:5.2f}%  δm {e['m']:5.1f}%  RMS n {e['rms_n']:5.2f}% in {e['rms_in']:5.1f}% "
                   f"out {e['rms_out']:5.1f}%   | lattice series: δn {el['n']:5.1f}%  δm {el['m']:5.1f}%  "
@@ -125,9 +129,30 @@ def main(argv=None) -> int:
         sc.evaluate(dense)
         print(f"   evaluate at 500 q: {time.perf_counter() - t2:.2f} s "
               f"({sum(len(p) for p in sc.points)} supercell points)")
+    LAST_ROWS[:] = rows
+    LAST_LOCALITY.clear()
+    if biggest is not None:
+        LAST_LOCALITY.update(locality(biggest))
     if args.plot and biggest is not None:
         plot_locality(biggest, args.plot)
     return 0
+
+
+def locality(g: gi.GridResponse, beyond_angstrom: float = 10.0) -> dict:
+    """Largest column amplitude farther than ``beyond_angstrom`` from the displaced atom,
+    relative to its peak, over the displaced atoms: how local the one-atom response is."""
+    sc = g.supercell
+    out = {"N": g.N, "n": 0.0, "m": 0.0}
+    for p, v in zip(sc.points, sc.values):
+        d = np.linalg.norm(p @ sc.cell2d, axis=1) * 0.529177
+        far = d > beyond_angstrom
+        if not far.any():
+            continue
+        amp_n = np.abs(v[:, :, 0]).sum(axis=1)
+        amp_m = np.linalg.norm(v[:, :, 1:], axis=2).sum(axis=1)
+        out["n"] = max(out["n"], float(amp_n[far].max() / amp_n.max()))
+        out["m"] = max(out["m"], float(amp_m[far].max() / amp_m.max()))
+    return out
 
 
 def plot_locality(g: gi.GridResponse, path: Path) -> None:

@@ -7,9 +7,12 @@ Slurm in the session) and on the local engine, with real tiny QE runs.
   its own copy of the q's ph.x state, as job arrays with afterok dependencies. One pattern task
   is scancel'ed while ph.x runs, another is made to fail (its directory name is taken by a
   file); status reports both, the others finish; the resubmission redoes exactly those two (and
-  the gathers and bands that waited for them). bands.h5 equals the local engine's to 1e-10
-  relative in every dataset; each pattern's δψ capture equals the sequential run's bitwise,
-  although patterns of one q ran side by side (the Slurm node declares 4 CPUs, two tasks of 2).
+  the gathers and bands that waited for them). Slurm runs contract and discard δψ by default:
+  every pattern task contracts its own δψ (checked against fildrho) and deletes it, every
+  gather removes its q's ph.x scratch. bands.h5 equals the local engine's (δψ kept) to 1e-10
+  relative in every dataset; each pattern's contracted result equals the sequential run's
+  analysis bitwise, although patterns of one q ran side by side (the Slurm node declares 4
+  CPUs, two tasks of 2).
 """
 from __future__ import annotations
 
@@ -266,34 +269,42 @@ def test_slurm_band_path_scancel_failure_resubmit_equals_local(slurm, tiny_run, 
     assert r3.returncode == 0 and "up to date" in r3.stdout, r3.stdout
     assert json.loads((run / "tasks" / "jobs.json").read_text()) == jobs2
 
-    # The pattern tasks reran ph.x from the sequential run's state. ph.x's own fildrho tells how
-    # far two runs of this QE build lie apart: 0 on QE 6.7 (bitwise reproducible), ~1e-5 on the
-    # 7.x builds. Bitwise builds must give bitwise δψ; the others each run's own oracle (the
-    # analysis enforces 2 Tr δñ = fildrho) and agreement within that scatter.
+    # The pattern tasks reran ph.x from the sequential run's state, and (Slurm: [storage]
+    # discard_dwf = "auto" is on) each contracted its δψ, checked it against fildrho, and deleted
+    # it; the gathers removed the q's ph.x scratch. ph.x's own fildrho tells how far two runs of
+    # this QE build lie apart: 0 on QE 6.7 (bitwise reproducible), ~1e-5 on the 7.x builds.
+    # Bitwise builds must give bitwise contracted results; the others each run's own oracle (the
+    # contraction enforces 2 Tr δñ = fildrho) and agreement within that scatter.
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     scatter = 0.0
     for label in ("K", "-K"):
         seq, par = dirs[label], run / f"q_{label}"
         ms, mp = read_manifest(seq)["captures"], read_manifest(par)["captures"]
         assert sorted(ms, key=int) == sorted(mp, key=int) == [str(p) for p in range(1, 10)]
         for irr in ms:
+            assert mp[irr]["contracted"]["charge_error"] <= 1e-12 and mp[irr]["dwf_discarded"], mp[irr]
             ds = np.fromfile(seq / ms[irr]["drho"], dtype=np.complex128)
-            dp = np.fromfile(par / mp[irr]["drho"], dtype=np.complex128)
             rec = ds.size // int(irr)
-            assert ds.size == dp.size
-            scatter = max(scatter, float(np.abs(ds[-rec:] - dp[-rec:]).max() / np.abs(ds[-rec:]).max()))
+            with h5py.File(par / mp[irr]["contracted"]["file"]) as f:
+                dp = f["fildrho"][0].ravel(order="F")        # ph.x's record, kept in C order
+            assert dp.size == rec
+            scatter = max(scatter, float(np.abs(ds[-rec:] - dp).max() / np.abs(ds[-rec:]).max()))
+        assert not list((par / "capture").glob("dwf.*"))              # δψ deleted
+        assert read_manifest(par)["scratch_removed"]["bytes"] > 0     # and the q's scratch
+        assert not list((par / "out").rglob("*.dat")) and not list((par / "out").rglob("wse2.wfc*"))
     # bitwise builds: every dataset to 1e-10; others: the basis-independent ones (frequencies,
     # subspace totals, ...) within the cell integrals' bound on that scatter
     worst = compare_bands(run / "bands.h5", local_run / "bands.h5",
                           max(1e-10, CELL_INTEGRAL_PER_SCATTER * scatter), skip=BASIS_DEPENDENT if scatter else ())
-    print(f"bands.h5 Slurm vs local engine: largest relative difference {worst:.2e}; ph.x's own "
-          f"fildrho between the runs {scatter:.1e}")
+    print(f"bands.h5 Slurm (δψ contracted and discarded) vs local engine (kept): largest relative "
+          f"difference {worst:.2e}; ph.x's own fildrho between the runs {scatter:.1e}")
     for label in ("K", "-K"):
         seq, par = dirs[label], run / f"q_{label}"
-        ms, mp = read_manifest(seq)["captures"], read_manifest(par)["captures"]
-        if scatter == 0.0:   # pattern-parallel equivalence: every rank's δψ file bitwise the sequential run's
-            for irr in ms:
-                for fs, fp in zip(ms[irr]["dwf"], mp[irr]["dwf"], strict=True):
-                    assert (seq / fs).read_bytes() == (par / fp).read_bytes(), (label, irr, fp)
+        if scatter == 0.0:   # pattern-parallel + contracted equivalence: bitwise the sequential run's
+            a = analyze_qrun(seq, AnalysisOptions())
+            b = analyze_qrun(par, AnalysisOptions())
+            for key in ("pattern_matrix", "pattern_field", "mode_cell_integral", "frequency_ry"):
+                assert a[key].tobytes() == b[key].tobytes(), (label, key)
         assert not list(par.glob("pattern*/out"))          # the state copies are removed
         # ...and patterns of this q did run at the same time (copy.json: start, marker: end)
         span = {p: ((par / f"pattern{p}" / "copy.json").stat().st_mtime, (par / f"ph.irr{p}.done").stat().st_mtime)

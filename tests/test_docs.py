@@ -123,6 +123,9 @@ def test_hdf5_reference_names_every_dataset():
     assert len(q_sets) > 20
     missing = [d for d in sorted(q_sets) if not _named(d, q_text)]
     missing += [f"bands.h5 {d}" for d in sorted(bandsfile.UNITS) if not _named(d, bands_text)]
+    from dfptmag.results import contracted
+    c_text = bands_text.split("## `contracted/irr<p>.h5`")[1].split("\n## ")[0]
+    missing += [f"contracted {d}" for d in contracted.ARRAYS if not _named(d, c_text)]
     assert not missing, f"docs/hdf5.md lacks {missing}"
 
 

@@ -24,7 +24,7 @@ def _set(section, key, value):
     """Replace (or add) ``key = value`` in ``[section]``."""
     def edit(text):
         head = f"[{section}]"
-        pre, post = text.split(head, 1) if head in text else (text + f"\n{head}\n", "")
+        pre, post = text.split(head, 1) if head in text else (text + "\n", "")
         lines = post.split("\n")
         for i, ln in enumerate(lines[1:], 1):
             if ln.startswith("["):
@@ -93,6 +93,10 @@ TOML_CASES = [
     (_set("interpolation", "qgrid", '"6x6"'), r"\[interpolation\] qgrid = '6x6'"),
     (_set("interpolation", "qgird", "[6, 6, 1]"), r"did you mean 'qgrid'"),
     (_set("workflow", "name", '"a/b"'), r"name = 'a/b'"),
+    (_set("storage", "discard_dwf", '"yes"'), r"\[storage\] discard_dwf = 'yes': true, false or \"auto\""),
+    (_set("storage", "keep_scratch", "1"), r"\[storage\] keep_scratch = 1: true or false"),
+    (_set("storage", "discard_dfw", "true"), r"did you mean 'discard_dwf'"),
+    (_set("dispersion", "qgrid", "[3, 0, 1]"), r"\[dispersion\] qgrid = \[3, 0, 1\]: three positive integers"),
     (lambda t: t + "\nthis is not toml\n", r"invalid TOML"),
 ]
 
@@ -132,6 +136,7 @@ CLI_CASES = [
     (["bands", "--nproc", "-1"], r"--nproc: -1: must be ≥ 1"),
     (["bands", "--format", "png,xsf"], r"--format: 'png,xsf': formats are a comma list of png, pdf"),
     (["bands", "-o", "{tmp}"], r"is a directory"),
+    (["bands", "--discard-dwf", "--keep-dwf"], r"--keep-dwf: not allowed with argument --discard-dwf"),
     (["analyze", "{tmp}/nothere"], r"not a directory"),
     (["analyze", "{tmp}", "-o", "{tmp}"], r"is a directory"),
     (["analyze", "{tmp}", "--amplitude-bohr", "-1"], r"--amplitude-bohr: -1.0: must be > 0"),

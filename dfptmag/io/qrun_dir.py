@@ -10,7 +10,12 @@ A q-run directory holds a manifest ``dfptmag-q.json`` written by ``dfptmag run``
                                                                    "sha256": "..."}, ...}}}}
 
 ``irrep``, ``q_tpiba``, ``npool`` and ``checksums`` are written at capture time (older manifests
-lack them: they still load, unchecked). ``npool`` is the pool count of the ph.x run that wrote
+lack them: they still load, unchecked). With contract-and-discard (``--discard-dwf``) an entry
+also holds ``"contracted": {"file": "contracted/irr3.h5", "size": ..., "sha256": ..., ...}``
+(:func:`record_contraction`) and, once its δψ and fildrho copy are deleted, ``"dwf_discarded":
+true``; the analysis then reads the contracted file (checked against that size and sha256)
+instead of the δψ. ``"scratch_removed"`` at the top level records that the q's ph.x scratch was
+removed (only its XML records and pseudopotentials are left in ``<outdir>``). ``npool`` is the pool count of the ph.x run that wrote
 the δψ files (file ``dwf.<tag>.<r>`` is MPI process r, pool r − 1).
 
 and, relative to it:

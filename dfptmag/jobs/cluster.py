@@ -187,6 +187,7 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
     res = TasksRun(run_dir=run_dir, engine=engine, todo=[t.id for t in todo], outcome=Outcome(finished=True))
     if dry_run:
         res.dry_run_text = describe(plan, graph, todo, engine, st.wf, _size_factor(st))
+        res.dry_run_text += "\n\n" + describe_disk(plan, st, engine, workers or st.wf.bands["workers"])
         return res
     qe_todo = [t for t in todo if t.id != "bands"]
     if engine == "local":
@@ -242,6 +243,85 @@ def _size_factor(st) -> float:
     nk = float(np.prod(st.wf.pw["kgrid"]))
     c = float(st.atoms.cell.lengths()[2])
     return (nk / 4.0) * (float(st.wf.pw["ecutwfc_ry"]) / 20.0) ** 1.5 * (c / 10.0)
+
+
+# Disk of the tiny run (20 Ry, 2×2 k, c = 10 Å), measured on its K point: δψ of one pattern (two
+# pool files), the q's ph.x scratch that the gather frees (ψ at k and k+q, ψ buffer, charge
+# density, ...), the state copy a pattern task makes while it runs, one pattern's contracted file
+# (field + fildrho record) and one fildrho record, the scf directory. δψ, scratch and copies scale
+# with k-points × plane waves (_size_factor), the field with the FFT grid (_grid_factor).
+_TINY_BYTES = {"dwf": 2_255_616, "scratch": 16_514_580, "copy": 15_600_000, "contracted": 1_128_024,
+               "drho_record": 279_936, "scf": 3_200_000}
+
+
+def _grid_factor(st) -> float:
+    """FFT points relative to the tiny run: (ecutrho)^1.5 · c (ecutrho = 4 ecutwfc by default)."""
+    ecutrho = float(st.wf.pw.get("ecutrho_ry", 4 * float(st.wf.pw["ecutwfc_ry"])))
+    return (ecutrho / 80.0) ** 1.5 * (float(st.atoms.cell.lengths()[2]) / 10.0)
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n / 1e6:.3g} MB"
+
+
+def disk_model(plan: wt.Plan, st, running: int) -> dict:
+    """Peak and final disk per stage, with and without contract-and-discard, for the whole plan
+    (``running`` pattern tasks at once). Sizes are measured in this run directory where tasks
+    have run (captures and contracted files in its manifests), else the tiny run's × size."""
+    from ..io.qrun_dir import read_manifest
+    sf, gf = _size_factor(st), _grid_factor(st)
+    b = {k: v * (gf if k in ("contracted", "drho_record") else sf) for k, v in _TINY_BYTES.items()}
+    b["scf"] = _TINY_BYTES["scf"] * sf
+    src = {k: "estimate" for k in b}
+    dwf, con = [], []
+    for label in plan.qpoints:
+        for cap in read_manifest(Path(plan.run_dir) / f"q_{label}").get("captures", {}).values():
+            sums = cap.get("checksums", {})
+            dwf += [sum(v["size"] for k, v in sums.items() if "/dwf." in "/" + k)]
+            if cap.get("contracted"):
+                con.append(cap["contracted"]["size"])
+    if dwf and max(dwf) > 0:
+        b["dwf"], src["dwf"] = float(np.mean(dwf)), "measured"
+    if con:
+        b["contracted"], src["contracted"] = float(np.mean(con)), "measured"
+    nq, npat = len(plan.qpoints), len(plan.patterns)
+    drho = b["drho_record"] * npat * (npat + 1) / 2       # capture's fildrho copies of one q
+    keep_q = npat * b["dwf"] + drho                        # what a q keeps without discarding
+    disc_q = npat * b["contracted"]
+    task = b["copy"] + b["dwf"]                            # while a pattern task runs
+    base = b["scf"] + nq * b["scratch"]
+    rows = [("prepare", b["scf"], b["scf"], b["scf"], b["scf"]),
+            ("common", base, base, base, base),
+            ("pattern", base + nq * keep_q + running * b["copy"], base + nq * keep_q,
+             base + nq * disc_q + running * task, base + nq * disc_q),
+            ("gather", base + nq * keep_q, base + nq * keep_q, base + nq * disc_q,
+             b["scf"] + nq * disc_q)]
+    return {"bytes": b, "source": src, "rows": rows, "running": running, "nq": nq, "npat": npat}
+
+
+def describe_disk(plan: wt.Plan, st, engine: str, workers: int) -> str:
+    """The dry run's disk table: peak and final per stage, δψ kept or contracted and discarded."""
+    # Slurm runs as many tasks as the queue lets in: the table assumes one q's patterns at once
+    running = len(plan.patterns) if engine == "slurm" else int(workers)
+    m = disk_model(plan, st, running)
+    b, src = m["bytes"], m["source"]
+    on = plan.storage.get("discard_dwf")
+    scratch_kept = plan.storage.get("keep_scratch")
+    lines = [f"disk ({m['nq']} q × {m['npat']} patterns; {running} pattern task(s) at once; δψ "
+             f"{'contracted and discarded' if on else 'kept'}: [storage] discard_dwf / --discard-dwf, --keep-dwf)",
+             f"  per pattern: δψ {_gb(b['dwf'])} ({src['dwf']}), contracted {_gb(b['contracted'])} "
+             f"({src['contracted']}); per q: ph.x scratch {_gb(b['scratch'])}; per running task: state "
+             f"copy {_gb(b['copy'])} (estimates: tiny run × k-points × plane waves, field × FFT grid)",
+             f"{'stage':<10}{'keep δψ: peak':>16}{'final':>12}{'discard: peak':>16}{'final':>12}"]
+    for stage, kp, kf, dp, df in m["rows"]:
+        if stage == "gather" and scratch_kept:
+            df = dp
+        lines.append(f"{stage:<10}{_gb(kp):>16}{_gb(kf):>12}{_gb(dp):>16}{_gb(df):>12}")
+    lines.append("peak = the stage's largest use while its tasks run; final = what stays after it "
+                 "(discard: the q's scratch goes at its gather" + (", kept here: --keep-scratch" if scratch_kept else "") + "); "
+                 f"each further pattern task running at once adds {_gb(b['copy'] + b['dwf'])} while it runs; "
+                 "the dispersion's coarse-grid ph.x run is not included")
+    return "\n".join(lines)
 
 
 def describe(plan: wt.Plan, graph, todo, engine: str, wf, size_factor: float = 1.0) -> str:
@@ -361,6 +441,8 @@ def _pattern_disk(run_dir: Path, task_id: str) -> str:
         cap = read_manifest(qdir).get("captures", {}).get(str(p), {})
         size = sum(v["size"] for v in cap.get("checksums", {}).values())
         text = f"δψ + fildrho {size / 1e6:.2f} MB" if size else ""
+        if cap.get("contracted"):
+            text += f" contracted into {cap['contracted']['size'] / 1e6:.2f} MB (δψ deleted)"
         copy = json.loads((qdir / f"pattern{p}" / "copy.json").read_text())
         return text + f"; state copy {copy['bytes'] / 1e6:.1f} MB in {copy['seconds']:.2f} s (deleted)"
     except (OSError, ValueError, KeyError, DfptmagError):

@@ -187,7 +187,7 @@ def _validate_values(path, data: dict) -> None:
 
 
 def _structure_elements(path, structure: Path) -> tuple[list[str], int]:
-    from .inputs import read_structure        # ASE, else pymatgen (inputs imports this module)
+    from .structure import read_structure     # ASE, else pymatgen
     atoms = read_structure(structure)
     symbols = atoms.get_chemical_symbols()
     if not symbols:
@@ -368,13 +368,21 @@ def _interpolation_section(path, sec) -> dict | None:
         return None
     if not isinstance(sec, dict):
         raise InputFileError(path, "[interpolation] must be a table")
-    qgrid = sec.get("qgrid")
-    if not (isinstance(qgrid, list) and len(qgrid) == 3
-            and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in qgrid)
-            and qgrid[0] == qgrid[1] and qgrid[2] == 1):
-        raise InputFileError(path, f"[interpolation] qgrid = {qgrid!r}: [N, N, 1] with N a positive "
+    return {"qgrid": _qgrid(path, "interpolation", sec.get("qgrid"), in_plane=True)}
+
+
+def _qgrid(path, section: str, qgrid, in_plane: bool = False) -> list[int]:
+    """The one q-grid check of [dispersion] and [interpolation]: three positive integers; with
+    ``in_plane``, [N, N, 1]."""
+    ok = (isinstance(qgrid, list) and len(qgrid) == 3
+          and all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in qgrid))
+    if ok and (not in_plane or (qgrid[0] == qgrid[1] and qgrid[2] == 1)):
+        return qgrid
+    if in_plane:
+        raise InputFileError(path, f"[{section}] qgrid = {qgrid!r}: [N, N, 1] with N a positive "
                                    "integer (an in-plane Γ-centred grid, e.g. [6, 6, 1])")
-    return {"qgrid": qgrid}
+    raise InputFileError(path, f"[{section}] qgrid = {qgrid!r}: three positive integers (a coarse "
+                               "DFPT q-grid for q2r.x, e.g. [6, 6, 1])")
 
 
 def _dispersion_section(path, ds) -> dict | None:
@@ -382,10 +390,7 @@ def _dispersion_section(path, ds) -> dict | None:
         return None
     if not isinstance(ds, dict):
         raise InputFileError(path, "[dispersion] must be a table")
-    qgrid = ds.get("qgrid")
-    if not (isinstance(qgrid, list) and len(qgrid) == 3 and all(isinstance(k, int) and k > 0 for k in qgrid)):
-        raise InputFileError(path, f"[dispersion] qgrid = {qgrid!r}: three positive integers (a coarse "
-                                   "DFPT q-grid for q2r.x, e.g. [6, 6, 1])")
+    qgrid = _qgrid(path, "dispersion", ds.get("qgrid"))
     if not isinstance(ds.get("loto_2d", False), bool):
         raise InputFileError(path, f"[dispersion] loto_2d = {ds['loto_2d']!r}: true or false")
     out = {"qgrid": qgrid, "method": ds.get("method", "matdyn"), "asr": ds.get("asr", "simple"),

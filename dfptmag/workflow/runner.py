@@ -37,13 +37,21 @@ step runs in its own copy of ``out/`` (``pattern<p>/out``, taken after ``ph.irr0
 record ``dynmat.1.<p>.xml`` is kept), and ``ph.final`` first copies those records into
 ``out/_ph0/<prefix>.phsave`` (the gather task).
 
+Contract-and-discard (``[storage] discard_dwf``; :attr:`Runner.contract` set by the jobs layer):
+inside each ``ph.irr<p>`` step, after the capture is recorded and before the step's marker,
+Eq. 1 of the pattern is contracted and checked against fildrho, written (fsync), recorded in the
+manifest, and only then are its δψ and fildrho copy deleted (:meth:`Runner.contract_and_discard`).
+A kill anywhere in there leaves the step without its marker: the resume redoes that one pattern.
+After ``ph.final``, with every pattern contracted, the q's scratch ``out/`` is removed except its
+XML records (:meth:`Runner.finish_q`; ``keep_scratch`` keeps it); from then on no ph.x step of
+that q can run again (redoing one asks to delete the q directory).
+
 The markers chain: a changed input (or a redone earlier step with a new hash) invalidates every
 later step of the chain. Markers, the manifest and outputs are written atomically.
 """
 from __future__ import annotations
 
 import contextlib
-
 import dataclasses
 import hashlib
 import json

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Interpolation error against direct DFPT as the k-sampling grows (issue 23).
+
+    python benchmarks/bench_interpolation_k.py [--kgrids 2,4,6] [--grids 3,4,6] [--out DIR]
+                                               [--table docs/_generated/interp_k.md]
+
+For each k-grid N_k × N_k × 1, the tiny workflow (20 Ry, c = 10 Å) with that k-grid runs ph.x
+(all nine patterns, δψ contracted and discarded: ``--discard-dwf``) at
+
+- the irreducible q-points of every q-grid of ``--grids`` (3×3: Γ, K, (1/3,0); 4×4: Γ, (1/4,0),
+  M, (1/4,1/4); 6×6: seven), and
+- the check points off the grids: the middle of Γ–M (1/4,0,0; on the 4×4 grid, so a check for
+  3×3 and 6×6 only), ⅓ΓK (1/9,1/9,0), ⅔ΓK (2/9,2/9,0) and near Γ (0.05,0,0).
+
+Then ``bench_interpolation.py`` interpolates F_{κα}(q) from each q-grid and prints, per check
+point, the error of δn and δm (per displacement, % of the largest value at that q) and of the
+mode RMS values against the direct DFPT run at that q; and the locality of the response to one
+displaced atom (column amplitude beyond 10 Å relative to its peak) on the largest grid. The
+runs are resumable (finished ph.x steps are skipped), so the command can be stopped and
+restarted, and a larger k-grid added later. Cost on 2 cores: about 100 s per q-point at 2×2 k,
+roughly ∝ N_k² beyond.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import re
+import sys
+import time
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
+TINY = ROOT / "workflows" / "wse2-tiny.toml"
+CHECKS = {"mid Γ–M": (0.25, 0.0, 0.0), "⅓ΓK": (1 / 9, 1 / 9, 0.0), "⅔ΓK": (2 / 9, 2 / 9, 0.0),
+          "near Γ": (0.05, 0.0, 0.0)}
+
+
+def workflow(out: Path, nk: int) -> Path:
+    text = TINY.read_text().replace('"../structures/', f'"{ROOT}/structures/')
+    text = text.replace('= "pseudo/', f'= "{ROOT}/workflows/pseudo/')
+    text = re.sub(r"\[dispersion\].*?(?=\[parallel\])", "", text, flags=re.S)
+    text = re.sub(r"\[interpolation\][^\n]*\n(?:[^\[\n][^\n]*\n)*", "", text)
+    text = re.sub(r"kgrid = \[2, 2, 1\]", f"kgrid = [{nk}, {nk}, 1]", text)
+    text = re.sub(r'name = "wse2-tiny"', f'name = "wse2-tiny-k{nk}"', text)
+    path = out / f"wse2-tiny-k{nk}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def qpoints(wf, grids):
+    from dfptmag.analysis import grid as gi
+    from dfptmag.kernel import bandpath
+    from dfptmag.kernel import symmetry as ks
+    from dfptmag.workflow import config, inputs
+    atoms = inputs.build_atoms(wf)
+    ops = gi.crystal_operations(np.array(atoms.cell), atoms.get_positions(), atoms.get_chemical_symbols())
+    known = bandpath.special_points(atoms, {})
+    out = {}
+    for N in grids:
+        irr, _, _ = ks.irreducible_grid(ops, (N, N, 1))
+        for q in irr:
+            out.setdefault(bandpath.point_label(q, known), q)
+    for q in CHECKS.values():
+        out.setdefault(bandpath.point_label(np.array(q), known), np.array(q))
+    return [config.QPoint(lab, np.asarray(q, dtype=float)) for lab, q in out.items()]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kgrids", default="2,4,6")
+    ap.add_argument("--grids", default="3,4,6")
+    ap.add_argument("--out", type=Path, default=Path("runs/bench-interp-k"))
+    ap.add_argument("--table", type=Path, default=None, help="write the Markdown table here")
+    ap.add_argument("--no-run", action="store_true", help="analyse what is there, run no QE")
+    a = ap.parse_args(argv)
+    import bench_interpolation as bi
+
+    from dfptmag.jobs import storage
+    from dfptmag.workflow import config
+    from dfptmag.workflow.runner import Runner
+    grids = [int(v) for v in a.grids.split(",")]
+    rows = []
+    for nk in [int(v) for v in a.kgrids.split(",")]:
+        wf = config.load(workflow(a.out, nk))
+        run_dir = a.out / f"k{nk}"
+        qs = qpoints(wf, grids)
+        if not a.no_run:
+            r = Runner(wf, run_dir, progress=False)
+            storage.attach(r, {"discard_dwf": True, "keep_scratch": False})
+            t0 = time.time()
+            _, h = r.prepare()
+            for q in qs:
+                t1 = time.time()
+                r.qpoint(q, h, None)
+                print(f"k {nk}×{nk}: q {q.label} done in {time.time() - t1:.0f} s", flush=True)
+            print(f"k {nk}×{nk}: {len(qs)} q-points in {time.time() - t0:.0f} s", flush=True)
+        buf = io.StringIO()
+        with redirect_stdout(buf):
+            bi.main([str(run_dir), "--grids", a.grids, "--plot", str(a.out / f"locality_k{nk}.png")])
+        text = buf.getvalue()
+        print(f"=== k-grid {nk}×{nk}\n{text}", flush=True)
+        rows += [(nk, *r) for r in bi.LAST_ROWS]
+        loc = bi.LAST_LOCALITY
+        if loc:
+            print(f"k {nk}×{nk}: locality on the {loc['N']}×{loc['N']} supercell: column amplitude beyond "
+                  f"10 Å / peak: δn {loc['n']:.1e}, |δm| {loc['m']:.1e}")
+    table = ["| k-grid | q-grid | check point | δn error | δm error | RMS in-plane | RMS out-of-plane |",
+             "|---|---|---|---|---|---|---|"]
+    names = {np.round(q, 4).tobytes(): k for k, q in CHECKS.items()}
+    for nk, N, lab, e, _el, q in rows:
+        name = names.get(np.round(np.asarray(q), 4).tobytes())
+        if name is None:
+            continue
+        table.append(f"| {nk}×{nk} | {N}×{N} | {name} ({lab}) | {e['n']:.1f} % | {e['m']:.1f} % | "
+                     f"{e['rms_in']:.1f} % | {e['rms_out']:.1f} % |")
+    print("\n".join(table))
+    if a.table:
+        a.table.parent.mkdir(parents=True, exist_ok=True)
+        a.table.write_text("\n".join(table) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
