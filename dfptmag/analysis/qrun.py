@@ -121,10 +121,10 @@ def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
     t_start = time.perf_counter()
     tm = defaultdict(float)         # wall seconds per stage (result["timing_s"], benchmarks)
     files, notes = open_qrun(root)
+    raw = {i: c for i, c in files.captures.items() if not c.get("contracted")}
+    gs = read_ground_state(files, with_psi=bool(raw))     # scope checks first (spin-orbit, ...)
     if not files.captures:
         raise InputFileError(files.root, "no captured δψ buffers listed in the manifest")
-    raw = {i: c for i, c in files.captures.items() if not c.get("contracted")}
-    gs = read_ground_state(files, with_psi=bool(raw))
     notes += gs.notes
     if raw:
         caps = open_captures(dataclasses.replace(files, captures=raw), gs)
