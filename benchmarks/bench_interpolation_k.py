@@ -63,12 +63,17 @@ def qpoints(wf, grids):
     ops = gi.crystal_operations(np.array(atoms.cell), atoms.get_positions(), atoms.get_chemical_symbols())
     known = bandpath.special_points(atoms, {})
     out = {}
-    for N in grids:
+
+    def add(N):
         irr, _, _ = ks.irreducible_grid(ops, (N, N, 1))
         for q in irr:
             out.setdefault(bandpath.point_label(q, known), q)
+    # the first grid and the check points first: a run stopped early still gives that grid's rows
+    add(grids[0])
     for q in CHECKS.values():
         out.setdefault(bandpath.point_label(np.array(q), known), np.array(q))
+    for N in grids[1:]:
+        add(N)
     return [config.QPoint(lab, np.asarray(q, dtype=float)) for lab, q in out.items()]
 
 
