@@ -122,7 +122,7 @@ def bench_disk(a) -> None:
                 return x.shape == y.shape and x.tolist() == y.tolist()
             return x.dtype == y.dtype and x.shape == y.shape and x.tobytes() == y.tobytes()
         differ = [n for n in names if not same(fa[n][()], fb[n][()])]
-    print(f"bands.h5: {len(names)} datasets, {len(names) - len(differ)} bitwise equal"
+    print(f"bands.h5: {len(names)} datasets, {len(names) - len(differ)} equal (strings by value, the rest bitwise)"
           + (f"; differ: {differ}" if differ else ""))
     (_, kp, kf, ks), (_, dp, df, _) = res["keep"], res["discard"]
     print(f"| {a.path} ({a.npoints} q × 9 patterns) | keep δψ | discard |\n|---|---|---|\n"
