@@ -32,6 +32,8 @@ from dfptmag.kernel import symmetry as ks                   # noqa: E402
 
 LAST_ROWS: list = []         # (N, label, errors supercell, errors lattice series, q) of the last main()
 LAST_LOCALITY: dict = {}     # the largest grid's column amplitude beyond 10 Å / peak (δn, |δm|)
+LAST_GRIDS: dict = {}        # N -> GridResponse of the last call, for callers that compare grids
+LAST_RESULTS: dict = {}      # label -> analysed direct run of the last call
 
 
 def load_all(run_dir: Path) -> dict:
@@ -88,13 +90,17 @@ def main(argv=None) -> int:
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--grids", default="3,4,6")
     ap.add_argument("--plot", type=Path, default=None, help="locality figure (largest grid)")
+    ap.add_argument("--label", default="", help="appended to the figure's titles, e.g. ', 4×4 k'")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     res = load_all(args.run_dir)
+    LAST_RESULTS.clear()
+    LAST_RESULTS.update(res)
     print(f"analysed {len(res)} q-points in {time.perf_counter() - t0:.1f} s: {', '.join(res)}")
     r0 = next(iter(res.values()))
     ops = gi.crystal_operations(r0["cell_bohr"], r0["positions_bohr"], r0["symbols"])
     rows, biggest = [], None
+    LAST_GRIDS.clear()
     for N in [int(v) for v in args.grids.split(",")]:
         labs = grid_sources(res, N, ops)
         if labs is None:
@@ -106,6 +112,7 @@ def main(argv=None) -> int:
         lat = g.lattice_series()
         t_build = time.perf_counter() - t1
         biggest = g
+        LAST_GRIDS[N] = g
         # on-grid: exact
         qs = ki.grid_points(N)
         dev = np.abs(g.evaluate(qs) - g.cell_integrals_on_grid().reshape((N * N,) + g.columns.shape[2:5])).max()
@@ -134,7 +141,7 @@ def main(argv=None) -> int:
     if biggest is not None:
         LAST_LOCALITY.update(locality(biggest))
     if args.plot and biggest is not None:
-        plot_locality(biggest, args.plot)
+        plot_locality(biggest, args.plot, args.label)
     return 0
 
 
@@ -155,7 +162,7 @@ def locality(g: gi.GridResponse, beyond_angstrom: float = 10.0) -> dict:
     return out
 
 
-def plot_locality(g: gi.GridResponse, path: Path) -> None:
+def plot_locality(g: gi.GridResponse, path: Path, label: str = "") -> None:
     """|δñ⁽⁰⁾| per column, summed over α, vs in-plane distance from the displaced atom."""
     import matplotlib
     matplotlib.use("Agg")
@@ -171,7 +178,7 @@ def plot_locality(g: gi.GridResponse, path: Path) -> None:
         amp_m = np.linalg.norm(v[:, :, 1:], axis=2).sum(axis=1)
         for ax, amp, lab in ((axes[0], amp_n, "δn"), (axes[1], amp_m, "|δm|")):
             ax.semilogy(d, amp / amp.max(), ".", ms=2, alpha=0.5, label=f"{names[k]} displaced")
-            ax.set_title(f"{lab}: one displaced atom, {g.N}×{g.N} supercell")
+            ax.set_title(f"{lab}: one displaced atom, {g.N}×{g.N} supercell{label}", fontsize=10)
     for ax in axes:
         ax.set_xlabel("in-plane distance from the displaced atom (Å)")
         ax.set_ylabel("column amplitude / max")

@@ -37,8 +37,9 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 TINY = ROOT / "workflows" / "wse2-tiny.toml"
-CHECKS = {"mid Γ–M": (0.25, 0.0, 0.0), "⅓ΓK": (1 / 9, 1 / 9, 0.0), "⅔ΓK": (2 / 9, 2 / 9, 0.0),
-          "near Γ": (0.05, 0.0, 0.0)}
+# worst-interpolated first, so a run stopped early (a large k-grid) still has them
+CHECKS = {"near Γ": (0.05, 0.0, 0.0), "⅓ΓK": (1 / 9, 1 / 9, 0.0), "⅔ΓK": (2 / 9, 2 / 9, 0.0),
+          "mid Γ–M": (0.25, 0.0, 0.0)}
 
 
 def workflow(out: Path, nk: int) -> Path:
@@ -77,6 +78,41 @@ def qpoints(wf, grids):
     return [config.QPoint(lab, np.asarray(q, dtype=float)) for lab, q in out.items()]
 
 
+def slope_profile(res: dict) -> list:
+    """(label, direction, |q| in 1/bohr, c) along Γ–M and Γ–K, c = |Re δm of the W displacements| / |q|
+    in 1e-3 μB. Time reversal (F₋q = −conj F_q for δm) makes Re δm odd in q, and it vanishes at Γ:
+    analytic at Γ, Re δm = A·q + O(q³), so c(q) = c₀ + O(q²) is flat at small q; a 2D long-range
+    part (odd, non-analytic: |q| q) gives a cusp c₀ − b|q|."""
+    import bench_interpolation as bi
+    out = []
+    for lab, r in res.items():
+        q = np.asarray(r["q_crystal"], dtype=float)
+        B = 2 * np.pi * np.linalg.inv(r["cell_bohr"]).T
+        nq = float(np.linalg.norm(q @ B))
+        if nq < 1e-9:
+            continue
+        d = "Γ–M" if abs(q[1]) < 1e-6 else ("Γ–K" if abs(q[0] - q[1]) < 1e-6 else None)
+        if d is None:
+            continue
+        F = bi.direct_cell_integrals(r)                      # (nat, 3, 4)
+        out.append((lab, d, nq, 1e3 * float(np.linalg.norm(F[0, :, 1:].real)) / nq))
+    return sorted(out, key=lambda t: t[2])
+
+
+def near_gamma_ratios(bi) -> list:
+    """Interpolated / direct W magnetization at (0.05, 0, 0), projected on the direct one, per grid."""
+    lab = "0.0500_0.0000_0.0000"
+    if lab not in bi.LAST_RESULTS:
+        return []
+    r = bi.LAST_RESULTS[lab]
+    Fd = bi.direct_cell_integrals(r)[0, :, 1:]
+    out = []
+    for N, g in bi.LAST_GRIDS.items():
+        F = g.supercell.evaluate(np.asarray(r["q_crystal"], dtype=float))[0, :, 1:]
+        out.append((N, float(np.vdot(Fd, F).real / np.vdot(Fd, Fd).real)))
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kgrids", default="2,4,6")
@@ -91,7 +127,7 @@ def main(argv=None) -> int:
     from dfptmag.workflow import config
     from dfptmag.workflow.runner import Runner
     grids = [int(v) for v in a.grids.split(",")]
-    rows = []
+    rows, slopes, ratio_rows = [], [], []
     for nk in [int(v) for v in a.kgrids.split(",")]:
         wf = config.load(workflow(a.out, nk))
         run_dir = a.out / f"k{nk}"
@@ -108,14 +144,47 @@ def main(argv=None) -> int:
             print(f"k {nk}×{nk}: {len(qs)} q-points in {time.time() - t0:.0f} s", flush=True)
         buf = io.StringIO()
         with redirect_stdout(buf):
-            bi.main([str(run_dir), "--grids", a.grids, "--plot", str(a.out / f"locality_k{nk}.png")])
+            bi.main([str(run_dir), "--grids", a.grids, "--plot", str(a.out / f"locality_k{nk}.png"),
+                     "--label", f", {nk}×{nk} k"])
         text = buf.getvalue()
         print(f"=== k-grid {nk}×{nk}\n{text}", flush=True)
         rows += [(nk, *r) for r in bi.LAST_ROWS]
         loc = bi.LAST_LOCALITY
-        if loc:
+        if loc and loc['N'] >= 6:        # beyond 10 Å exists only on a 6×6 supercell or larger
             print(f"k {nk}×{nk}: locality on the {loc['N']}×{loc['N']} supercell: column amplitude beyond "
                   f"10 Å / peak: δn {loc['n']:.1e}, |δm| {loc['m']:.1e}")
+        slopes.append((nk, slope_profile(bi.LAST_RESULTS)))
+        ratio_rows.append((nk, near_gamma_ratios(bi)))
+        if 3 in bi.LAST_GRIDS:      # one yardstick every k-grid has: the 3×3 supercell, beyond 4 Å
+            loc3 = bi.locality(bi.LAST_GRIDS[3], beyond_angstrom=4.0)
+            print(f"k {nk}×{nk}: locality on the 3×3 supercell: column amplitude beyond 4 Å / peak: "
+                  f"δn {loc3['n']:.1e}, |δm| {loc3['m']:.1e}")
+    if slopes:
+        print("\nNear-Γ slope of the W magnetization, c(q) = |Re δm(u_W)| / |q| in 1e-3 μB (cell integral "
+              "per bohr of W displacement, μB/bohr, over |q| in 1/bohr; direct DFPT): flat at small q if the "
+              "response is analytic at Γ, a cusp c₀ − b|q| if it has a 2D long-range part")
+        qs = sorted({(lab, d, round(nq, 3)) for _, prof in slopes for lab, d, nq, _ in prof}, key=lambda t: t[2])
+        print("| q | direction | \\|q\\| (1/bohr) | " + " | ".join(f"k {nk}×{nk}" for nk, _ in slopes) + " |")
+        print("|---|---|---|" + "---|" * len(slopes))
+        for lab, d, nq in qs:
+            cells = [next((f"{c:.0f}" for la, *_, c in prof if la == lab), "") for _, prof in slopes]
+            print(f"| {lab} | {d} | {nq:.3f} | " + " | ".join(cells) + " |")
+        from scipy.optimize import curve_fit
+        for nk, prof in slopes:
+            if len(prof) < 4:
+                continue
+            q = np.array([t[2] for t in prof])
+            c = np.array([t[3] for t in prof])
+            cusp = lambda x, c0, r: c0 / (1 + r * x)          # noqa: E731  2D-screened: a cusp at Γ
+            flat = lambda x, c0, b: c0 - b * x * x             # noqa: E731  analytic: flat at Γ
+            pc, _ = curve_fit(cusp, q, c, p0=[c[0], 1.0])
+            pf, _ = curve_fit(flat, q, c, p0=[c[0], 0.0])
+            print(f"k {nk}×{nk}: c₀/(1 + r|q|): c₀ = {pc[0]:.0f}, r = {pc[1]:.2f} bohr, worst point "
+                  f"{100 * np.abs(cusp(q, *pc) / c - 1).max():.1f} %; c₀ − b q²: c₀ = {pf[0]:.0f}, worst point "
+                  f"{100 * np.abs(flat(q, *pf) / c - 1).max():.1f} % ({len(q)} points)")
+        for nk, ratios in ratio_rows:
+            print(f"k {nk}×{nk}: interpolated / direct W response near Γ (0.05,0), projected: "
+                  + ", ".join(f"{N}×{N} {r:.3f}" for N, r in ratios))
     table = ["| k-grid | q-grid | check point | δn error | δm error | RMS in-plane | RMS out-of-plane |",
              "|---|---|---|---|---|---|---|"]
     names = {np.round(q, 4).tobytes(): k for k, q in CHECKS.items()}
@@ -125,7 +194,23 @@ def main(argv=None) -> int:
             continue
         table.append(f"| {nk}×{nk} | {N}×{N} | {name} ({lab}) | {e['n']:.1f} % | {e['m']:.1f} % | "
                      f"{e['rms_in']:.1f} % | {e['rms_out']:.1f} % |")
-    print("\n".join(table))
+    # the docs' view: one row per check point and q-grid, one column per k-grid, "δm (δn)"
+    kgs = sorted({nk for nk, *_ in rows})
+    cell = {}
+    for nk, N, lab, e, _el, q in rows:
+        name = names.get(np.round(np.asarray(q), 4).tobytes())
+        if name is not None:
+            cell[(name, N, nk)] = f"{e['m']:.1f} ({e['n']:.1f})"
+    pivot = ["| check point | q-grid | " + " | ".join(f"k {nk}×{nk}" for nk in kgs) + " |",
+             "|---|---|" + "---|" * len(kgs)]
+    for name in CHECKS:
+        for N in grids:
+            if any((name, N, nk) in cell for nk in kgs):
+                pivot.append(f"| {name} | {N}×{N} | " + " | ".join(cell.get((name, N, nk), "") for nk in kgs) + " |")
+    print("\nδm error, % of the largest |δm| at that q, per displacement (δn error in brackets):")
+    print("\n".join(pivot) + "\n")
+    table += ["", *pivot]
+    print("\n".join(table[:-len(pivot) - 1]))
     if a.table:
         a.table.parent.mkdir(parents=True, exist_ok=True)
         a.table.write_text("\n".join(table) + "\n")
