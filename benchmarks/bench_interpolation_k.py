@@ -99,15 +99,16 @@ def slope_profile(res: dict) -> list:
     return sorted(out, key=lambda t: t[2])
 
 
-def near_gamma_ratios(bi) -> list:
-    """Interpolated / direct W magnetization at (0.05, 0, 0), projected on the direct one, per grid."""
-    lab = "0.0500_0.0000_0.0000"
-    if lab not in bi.LAST_RESULTS:
+def near_gamma_ratios(res: dict, grids: dict) -> list:
+    """Interpolated / direct W magnetization at the near-Γ check point, projected on the direct one,
+    per grid (N -> GridResponse)."""
+    import bench_interpolation as bi
+    r = next((r for r in res.values() if np.allclose(r["q_crystal"], CHECKS["near Γ"], atol=1e-6)), None)
+    if r is None:
         return []
-    r = bi.LAST_RESULTS[lab]
     Fd = bi.direct_cell_integrals(r)[0, :, 1:]
     out = []
-    for N, g in bi.LAST_GRIDS.items():
+    for N, g in grids.items():
         F = g.supercell.evaluate(np.asarray(r["q_crystal"], dtype=float))[0, :, 1:]
         out.append((N, float(np.vdot(Fd, F).real / np.vdot(Fd, Fd).real)))
     return out
@@ -154,7 +155,7 @@ def main(argv=None) -> int:
             print(f"k {nk}×{nk}: locality on the {loc['N']}×{loc['N']} supercell: column amplitude beyond "
                   f"10 Å / peak: δn {loc['n']:.1e}, |δm| {loc['m']:.1e}")
         slopes.append((nk, slope_profile(bi.LAST_RESULTS)))
-        ratio_rows.append((nk, near_gamma_ratios(bi)))
+        ratio_rows.append((nk, near_gamma_ratios(bi.LAST_RESULTS, bi.LAST_GRIDS)))
         if 3 in bi.LAST_GRIDS:      # one yardstick every k-grid has: the 3×3 supercell, beyond 4 Å
             loc3 = bi.locality(bi.LAST_GRIDS[3], beyond_angstrom=4.0)
             print(f"k {nk}×{nk}: locality on the 3×3 supercell: column amplitude beyond 4 Å / peak: "
@@ -188,19 +189,16 @@ def main(argv=None) -> int:
     table = ["| k-grid | q-grid | check point | δn error | δm error | RMS in-plane | RMS out-of-plane |",
              "|---|---|---|---|---|---|---|"]
     names = {np.round(q, 4).tobytes(): k for k, q in CHECKS.items()}
+    # the docs' view beside it: one row per check point and q-grid, one column per k-grid, "δm (δn)"
+    kgs = sorted({nk for nk, *_ in rows})
+    cell = {}
     for nk, N, lab, e, _el, q in rows:
         name = names.get(np.round(np.asarray(q), 4).tobytes())
         if name is None:
             continue
         table.append(f"| {nk}×{nk} | {N}×{N} | {name} ({lab}) | {e['n']:.1f} % | {e['m']:.1f} % | "
                      f"{e['rms_in']:.1f} % | {e['rms_out']:.1f} % |")
-    # the docs' view: one row per check point and q-grid, one column per k-grid, "δm (δn)"
-    kgs = sorted({nk for nk, *_ in rows})
-    cell = {}
-    for nk, N, lab, e, _el, q in rows:
-        name = names.get(np.round(np.asarray(q), 4).tobytes())
-        if name is not None:
-            cell[(name, N, nk)] = f"{e['m']:.1f} ({e['n']:.1f})"
+        cell[(name, N, nk)] = f"{e['m']:.1f} ({e['n']:.1f})"
     pivot = ["| check point | q-grid | " + " | ".join(f"k {nk}×{nk}" for nk in kgs) + " |",
              "|---|---|" + "---|" * len(kgs)]
     for name in CHECKS:
@@ -209,8 +207,8 @@ def main(argv=None) -> int:
                 pivot.append(f"| {name} | {N}×{N} | " + " | ".join(cell.get((name, N, nk), "") for nk in kgs) + " |")
     print("\nδm error, % of the largest |δm| at that q, per displacement (δn error in brackets):")
     print("\n".join(pivot) + "\n")
+    print("\n".join(table))
     table += ["", *pivot]
-    print("\n".join(table[:-len(pivot) - 1]))
     if a.table:
         a.table.parent.mkdir(parents=True, exist_ok=True)
         a.table.write_text("\n".join(table) + "\n")
