@@ -12,10 +12,16 @@ for that grid. For each grid and check point it prints, as % of the largest valu
   the cell integrals;
 - per mode (the direct run's own modes, zero-point amplitude): max error of the charge,
   in-plane and out-of-plane RMS.
+
+With ``--long-range Q1 Q2`` (crystal coordinates, e.g. ``0.1,0,0 0.1667,0,0``; two computed q of
+different length near Γ) the screened linear term fitted to those two direct runs
+(``analysis.grid.long_range_from``) is separated before the interpolation and added back; the
+errors with it are printed beside the plain ones, and the two runs are not used as checks.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -30,10 +36,17 @@ from dfptmag.kernel import interpolation as ki              # noqa: E402
 from dfptmag.kernel import symmetry as ks                   # noqa: E402
 
 
-LAST_ROWS: list = []         # (N, label, errors supercell, errors lattice series, q) of the last main()
+LAST_ROWS: list = []         # (N, label, errors supercell, errors lattice series, q, errors with the
+#                              long-range part or None) of the last main()
 LAST_LOCALITY: dict = {}     # the largest grid's column amplitude beyond 10 Å / peak (δn, |δm|)
 LAST_GRIDS: dict = {}        # N -> GridResponse of the last call, for callers that compare grids
 LAST_RESULTS: dict = {}      # label -> analysed direct run of the last call
+LAST_LONG_RANGE: list = []   # [LongRange] of the last call with --long-range
+
+
+def find(res: dict, q) -> str | None:
+    """The label of the computed q-point at crystal q, or None."""
+    return next((lab for lab, r in res.items() if np.allclose(r["q_crystal"], q, atol=1e-4)), None)
 
 
 def load_all(run_dir: Path) -> dict:
@@ -91,6 +104,8 @@ def main(argv=None) -> int:
     ap.add_argument("--grids", default="3,4,6")
     ap.add_argument("--plot", type=Path, default=None, help="locality figure (largest grid)")
     ap.add_argument("--label", default="", help="appended to the figure's titles, e.g. ', 4×4 k'")
+    ap.add_argument("--long-range", nargs=2, metavar="Q", default=None,
+                    help="two computed q (crystal, 'x,y,z') that fix the separated long-range part")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     res = load_all(args.run_dir)
@@ -101,6 +116,20 @@ def main(argv=None) -> int:
     ops = gi.crystal_operations(r0["cell_bohr"], r0["positions_bohr"], r0["symbols"])
     rows, biggest = [], None
     LAST_GRIDS.clear()
+    LAST_LONG_RANGE.clear()
+    lr, calib = None, []
+    if args.long_range:
+        calib = [find(res, [float(v) for v in q.split(",")]) for q in args.long_range]
+        if None in calib:
+            print(f"long range: q {args.long_range} not all computed, not separated")
+        else:
+            lr = gi.long_range_from([res[c] for c in calib], ops)
+            LAST_LONG_RANGE.append(lr)
+            sep = lr.r > 0
+            print(f"long range fitted at {', '.join(calib)}: separated in {int(sep.sum())} of {sep.size} "
+                  f"(atom, direction, component) entries; r = "
+                  + ", ".join(f"{r0['symbols'][k]}{k + 1} {np.unique(np.round(lr.r[k][lr.r[k] > 0], 2)).tolist()}"
+                              for k in range(lr.r.shape[0])) + " bohr")
     for N in [int(v) for v in args.grids.split(",")]:
         labs = grid_sources(res, N, ops)
         if labs is None:
@@ -118,19 +147,23 @@ def main(argv=None) -> int:
         dev = np.abs(g.evaluate(qs) - g.cell_integrals_on_grid().reshape((N * N,) + g.columns.shape[2:5])).max()
         print(f"{N}x{N}: DFPT at {len(labs)} irreducible q ({', '.join(labs)}), build {t_build:.2f} s, "
               f"on-grid max deviation {dev:.1e} (max |F| {np.abs(g.cell_integrals_on_grid()).max():.2f})")
+        glr = dataclasses.replace(g, long_range=lr, _sc=None) if lr is not None else None
         for lab, r in res.items():
             q = r["q_crystal"]
-            if on_grid(q, N):
+            if on_grid(q, N) or lab in calib:
                 continue
             Fd = direct_cell_integrals(r)
             U = r["displacement_bohr"]
             e = errors(sc.evaluate(q), Fd, U)
             el = errors(lat.evaluate(q), Fd, U)
-            rows.append((N, lab, e, el, q))
+            elr = errors(glr.evaluate(q), Fd, U) if glr is not None else None
+            rows.append((N, lab, e, el, q, elr))
             print(f"   {lab:>22s} |q|={np.linalg.norm(q[:2] @ np.linalg.inv(r0['cell_bohr'][:2, :2]).T) * 2 * np.pi:.3f}/bohr  "
                   f"supercell: δn {e['n']:5.2f}%  δm {e['m']:5.1f}%  RMS n {e['rms_n']:5.2f}% in {e['rms_in']:5.1f}% "
                   f"out {e['rms_out']:5.1f}%   | lattice series: δn {el['n']:5.1f}%  δm {el['m']:5.1f}%  "
-                  f"RMS in {el['rms_in']:5.1f}% out {el['rms_out']:5.1f}%")
+                  f"RMS in {el['rms_in']:5.1f}% out {el['rms_out']:5.1f}%"
+                  + (f"   | with long range: δn {elr['n']:5.2f}%  δm {elr['m']:5.1f}%  RMS in {elr['rms_in']:5.1f}% "
+                     f"out {elr['rms_out']:5.1f}%" if elr is not None else ""))
         t2 = time.perf_counter()
         dense = np.random.default_rng(0).random((500, 3)) * [1, 1, 0]
         sc.evaluate(dense)

@@ -10,12 +10,17 @@ For each k-grid N_k × N_k × 1, the tiny workflow (20 Ry, c = 10 Å) with that 
 - the irreducible q-points of every q-grid of ``--grids`` (3×3: Γ, K, (1/3,0); 4×4: Γ, (1/4,0),
   M, (1/4,1/4); 6×6: seven), and
 - the check points off the grids: the middle of Γ–M (1/4,0,0; on the 4×4 grid, so a check for
-  3×3 and 6×6 only), ⅓ΓK (1/9,1/9,0), ⅔ΓK (2/9,2/9,0) and near Γ (0.05,0,0).
+  3×3 and 6×6 only), ⅓ΓK (1/9,1/9,0), ⅔ΓK (2/9,2/9,0) and near Γ (0.05,0,0), and two nearer
+  Γ: (0.04,0.04,0) along Γ–K and (0.025,0,0);
+- the two calibration points of the long-range part, (0.1,0,0) and (1/6,0,0) (on the 6×6 grid),
+  which are then not checks.
 
 Then ``bench_interpolation.py`` interpolates F_{κα}(q) from each q-grid and prints, per check
 point, the error of δn and δm (per displacement, % of the largest value at that q) and of the
-mode RMS values against the direct DFPT run at that q; and the locality of the response to one
-displaced atom (column amplitude beyond 10 Å relative to its peak) on the largest grid. The
+mode RMS values against the direct DFPT run at that q, without and with the long-range part
+separated (``--long-range`` of bench_interpolation.py, fitted to the two calibration runs); and the
+locality of the response to one displaced atom (column amplitude beyond 10 Å relative to its
+peak) on the largest grid. The
 runs are resumable (finished ph.x steps are skipped), so the command can be stopped and
 restarted, and a larger k-grid added later. Cost on 2 cores: about 100 s per q-point at 2×2 k,
 roughly ∝ N_k² beyond.
@@ -39,7 +44,10 @@ sys.path.insert(0, str(HERE))
 TINY = ROOT / "workflows" / "wse2-tiny.toml"
 # worst-interpolated first, so a run stopped early (a large k-grid) still has them
 CHECKS = {"near Γ": (0.05, 0.0, 0.0), "⅓ΓK": (1 / 9, 1 / 9, 0.0), "⅔ΓK": (2 / 9, 2 / 9, 0.0),
-          "mid Γ–M": (0.25, 0.0, 0.0)}
+          "mid Γ–M": (0.25, 0.0, 0.0), "near Γ–K": (0.04, 0.04, 0.0), "nearer Γ": (0.025, 0.0, 0.0)}
+# the long-range part's two direct runs: small q of different length on one line (their stars give
+# every direction); (1/6, 0) is on the 6×6 grid, (0.1, 0) is not
+CALIBRATION = ((0.1, 0.0, 0.0), (1 / 6, 0.0, 0.0))
 
 
 def workflow(out: Path, nk: int) -> Path:
@@ -71,7 +79,7 @@ def qpoints(wf, grids):
             out.setdefault(bandpath.point_label(q, known), q)
     # the first grid and the check points first: a run stopped early still gives that grid's rows
     add(grids[0])
-    for q in CHECKS.values():
+    for q in list(CHECKS.values()) + list(CALIBRATION):
         out.setdefault(bandpath.point_label(np.array(q), known), np.array(q))
     for N in grids[1:]:
         add(N)
@@ -114,6 +122,54 @@ def near_gamma_ratios(res: dict, grids: dict) -> list:
     return out
 
 
+def plot_cusp(res: dict, grids: dict, lr, path: Path, label: str = "") -> None:
+    """c(q) = |Re δm(u_W)| / |q| along Γ–M and Γ–K: direct DFPT (points), the plain interpolation
+    from each grid and, with the long-range part separated, from the same grids (lines)."""
+    import dataclasses
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import bench_interpolation as bi
+    r0 = next(iter(res.values()))
+    B = 2 * np.pi * np.linalg.inv(r0["cell_bohr"]).T
+    calib = {bi.find(res, q) for q in CALIBRATION}
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    for ax, (name, end) in zip(axes, (("Γ–M", (0.5, 0, 0)), ("Γ–K", (1 / 3, 1 / 3, 0)))):
+        t = np.linspace(0.02, 1.0, 120)
+        qs = t[:, None] * np.asarray(end)[None, :]
+        nq = np.linalg.norm(qs @ B, axis=1)
+
+        def c_of(F):
+            return 1e3 * np.linalg.norm(F[:, 0, :, 1:].real, axis=(1, 2)) / nq
+        for (N, g), col in zip(sorted(grids.items()), ("C0", "C1", "C2")):
+            ax.plot(nq, c_of(g.evaluate(qs)), "--", color=col, lw=1, label=f"{N}×{N} grid")
+            if lr is not None:
+                glr = dataclasses.replace(g, long_range=lr, _sc=None)
+                ax.plot(nq, c_of(glr.evaluate(qs)), "-", color=col, lw=1.4, label=f"{N}×{N}, long range separated")
+        for lab, r in res.items():
+            q = np.asarray(r["q_crystal"], float)
+            tt = q[:2] / np.asarray(end)[:2].max()
+            if np.linalg.norm(q) < 1e-9 or not np.allclose(q, tt.max() * np.asarray(end), atol=1e-6):
+                continue
+            F = bi.direct_cell_integrals(r)[None]
+            k = np.linalg.norm(q @ B)
+            c = 1e3 * np.linalg.norm(F[:, 0, :, 1:].real, axis=(1, 2)) / k
+            ax.plot([k], c, "s" if lab in calib else "o", color="k", ms=5 if lab in calib else 4,
+                    mfc="none" if lab in calib else "k")
+        ax.set_xlabel(f"|q| along {name} (1/bohr)")
+        ax.set_title(f"W displacement, |Re δm| / |q|{label}", fontsize=10)
+    axes[0].plot([], [], "ok", ms=4, label="direct DFPT")
+    axes[0].plot([], [], "sk", mfc="none", label="direct, calibration")
+    axes[0].set_ylabel("c(q) (1e-3 μB per bohr·bohr⁻¹)")
+    axes[0].legend(fontsize=7, ncol=1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kgrids", default="2,4,6")
@@ -144,9 +200,10 @@ def main(argv=None) -> int:
                 print(f"k {nk}×{nk}: q {q.label} done in {time.time() - t1:.0f} s", flush=True)
             print(f"k {nk}×{nk}: {len(qs)} q-points in {time.time() - t0:.0f} s", flush=True)
         buf = io.StringIO()
+        calib = ["{},{},{}".format(*q) for q in CALIBRATION]
         with redirect_stdout(buf):
             bi.main([str(run_dir), "--grids", a.grids, "--plot", str(a.out / f"locality_k{nk}.png"),
-                     "--label", f", {nk}×{nk} k"])
+                     "--label", f", {nk}×{nk} k", "--long-range", *calib])
         text = buf.getvalue()
         print(f"=== k-grid {nk}×{nk}\n{text}", flush=True)
         rows += [(nk, *r) for r in bi.LAST_ROWS]
@@ -155,6 +212,8 @@ def main(argv=None) -> int:
             print(f"k {nk}×{nk}: locality on the {loc['N']}×{loc['N']} supercell: column amplitude beyond "
                   f"10 Å / peak: δn {loc['n']:.1e}, |δm| {loc['m']:.1e}")
         slopes.append((nk, slope_profile(bi.LAST_RESULTS)))
+        plot_cusp(bi.LAST_RESULTS, bi.LAST_GRIDS, bi.LAST_LONG_RANGE[0] if bi.LAST_LONG_RANGE else None,
+                  a.out / f"cusp_k{nk}.png", f", {nk}×{nk} k")
         ratio_rows.append((nk, near_gamma_ratios(bi.LAST_RESULTS, bi.LAST_GRIDS)))
         if 3 in bi.LAST_GRIDS:      # one yardstick every k-grid has: the 3×3 supercell, beyond 4 Å
             loc3 = bi.locality(bi.LAST_GRIDS[3], beyond_angstrom=4.0)
@@ -186,29 +245,39 @@ def main(argv=None) -> int:
         for nk, ratios in ratio_rows:
             print(f"k {nk}×{nk}: interpolated / direct W response near Γ (0.05,0), projected: "
                   + ", ".join(f"{N}×{N} {r:.3f}" for N, r in ratios))
-    table = ["| k-grid | q-grid | check point | δn error | δm error | RMS in-plane | RMS out-of-plane |",
-             "|---|---|---|---|---|---|---|"]
+    table = ["| k-grid | q-grid | check point | δn error | δm error | RMS in-plane | RMS out-of-plane | "
+             "δm error, long range separated |",
+             "|---|---|---|---|---|---|---|---|"]
     names = {np.round(q, 4).tobytes(): k for k, q in CHECKS.items()}
     # the docs' view beside it: one row per check point and q-grid, one column per k-grid, "δm (δn)"
     kgs = sorted({nk for nk, *_ in rows})
-    cell = {}
-    for nk, N, lab, e, _el, q in rows:
+    cell, cell_lr = {}, {}
+    for nk, N, lab, e, _el, q, elr in rows:
         name = names.get(np.round(np.asarray(q), 4).tobytes())
         if name is None:
             continue
+        lr = f"{elr['m']:.1f} %" if elr is not None else "–"
         table.append(f"| {nk}×{nk} | {N}×{N} | {name} ({lab}) | {e['n']:.1f} % | {e['m']:.1f} % | "
-                     f"{e['rms_in']:.1f} % | {e['rms_out']:.1f} % |")
+                     f"{e['rms_in']:.1f} % | {e['rms_out']:.1f} % | {lr} |")
         cell[(name, N, nk)] = f"{e['m']:.1f} ({e['n']:.1f})"
-    pivot = ["| check point | q-grid | " + " | ".join(f"k {nk}×{nk}" for nk in kgs) + " |",
-             "|---|---|" + "---|" * len(kgs)]
-    for name in CHECKS:
-        for N in grids:
-            if any((name, N, nk) in cell for nk in kgs):
-                pivot.append(f"| {name} | {N}×{N} | " + " | ".join(cell.get((name, N, nk), "") for nk in kgs) + " |")
+        if elr is not None:
+            cell_lr[(name, N, nk)] = f"{e['m']:.1f} → {elr['m']:.1f}"
+    def pivot_of(cells):
+        out = ["| check point | q-grid | " + " | ".join(f"k {nk}×{nk}" for nk in kgs) + " |",
+               "|---|---|" + "---|" * len(kgs)]
+        for name in CHECKS:
+            for N in grids:
+                if any((name, N, nk) in cells for nk in kgs):
+                    out.append(f"| {name} | {N}×{N} | " + " | ".join(cells.get((name, N, nk), "") for nk in kgs) + " |")
+        return out
+    pivot, pivot_lr = pivot_of(cell), pivot_of(cell_lr)
     print("\nδm error, % of the largest |δm| at that q, per displacement (δn error in brackets):")
     print("\n".join(pivot) + "\n")
+    print("δm error without → with the long-range part separated (fitted at "
+          + " and ".join(str(tuple(round(v, 4) for v in q)) for q in CALIBRATION) + "):")
+    print("\n".join(pivot_lr) + "\n")
     print("\n".join(table))
-    table += ["", *pivot]
+    table += ["", *pivot, "", *pivot_lr]
     if a.table:
         a.table.parent.mkdir(parents=True, exist_ok=True)
         a.table.write_text("\n".join(table) + "\n")

@@ -284,3 +284,31 @@ def test_interpolate_command_end_to_end(grid_run, band_run, tmp_path):
     assert np.all(np.maximum(frac_in, frac_out) > 1e-2), (frac_in, frac_out)
     assert (frac_in > 1e-2).sum() == 4 and (frac_out > 1e-2).sum() == 5    # 4 σ_h-odd, 5 σ_h-even branches
 
+    # [interpolation] long_range at two computed q of Γ–M ((1/3, 0) of the grid, and M): no ph.x
+    # runs again; grid.h5 keeps the fitted part and the grid values stay exact (K: the direct run)
+    text = TINY.read_text().replace('"../structures/', f'"{TINY.parent.parent}/structures/')
+    text = text.replace('= "pseudo/', f'= "{TINY.parent}/pseudo/')
+    head, tail = text.split("[interpolation]")
+    text = head + "[interpolation]\nlong_range = [[0.3333333333333333, 0, 0], [0.5, 0, 0]]" + tail
+    wf = tmp_path / "wse2-tiny-lr.toml"
+    wf.write_text(text)
+    before = done_markers(run)
+    r = subprocess.run([sys.executable, "-m", "dfptmag.cli", "bands", str(wf), "--interpolate", "--run-dir",
+                        str(run), "--format", "png", "--quiet"], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "DFPT q-points computed: 4 " in r.stdout, r.stdout
+    assert done_markers(run) == before
+    g = gi.load(run / "grid.h5")
+    assert g.long_range is not None and g.long_range.slope.shape == (3, 3, 4, 2)
+    assert np.all(g.long_range.slope[..., 0, :] == 0)                 # δn is not separated
+    FK = gi.cartesian_fields(direct, "pattern_cell_integral")
+    assert np.abs(g.evaluate(direct["q_crystal"]) - FK).max() <= 1e-10 * np.abs(FK).max()
+    with h5py.File(run / "bands.h5") as f:
+        assert "M" in f.attrs["interpolation_long_range"]
+    bad = tmp_path / "bad-lr.toml"
+    bad.write_text(text.replace("[0.5, 0, 0]]", "[0, 0.3333333333333333, 0]]"))
+    r = subprocess.run([sys.executable, "-m", "dfptmag.cli", "bands", str(bad), "--interpolate", "--run-dir",
+                        str(run), "--quiet"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "differ in length" in r.stderr and str(bad) in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+

@@ -10,6 +10,13 @@ the lattice phase, δn scalar, δm axial; time reversal δn → conj δn, δm �
 Saved as ``grid.h5`` (:func:`save` / :func:`load`): the z-integrated columns of the fields at
 every grid point, the cell and the positions; ``load(path).evaluate(q)`` gives F_{κα}(q) =
 ∫ e^{-iq·r}[δn, δm_x, δm_y, δm_z] d³r per bohr of Cartesian displacement (e, μB).
+
+Long-range part (:func:`long_range_from`): the magnetization's linear term at Γ is screened,
+F ≈ L·q/(1 + r|q|) (measured on WSe2; docs/theory-interpolation.md), a cusp that the interpolation
+rounds off. Two direct DFPT runs at small q of different length (their stars give every
+direction) fix the slope L and the length r per atom, displacement (in-plane/out-of-plane) and
+component group (δn, in-plane δm, δm_z); kernel.interpolation.LongRange subtracts that part
+before the supercell is built and adds it back at every q.
 """
 from __future__ import annotations
 
@@ -81,6 +88,7 @@ class GridResponse:
     symbols: list
     irreducible_q: np.ndarray    # (nirr, 3) the q-points where DFPT ran
     origin: np.ndarray           # (N, N, 3): (source index, operation index or -1, time reversal)
+    long_range: ki.LongRange | None = None
     _sc: ki.SupercellResponse | None = None
 
     @property
@@ -90,7 +98,8 @@ class GridResponse:
     @property
     def supercell(self) -> ki.SupercellResponse:
         if self._sc is None:
-            self._sc = ki.build(self.columns, self.N, self.cell_bohr, self.tau_crystal)
+            self._sc = ki.build(self.columns, self.N, self.cell_bohr, self.tau_crystal,
+                                long_range=self.long_range)
         return self._sc
 
     def evaluate(self, q_crystal) -> np.ndarray:
@@ -131,6 +140,84 @@ def from_results(results: list[dict], N: int, ops=None, qz_inv_angstrom: float =
                         list(r0["symbols"]), np.array([s[0] for s in sources]), origin)
 
 
+DISPLACEMENT_GROUPS = {"in-plane": (0, 1), "out-of-plane": (2,)}
+COMPONENT_GROUPS = {"n": (0,), "m_inplane": (1, 2), "m_z": (3,)}
+LONG_RANGE_R_MAX = 50.0        # bohr: a longer fitted screening length is not taken as a cusp
+
+
+def odd_slope(result: dict, ops) -> tuple[np.ndarray, float, float]:
+    """The linear term of F at the star of one direct run: the odd part (F(q) − F(−q))/2 at every
+    q of the star (crystal operations and time reversal on the cell integrals) fitted by L·q
+    (least squares). Returns L (nat, 3, 4, 2) per 1/bohr, |q| (1/bohr) and the relative residual
+    of the fit (the non-linear, anisotropic part)."""
+    q0 = np.asarray(result["q_crystal"], float)
+    F0 = cartesian_fields(result, "pattern_cell_integral")
+    star = {}
+    for op in ops:
+        for tr in (False, True):
+            qp, Fp = ks.transform(F0, q0, op, tr)
+            star.setdefault(tuple(np.round(qp, 8)), (qp, Fp))
+    qs = np.array([v[0] for v in star.values()])
+    Fs = np.array([v[1] for v in star.values()])
+    odd = []
+    for i, q in enumerate(qs):
+        j = int(np.argmin(np.abs(qs + q).sum(axis=1)))
+        if np.abs(qs[j] + q).max() > 1e-6:
+            raise ValueError(f"the star of q = {np.round(q0, 6)} does not contain −q")
+        odd.append(0.5 * (Fs[i] - Fs[j]))
+    odd = np.array(odd).reshape(len(qs), -1)
+    B2 = ki.reciprocal_2d(np.asarray(result["cell_bohr"], float)[:2, :2])
+    k = qs[:, :2] @ B2
+    sol, *_ = np.linalg.lstsq(k, odd, rcond=None)
+    resid = np.abs(odd - k @ sol).max() / max(np.abs(odd).max(), 1e-300)
+    L = sol.T.reshape(F0.shape + (2,))
+    return L, float(np.linalg.norm(k[0])), float(resid)
+
+
+def long_range_from(near: list[dict], ops=None, components=("m_inplane", "m_z"), sigma_bohr: float | None = None,
+                    tol: float = 1e-3) -> ki.LongRange:
+    """The screened linear term F_LR = L·q e^{−σ²q²}/(1 + r|q|) from two direct runs at small q₁,
+    q₂ of different length (analysis results with all patterns). Per atom, displacement group and
+    component group of ``components``: L₁, L₂ = the fitted slopes (:func:`odd_slope`), ρ = ⟨L₁, L₂⟩/
+    ⟨L₁, L₁⟩ = (1 + r q₁)/(1 + r q₂) gives r, and L = L₁ (1 + r q₁). A group is separated only when
+    0 < r ≤ LONG_RANGE_R_MAX and its |L₁| is at least ``tol`` of the largest of its component group;
+    δn is not, by default (its linear term is not of this form: docs/theory-interpolation.md).
+    sigma_bohr: the damping length (default a/4π, matdyn.x's alpha = 1)."""
+    if len(near) != 2:
+        raise ValueError(f"{len(near)} runs: the long-range part takes two, at small q of different length")
+    if ops is None:
+        r0 = near[0]
+        ops = crystal_operations(r0["cell_bohr"], r0["positions_bohr"], r0["symbols"])
+    (L1, k1, _), (L2, k2, _) = (odd_slope(r, ops) for r in near)
+    if k1 > k2:
+        L1, k1, L2, k2 = L2, k2, L1, k1
+    if k1 < 1e-9 or abs(k2 - k1) < 1e-3 * k2:
+        raise ValueError(f"|q| = {k1:.4f} and {k2:.4f} 1/bohr: two non-zero q of different length are needed")
+    slope = np.zeros_like(L1)
+    r = np.zeros(L1.shape[:3])
+    nat = L1.shape[0]
+    for cname in components:
+        c = list(COMPONENT_GROUPS[cname])
+        big = np.abs(L1[:, :, c]).max()
+        for kap in range(nat):
+            for a in DISPLACEMENT_GROUPS.values():
+                x = L1[kap][list(a)][:, c]
+                y = L2[kap][list(a)][:, c]
+                nx = float(np.vdot(x, x).real)
+                if big == 0 or np.sqrt(nx) < tol * big * np.sqrt(x.size):
+                    continue
+                rho = float(np.vdot(x, y).real) / nx
+                rr = (1.0 - rho) / (rho * k2 - k1)
+                if not (0.0 < rr <= LONG_RANGE_R_MAX):
+                    continue
+                for ai in a:
+                    r[kap, ai, c] = rr
+                    slope[kap, ai, c] = L1[kap, ai, c] * (1.0 + rr * k1)
+    if sigma_bohr is None:
+        sigma_bohr = float(np.linalg.norm(np.asarray(near[0]["cell_bohr"], float)[0])) / (4 * np.pi)
+    return ki.LongRange(slope, r, float(sigma_bohr))
+
+
 def mode_values(F: np.ndarray, displacement_bohr: np.ndarray) -> np.ndarray:
     """Cell integrals of modes: Σ_{κα} U_ν(κα) F_{κα} → (nmode, 4), for F (nat, 3, 4) and the
     mode displacements (nmode, nat, 3) in the lattice-vector phase convention."""
@@ -159,12 +246,24 @@ def save(path, g: GridResponse) -> Path:
             h.create_dataset("origin", data=g.origin).attrs["description"] = (
                 "per grid point: index of the computed q it was unfolded from, index of the "
                 "spglib operation (-1: computed directly), time reversal (0/1)")
+            if g.long_range is not None:
+                lr = h.create_group("long_range")
+                lr.attrs["description"] = ("separated part F_LR(k) = sum_b slope[..., b] k_b exp(-sigma^2 k^2) / "
+                                           "(1 + r |k|), k in-plane Cartesian (1/bohr); columns hold the full "
+                                           "response, evaluate subtracts F_LR before and adds it after")
+                lr.create_dataset("slope", data=g.long_range.slope).attrs["units"] = "e or muB per bohr, per 1/bohr"
+                lr.create_dataset("r", data=g.long_range.r).attrs["units"] = "bohr"
+                lr.attrs["sigma_bohr"] = g.long_range.sigma
     return path
 
 
 def load(path) -> GridResponse:
     import h5py
     with h5py.File(path, "r") as h:
+        lr = None
+        if "long_range" in h:
+            g = h["long_range"]
+            lr = ki.LongRange(g["slope"][()], g["r"][()], float(g.attrs["sigma_bohr"]))
         return GridResponse(int(h.attrs["N"]), h["columns"][()], h["cell_bohr"][()], h["positions_bohr"][()],
                             [s.decode() if isinstance(s, bytes) else str(s) for s in h["symbols"][()]],
-                            h["irreducible_q"][()], h["origin"][()])
+                            h["irreducible_q"][()], h["origin"][()], lr)

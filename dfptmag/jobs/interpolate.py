@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..analysis import grid as gi
+from ..constants import BOHR_RADIUS_ANGS
 from ..errors import DfptmagError, InputFileError
 from ..kernel import bandpath
 from ..kernel import branches as kb
@@ -165,6 +166,20 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
     irr, _, owner = ks.irreducible_grid(ops, qgrid)
     known = bandpath.special_points(atoms, wf.bands.get("extra_points"))
     qpts = [config.QPoint(bandpath.point_label(q, known), q) for q in irr]
+    calib = []                                   # the long-range part's two direct runs
+    if wf.interpolation.get("long_range"):
+        B2 = 2 * np.pi * np.linalg.inv(cell_ang).T[:2, :2]
+        lens = [float(np.linalg.norm(np.asarray(q[:2]) @ B2)) for q in wf.interpolation["long_range"]]
+        if abs(lens[0] - lens[1]) < 1e-3 * max(lens):
+            raise InputFileError(wf.path, f"[interpolation] long_range = {wf.interpolation['long_range']}: the "
+                                          "two q-points must differ in length (|q| "
+                                          f"{lens[0] * BOHR_RADIUS_ANGS:.4f} and {lens[1] * BOHR_RADIUS_ANGS:.4f} 1/bohr)")
+        for q in wf.interpolation["long_range"]:
+            qp = config.QPoint(bandpath.point_label(np.asarray(q, float), known), np.asarray(q, float))
+            calib.append(qp.label)
+            if all(p.label != qp.label for p in qpts):
+                qpts.append(qp)
+    n_grid = len(irr)
     bp = bandpath.band_path(atoms, path, npoints or wf.bands["npoints"], wf.bands.get("extra_points"))
     dense_bp, _ = bandpath.refine(bp, atoms, wf.dispersion["npoints"])
     run_dir = Path(run_dir or Path("runs") / wf.name)
@@ -188,7 +203,12 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
     results = [analyze_qrun(res.qdirs[q.label], opts) for q in qpts]
     ref = {k: results[0][k] for k in ("masses_amu", "cell_bohr", "positions_bohr", "symbols")}
     masses = ref["masses_amu"]
-    grid = gi.from_results(results, N)
+    grid = gi.from_results(results[:n_grid], N)
+    if calib:
+        by_label = {q.label: r for q, r in zip(qpts, results)}
+        grid.long_range = gi.long_range_from([by_label[c] for c in calib])
+        log.info("long-range part fitted at %s: screening lengths %s bohr", ", ".join(calib),
+                 np.unique(np.round(grid.long_range.r[grid.long_range.r > 0], 2)).tolist())
     del results
     grid_file = gi.save(output.with_name("grid.h5"), grid)
     log.info("grid response built in %.1f s", time.perf_counter() - t0)
@@ -227,6 +247,10 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
                                     "atom response on the supercell (Wigner-Seitz), Fourier transformed; "
                                     "frequencies and eigenvectors from matdyn.x"),
                   "interpolation_qgrid": list(qgrid), "dfpt_qpoints": len(qpts),
+                  "interpolation_long_range": (
+                      "screened linear term L.q exp(-sigma^2 q^2)/(1 + r|q|) of the magnetization separated "
+                      f"before the interpolation, fitted to direct DFPT at {', '.join(calib)}; r per atom, "
+                      "displacement and component in grid.h5 long_range/r" if calib else "none"),
                   "dispersion_asr": wf.dispersion["asr"], "dispersion_loto_2d": bool(wf.dispersion["loto_2d"])}
     track_branches(b, None)
     write(output, b)

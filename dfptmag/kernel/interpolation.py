@@ -30,6 +30,15 @@ field once (O(N² · 9·4 · n1 n2 n3)).
 
 The same code with one point per cell at the origin (n1 = n2 = 1) is the plain lattice Fourier
 series of the cell integrals (what q2r.x/matdyn.x do for force constants), kept for comparison.
+
+Long-range part (:class:`LongRange`). A term of F(k) that is not analytic at k = 0 makes δñ⁽⁰⁾
+long-ranged and is rounded off by any Fourier interpolation. As matdyn.x does for the dipolar force
+constants, a model of it, F_LR, is subtracted from the columns at every q_m + G before the
+supercell is built (the 2D discrete Fourier component G of the columns at q_m is F(q_m + G)) and
+added back in :meth:`SupercellResponse.evaluate`; the grid values stay exact. The model is a linear
+term screened in two dimensions, F_LR(k) = Σ_β L_β k_β e^{−σ²k²} / (1 + r|k|) per atom,
+displacement and component (its non-analytic part is −r|k| L·k at small k), with the Gaussian
+damping of matdyn.x (σ = a/4π is its alpha = 1) so that only small |q + G| carry it.
 """
 from __future__ import annotations
 
@@ -55,17 +64,58 @@ def grid_points(N: int) -> np.ndarray:
 
 
 @dataclasses.dataclass
+class LongRange:
+    """F_LR(k) = Σ_β slope[κ, α, c, β] k_β e^{−σ²|k|²} / (1 + r[κ, α, c] |k|), k the in-plane
+    Cartesian wavevector (1/bohr). slope: (nat, 3, 4, 2) complex, e or μB per bohr of displacement
+    per (1/bohr); r: (nat, 3, 4) screening lengths in bohr (slope 0 where nothing is separated);
+    sigma: damping length in bohr."""
+    slope: np.ndarray
+    r: np.ndarray
+    sigma: float
+
+    def __call__(self, k_cart) -> np.ndarray:
+        """F_LR at in-plane Cartesian k (..., 2): (..., nat, 3, 4)."""
+        k = np.asarray(k_cart, float)
+        nk = np.linalg.norm(k, axis=-1)[..., None, None, None]
+        lin = np.tensordot(k, np.asarray(self.slope), axes=([-1], [-1]))
+        return lin * np.exp(-(nk * self.sigma) ** 2) / (1.0 + np.asarray(self.r) * nk)
+
+
+def reciprocal_2d(cell2d) -> np.ndarray:
+    """Rows b1, b2 (1/bohr) of the in-plane reciprocal lattice of (2, 2) lattice vectors (rows)."""
+    return TWO_PI * np.linalg.inv(np.asarray(cell2d, float)).T
+
+
+def subtract_long_range(cols, N: int, cell2d, lr: LongRange) -> np.ndarray:
+    """The columns (N, N, nat, 3, ncomp, n1, n2) minus F_LR at every q_m + G: the 2D discrete
+    Fourier component G of the columns at q_m is F(q_m + G) (fft2's sign), G over the whole
+    n1 × n2 set of the FFT grid."""
+    cols = np.asarray(cols)
+    n1, n2 = cols.shape[-2:]
+    B2 = reciprocal_2d(cell2d)
+    C = np.fft.fft2(cols, axes=(-2, -1))
+    g1, g2 = np.fft.fftfreq(n1, 1.0 / n1), np.fft.fftfreq(n2, 1.0 / n2)
+    for i in range(N):
+        for j in range(N):
+            qc = np.stack(np.meshgrid(i / N + g1, j / N + g2, indexing="ij"), -1)      # (n1, n2, 2)
+            C[i, j] -= np.moveaxis(lr(qc @ B2), (0, 1), (-2, -1))
+    return np.fft.ifft2(C, axes=(-2, -1))
+
+
+@dataclasses.dataclass
 class SupercellResponse:
     """δñ⁽⁰⁾ on Wigner–Seitz images around each displaced atom.
 
     points[κ]: (np, 2) in-plane crystal coordinates of every image; weights[κ]: (np,);
     values[κ]: (np, 3, ncomp) the response per bohr of displacement along α (columns, i.e.
-    already integrated over z and the column area)."""
+    already integrated over z and the column area); long_range: the part subtracted before the
+    supercell was built (None: nothing), added back by :meth:`evaluate`."""
     N: int
     points: list
     weights: list
     values: list
     cell2d: np.ndarray          # (2, 2) in-plane lattice vectors (rows), bohr
+    long_range: LongRange | None = None
 
     def evaluate(self, q_crystal) -> np.ndarray:
         """F_{κα}(q) for q (nq, 3) or (3,) in crystal coordinates: (nq, nat, 3, ncomp)."""
@@ -80,6 +130,8 @@ class SupercellResponse:
                 parts.append(np.tensordot(ph, v, axes=([1], [0])))              # (chunk, 3, ncomp)
             out.append(np.concatenate(parts, axis=0) if parts else np.zeros((0,) + v.shape[1:], v.dtype))
         res = np.stack(out, axis=1)
+        if self.long_range is not None:
+            res = res + self.long_range(q @ reciprocal_2d(self.cell2d))
         return res if np.ndim(q_crystal) > 1 else res[0]
 
     def radial_profile(self, bins):
@@ -97,8 +149,10 @@ class SupercellResponse:
         return np.array(out)
 
 
-def build(cols, N: int, cell, tau_crystal, ws_tol: float = 1e-6, reach: int = 2) -> SupercellResponse:
-    """The supercell response from the columns at the N×N grid.
+def build(cols, N: int, cell, tau_crystal, ws_tol: float = 1e-6, reach: int = 2,
+          long_range: LongRange | None = None) -> SupercellResponse:
+    """The supercell response from the columns at the N×N grid (with ``long_range``: of the
+    columns minus F_LR, which :meth:`SupercellResponse.evaluate` adds back).
 
     cols: (N, N, nat, 3, ncomp, n1, n2) periodic amplitudes' columns at q = (m1/N, m2/N, 0), in
     the lattice-vector phase convention (as ``patterns/field``, rotated to Cartesian
@@ -107,6 +161,9 @@ def build(cols, N: int, cell, tau_crystal, ws_tol: float = 1e-6, reach: int = 2)
     cols = np.asarray(cols)
     if cols.shape[:2] != (N, N):
         raise ValueError(f"columns for a {cols.shape[:2]} grid, expected ({N}, {N})")
+    A2 = np.asarray(cell, float)[:2, :2]
+    if long_range is not None:
+        cols = subtract_long_range(cols, N, A2, long_range)
     nat, n1, n2 = cols.shape[2], cols.shape[-2], cols.shape[-1]
     x1 = np.arange(n1) / n1
     x2 = np.arange(n2) / n2
@@ -120,7 +177,6 @@ def build(cols, N: int, cell, tau_crystal, ws_tol: float = 1e-6, reach: int = 2)
     L1, L2, X1, X2 = np.meshgrid(np.arange(N), np.arange(N), x1, x2, indexing="ij")
     pts = np.column_stack([(L1 + X1).ravel(), (L2 + X2).ravel()])                 # (N²n1n2, 2)
     vals = np.moveaxis(sc, (2, 3, 4), (0, 1, 2)).reshape(nat, 3, sc.shape[4], -1)  # (nat, 3, c, P)
-    A2 = np.asarray(cell, float)[:2, :2]
     shifts = np.array([(a, b) for a in range(-reach, reach + 1) for b in range(-reach, reach + 1)]) * N
     points, weights, values = [], [], []
     for k in range(nat):
@@ -133,7 +189,7 @@ def build(cols, N: int, cell, tau_crystal, ws_tol: float = 1e-6, reach: int = 2)
         points.append(pts[ip] + shifts[isf])
         weights.append(1.0 / nimg[ip])
         values.append(np.moveaxis(vals[k][:, :, ip], 2, 0))                      # (np, 3, c)
-    return SupercellResponse(N, points, weights, values, A2)
+    return SupercellResponse(N, points, weights, values, A2, long_range)
 
 
 def lattice_series(cell_integrals, N: int, cell, tau_crystal) -> SupercellResponse:

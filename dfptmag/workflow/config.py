@@ -47,7 +47,7 @@ class Workflow:
     analysis: dict
     bands: dict = dataclasses.field(default_factory=lambda: dict(BANDS_DEFAULTS))
     dispersion: dict | None = None     # None: no interpolated dispersion
-    interpolation: dict | None = None  # bands --interpolate: {"qgrid": [N, N, 1]}
+    interpolation: dict | None = None  # bands --interpolate: {"qgrid": [N, N, 1], "long_range": [q1, q2] | None}
     cluster: dict | None = None        # [cluster]: Slurm settings of the task engine (validated)
     qe_bin_dir: Path | None = None     # [qe] bin_dir: where pw.x, ph.x, ... are (None: $DFPTMAG_QE_BIN, PATH)
     storage: dict = dataclasses.field(default_factory=lambda: dict(STORAGE_DEFAULTS))   # [storage]
@@ -90,7 +90,7 @@ KNOWN_KEYS = {
     "analysis": ("amplitude", "amplitude_bohr", "realspace"),
     "bands": ("path", "npoints", "extra_points"),
     "dispersion": ("qgrid", "method", "asr", "loto_2d", "npoints"),
-    "interpolation": ("qgrid",),
+    "interpolation": ("qgrid", "long_range"),
     "qe": ("bin_dir",),
     "storage": ("discard_dwf", "keep_scratch"),
     "cluster": ("partition", "account", "time", "nproc", "launcher", "setup", "sbatch_options", "python"),
@@ -363,12 +363,28 @@ def _bands_section(path, bs: dict, par: dict) -> dict:
 
 
 def _interpolation_section(path, sec) -> dict | None:
-    """[interpolation] qgrid = [N, N, 1]: the Γ-centred grid of ``bands --interpolate``."""
+    """[interpolation] qgrid = [N, N, 1]: the Γ-centred grid of ``bands --interpolate``;
+    long_range = [[x, y, 0], [x', y', 0]]: two small in-plane q (crystal coordinates, different
+    length) where DFPT also runs, to separate the screened linear term (analysis.grid.long_range_from)."""
     if sec is None:
         return None
     if not isinstance(sec, dict):
         raise InputFileError(path, "[interpolation] must be a table")
-    return {"qgrid": _qgrid(path, "interpolation", sec.get("qgrid"), in_plane=True)}
+    out = {"qgrid": _qgrid(path, "interpolation", sec.get("qgrid"), in_plane=True), "long_range": None}
+    lr = sec.get("long_range")
+    if lr is not None:
+        ok = (isinstance(lr, list) and len(lr) == 2
+              and all(isinstance(q, list) and len(q) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                                  and math.isfinite(x) for x in q) for q in lr))
+        if not ok:
+            raise InputFileError(path, f"[interpolation] long_range = {lr!r}: two q-points [x, y, 0] in crystal "
+                                       "coordinates, e.g. [[0.1, 0, 0], [0.1667, 0, 0]]")
+        for q in lr:
+            if q[2] != 0 or abs(q[0]) + abs(q[1]) == 0 or max(abs(q[0]), abs(q[1])) > 0.5:
+                raise InputFileError(path, f"[interpolation] long_range q = {q!r}: in-plane (z = 0), not Γ, "
+                                           "small (|x|, |y| ≤ 0.5)")
+        out["long_range"] = [[float(x) for x in q] for q in lr]
+    return out
 
 
 def _qgrid(path, section: str, qgrid, in_plane: bool = False) -> list[int]:

@@ -12,7 +12,8 @@ Inputs (make them first; both are cheap on the tiny workflows):
   mos2_K_mode9_snapshot.png (a copy of its snapshot of mode 9 at K). '' skips it.
 
 Not made here: interpolation_locality.png (benchmarks/bench_interpolation.py),
-interpolation_locality_k4.png (benchmarks/bench_interpolation_k.py: runs/bench-interp-k/locality_k4.png),
+interpolation_locality_k4.png and interpolation_cusp_k4.png (benchmarks/bench_interpolation_k.py:
+runs/bench-interp-k/locality_k4.png, cusp_k4.png),
 xsf_export_centred_slice.png (render_xsf_export_slice.py beside this file) and
 docs_screenshot.png (tests/test_docs.py). PNGs are stored with an adaptive 256-colour palette
 (Pillow), which keeps the repository small; the commands themselves write full-colour files.
