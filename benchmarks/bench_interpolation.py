@@ -41,7 +41,7 @@ LAST_ROWS: list = []         # (N, label, errors supercell, errors lattice serie
 LAST_LOCALITY: dict = {}     # the largest grid's column amplitude beyond 10 Å / peak (δn, |δm|)
 LAST_GRIDS: dict = {}        # N -> GridResponse of the last call, for callers that compare grids
 LAST_RESULTS: dict = {}      # label -> analysed direct run of the last call
-LAST_LONG_RANGE: list = []   # [LongRange] of the last call with --long-range
+LAST_LR_GRIDS: dict = {}     # N -> GridResponse with the long-range part separated (--long-range)
 
 
 def find(res: dict, q) -> str | None:
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     ops = gi.crystal_operations(r0["cell_bohr"], r0["positions_bohr"], r0["symbols"])
     rows, biggest = [], None
     LAST_GRIDS.clear()
-    LAST_LONG_RANGE.clear()
+    LAST_LR_GRIDS.clear()
     lr, calib = None, []
     if args.long_range:
         calib = [find(res, [float(v) for v in q.split(",")]) for q in args.long_range]
@@ -124,7 +124,6 @@ def main(argv=None) -> int:
             print(f"long range: q {args.long_range} not all computed, not separated")
         else:
             lr = gi.long_range_from([res[c] for c in calib], ops)
-            LAST_LONG_RANGE.append(lr)
             sep = lr.r > 0
             print(f"long range fitted at {', '.join(calib)}: separated in {int(sep.sum())} of {sep.size} "
                   f"(atom, direction, component) entries; r = "
@@ -148,6 +147,8 @@ def main(argv=None) -> int:
         print(f"{N}x{N}: DFPT at {len(labs)} irreducible q ({', '.join(labs)}), build {t_build:.2f} s, "
               f"on-grid max deviation {dev:.1e} (max |F| {np.abs(g.cell_integrals_on_grid()).max():.2f})")
         glr = dataclasses.replace(g, long_range=lr, _sc=None) if lr is not None else None
+        if glr is not None:
+            LAST_LR_GRIDS[N] = glr
         for lab, r in res.items():
             q = r["q_crystal"]
             if on_grid(q, N) or lab in calib:

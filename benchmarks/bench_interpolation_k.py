@@ -122,11 +122,10 @@ def near_gamma_ratios(res: dict, grids: dict) -> list:
     return out
 
 
-def plot_cusp(res: dict, grids: dict, lr, path: Path, label: str = "") -> None:
-    """c(q) = |Re δm(u_W)| / |q| along Γ–M and Γ–K: direct DFPT (points), the plain interpolation
-    from each grid and, with the long-range part separated, from the same grids (lines)."""
-    import dataclasses
-
+def plot_cusp(res: dict, grids: dict, lr_grids: dict, path: Path, label: str = "") -> None:
+    """c(q) = |Re δm(u_W)| / |q| along Γ–M and Γ–K: direct DFPT (points, from :func:`slope_profile`),
+    the plain interpolation from each grid and, with the long-range part separated (``lr_grids``,
+    N -> GridResponse; may be empty), from the same grids (lines)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -135,6 +134,7 @@ def plot_cusp(res: dict, grids: dict, lr, path: Path, label: str = "") -> None:
     r0 = next(iter(res.values()))
     B = 2 * np.pi * np.linalg.inv(r0["cell_bohr"]).T
     calib = {bi.find(res, q) for q in CALIBRATION}
+    direct = slope_profile(res)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     for ax, (name, end) in zip(axes, (("Γ–M", (0.5, 0, 0)), ("Γ–K", (1 / 3, 1 / 3, 0)))):
         t = np.linspace(0.02, 1.0, 120)
@@ -145,19 +145,13 @@ def plot_cusp(res: dict, grids: dict, lr, path: Path, label: str = "") -> None:
             return 1e3 * np.linalg.norm(F[:, 0, :, 1:].real, axis=(1, 2)) / nq
         for (N, g), col in zip(sorted(grids.items()), ("C0", "C1", "C2")):
             ax.plot(nq, c_of(g.evaluate(qs)), "--", color=col, lw=1, label=f"{N}×{N} grid")
-            if lr is not None:
-                glr = dataclasses.replace(g, long_range=lr, _sc=None)
-                ax.plot(nq, c_of(glr.evaluate(qs)), "-", color=col, lw=1.4, label=f"{N}×{N}, long range separated")
-        for lab, r in res.items():
-            q = np.asarray(r["q_crystal"], float)
-            tt = q[:2] / np.asarray(end)[:2].max()
-            if np.linalg.norm(q) < 1e-9 or not np.allclose(q, tt.max() * np.asarray(end), atol=1e-6):
-                continue
-            F = bi.direct_cell_integrals(r)[None]
-            k = np.linalg.norm(q @ B)
-            c = 1e3 * np.linalg.norm(F[:, 0, :, 1:].real, axis=(1, 2)) / k
-            ax.plot([k], c, "s" if lab in calib else "o", color="k", ms=5 if lab in calib else 4,
-                    mfc="none" if lab in calib else "k")
+            if N in lr_grids:
+                ax.plot(nq, c_of(lr_grids[N].evaluate(qs)), "-", color=col, lw=1.4,
+                        label=f"{N}×{N}, long range separated")
+        for lab, d, k, c in direct:
+            if d == name:
+                ax.plot([k], [c], "s" if lab in calib else "o", color="k", ms=5 if lab in calib else 4,
+                        mfc="none" if lab in calib else "k")
         ax.set_xlabel(f"|q| along {name} (1/bohr)")
         ax.set_title(f"W displacement, |Re δm| / |q|{label}", fontsize=10)
     axes[0].plot([], [], "ok", ms=4, label="direct DFPT")
@@ -212,8 +206,7 @@ def main(argv=None) -> int:
             print(f"k {nk}×{nk}: locality on the {loc['N']}×{loc['N']} supercell: column amplitude beyond "
                   f"10 Å / peak: δn {loc['n']:.1e}, |δm| {loc['m']:.1e}")
         slopes.append((nk, slope_profile(bi.LAST_RESULTS)))
-        plot_cusp(bi.LAST_RESULTS, bi.LAST_GRIDS, bi.LAST_LONG_RANGE[0] if bi.LAST_LONG_RANGE else None,
-                  a.out / f"cusp_k{nk}.png", f", {nk}×{nk} k")
+        plot_cusp(bi.LAST_RESULTS, bi.LAST_GRIDS, bi.LAST_LR_GRIDS, a.out / f"cusp_k{nk}.png", f", {nk}×{nk} k")
         ratio_rows.append((nk, near_gamma_ratios(bi.LAST_RESULTS, bi.LAST_GRIDS)))
         if 3 in bi.LAST_GRIDS:      # one yardstick every k-grid has: the 3×3 supercell, beyond 4 Å
             loc3 = bi.locality(bi.LAST_GRIDS[3], beyond_angstrom=4.0)

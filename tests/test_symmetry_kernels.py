@@ -14,6 +14,7 @@ from dfptmag.kernel import symmetry as ks
 A = 6.27
 CELL = np.array([[A, 0, 0], [-A / 2, A * np.sqrt(3) / 2, 0], [0, 0, 20.0]])
 FRAC = np.array([[0, 0, 0], [1 / 3, 2 / 3, 0.084], [1 / 3, 2 / 3, 0.916]])
+B2 = 2 * np.pi * np.linalg.inv(CELL[:2, :2]).T       # in-plane reciprocal vectors (rows), 1/bohr
 
 
 def _profile(x1, x2, tau, width=1.5):
@@ -125,7 +126,6 @@ def test_irreducible_grids():
 def _lr_columns(N, lr, n=12):
     """Columns of a response whose in-plane Fourier transform is F_LR: at q_m the column's DFT
     component G is F_LR(q_m + G), so the column is the inverse DFT of those values."""
-    B2 = 2 * np.pi * np.linalg.inv(CELL[:2, :2]).T
     g = np.fft.fftfreq(n, 1.0 / n)
     out = np.zeros((N, N, 3, 3, 4, n, n), complex)
     for m1 in range(N):
@@ -149,7 +149,6 @@ def test_long_range_separation_is_exact_for_its_form():
     grid_vals = cols.sum(axis=(-2, -1)).reshape((N * N,) + cols.shape[2:5])
     for sc in (plain, sep):
         assert np.abs(sc.evaluate(ki.grid_points(N)) - grid_vals).max() < 1e-10
-    B2 = 2 * np.pi * np.linalg.inv(CELL[:2, :2]).T
     worst_plain = 0.0
     for q in ([0.05, 0.0, 0], [0.13, 0.07, 0], [0.29, 0.31, 0], [-0.04, 0.03, 0]):
         q = np.array(q)
@@ -167,8 +166,6 @@ def _synthetic_result(q, cW, cZ, cN, r_m, r_n):
     """An analysis result (identity patterns) whose cell integrals are the D3h-allowed linear terms
     of the W displacements, screened: δm_z = cW (k × u)_z, δm_∥ = cZ u_z (ẑ × k), δn = i cN k·u,
     each over (1 + r|k|); the Se entries are zero."""
-    from dfptmag.analysis import grid as gi  # noqa: F401  (the module under test reads these keys)
-    B2 = 2 * np.pi * np.linalg.inv(CELL[:2, :2]).T
     k = np.asarray(q, float)[:2] @ B2
     s_m, s_n = 1 / (1 + r_m * np.linalg.norm(k)), 1 / (1 + r_n * np.linalg.norm(k))
     F = np.zeros((3, 3, 4), complex)
@@ -197,7 +194,6 @@ def test_long_range_fit_recovers_slope_and_length():
     assert np.allclose(both.r[0, :2, 0], 0.4, atol=1e-10)
     assert np.allclose(both.slope[0, 0, 0], [3j, 0], atol=1e-10)
     # the fitted term reproduces the model at a third q in another direction
-    B2 = 2 * np.pi * np.linalg.inv(CELL[:2, :2]).T
     q3 = np.array([0.03, 0.08, 0.0])
     F3 = gi.cartesian_fields(_synthetic_result(q3, 0.3, 0.2, 3.0, 1.3, 0.4), "pattern_cell_integral")
     k3 = np.linalg.norm(q3[:2] @ B2)
@@ -222,5 +218,4 @@ def test_grid_file_keeps_the_long_range_part(tmp_path):
     assert back.long_range is not None and back.long_range.sigma == 0.5
     assert np.allclose(back.evaluate(q), g.evaluate(q), atol=1e-14)
     plain = gi.GridResponse(N, cols, CELL, FRAC @ CELL, ["W", "Se", "Se"], np.zeros((3, 3)), np.zeros((N, N, 3), int))
-    B2 = 2 * np.pi * np.linalg.inv(CELL[:2, :2]).T
     assert np.abs(plain.evaluate(q) - g.evaluate(q)).max() > 0.05 * np.abs(lr(q[:, :2] @ B2)).max()
