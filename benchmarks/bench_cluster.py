@@ -9,9 +9,11 @@
    its own copy of the q's ph.x state.
 
 Prints the wall time of the whole q and of its pattern phase for both, and per pattern task the
-bytes and seconds of the state copy against the pattern's ph.x time. Run it under the QE lock
-(flock /tmp/dfptmag-qe.lock ...). ``--scf-from`` reuses a finished run's pseudo/ and scf/ (the
-tiny test run, e.g. $DFPTMAG_TEST_WORKDIR/wse2_tiny) so only the q chain is timed.
+bytes and seconds of the state copy against the pattern's ph.x time. Run it while no other QE job
+runs: on a shared machine, under whatever lock its users take around QE jobs (e.g. ``flock
+LOCKFILE python benchmarks/bench_cluster.py ...``; dfptmag's own locks guard run directories, not
+the machine). ``--scf-from`` reuses a finished run's pseudo/ and scf/ (the tiny test run, e.g.
+$DFPTMAG_TEST_WORKDIR/wse2_tiny) so only the q chain is timed.
 """
 from __future__ import annotations
 

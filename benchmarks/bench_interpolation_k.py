@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Interpolation error against direct DFPT as the k-sampling grows (issue 23).
+"""Interpolation error against direct DFPT as the k-sampling grows.
 
     python benchmarks/bench_interpolation_k.py [--kgrids 2,4,6] [--grids 3,4,6] [--out DIR]
                                                [--table docs/_generated/interp_k.md]

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Post-processing cost at a realistic size: the medium WSe2 point of issue 14 against ph.x.
+"""Post-processing cost at a realistic size: a medium WSe2 q-run against ph.x.
 
 Usage:
     python benchmarks/bench_medium.py [RUN_DIR] [--workflow TOML] [--no-run] [--tiny DIR]
@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MEDIUM = HERE / "wse2-medium.toml"
 TINY = ROOT / "workflows" / "wse2-tiny.toml"
+sys.path.insert(0, str(ROOT))
+
+from dfptmag.io.qe_output import ph_step_clocks        # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time, tracemalloc
@@ -83,24 +85,12 @@ print(json.dumps({"seconds": seconds, "timing_s": r["timing_s"], "heap_peak_mb":
 """
 
 
-_T = r"(?:(\d+)h\s*)?(?:(\d+)m\s*)?(?:([\d.]+)s)?"
-
-
-def _seconds(h, m, s) -> float:
-    return 3600 * float(h or 0) + 60 * float(m or 0) + float(s or 0)
-
-
 def phx_seconds(qdir: Path) -> tuple[float, float, dict[str, tuple[float, float]]]:
-    """ph.x wall and CPU seconds of a q-run (sum over its ph.x steps, from the last
-    "PHONON : <cpu> CPU <wall> WALL" line of each output), and (wall, cpu) per step. The CPU time
-    is rank 0's: with k-point pools on free cores it is the wall time ph.x would need without
-    other work on the machine."""
-    steps = {}
-    for out in sorted(qdir.glob("ph.*.out")):
-        m = re.findall(rf"PHONON\s*:\s*{_T}\s*CPU\s+{_T}\s*WALL", out.read_text(errors="replace"))
-        if m:
-            v = m[-1]
-            steps[out.stem] = (_seconds(*v[3:]), _seconds(*v[:3]))
+    """ph.x wall and CPU seconds of a q-run (sum over its ph.x steps, each from its output's
+    total clock: dfptmag.io.qe_output), and (wall, cpu) per step. The CPU time is rank 0's: with
+    k-point pools on free cores it is the wall time ph.x would need without other work on the
+    machine."""
+    steps = ph_step_clocks(qdir)
     return sum(w for w, _ in steps.values()), sum(c for _, c in steps.values()), steps
 
 
@@ -189,7 +179,7 @@ def main():
               f"{100 * med[label]['seconds'] / med['phx']:.3f} % of ph.x wall "
               f"({100 * med[label]['seconds'] / med['phx_cpu']:.3f} % of CPU), tiny "
               f"{100 * tin[label]['seconds'] / tin['phx']:.3f} % ({100 * tin[label]['seconds'] / tin['phx_cpu']:.3f} %)")
-    print("   goals (issue 14): with field <= 1 %, G = 0 only <= 0.2 %, heap within the bound")
+    print("   goals (post-processing cost): with field <= 1 %, G = 0 only <= 0.2 %, heap within the bound")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from dfptmag.io.qe_output import ph_wall_seconds       # noqa: E402
 
 CHILD = r"""
 import json, resource, sys, time
@@ -33,21 +35,6 @@ for _ in range(repeat):
     best = min(best, time.perf_counter() - t0)
 print(json.dumps({"seconds": best, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-
-
-def phx_wall_seconds(qdir: Path) -> float:
-    total = 0.0
-    for out in sorted(qdir.glob("ph.*.out")):
-        m = re.findall(r"PHONON\s*:.*?CPU\s+(?:(\d+)m\s*)?([\d.]+)s WALL", out.read_text())
-        if not m:
-            m2 = re.findall(r"PHONON\s*:.*?CPU\s+(?:(\d+)h\s*)?(\d+)m WALL", out.read_text())
-            if m2:
-                h, mnt = m2[-1]
-                total += 3600 * float(h or 0) + 60 * float(mnt)
-            continue
-        mins, secs = m[-1]
-        total += 60 * float(mins or 0) + float(secs)
-    return total
 
 
 def main():
@@ -64,7 +51,7 @@ def main():
     else:
         run_dir = Path(a.run_dir)
     qdir = run_dir / f"q_{a.q}"
-    phx = phx_wall_seconds(qdir)
+    phx = ph_wall_seconds(qdir)
     print(f"q-run directory: {qdir}")
     print(f"ph.x wall time for this q (all runs): {phx:10.2f} s")
     for realspace in (False, True):
@@ -73,7 +60,7 @@ def main():
         what = "G=0 + real-space field" if realspace else "G=0 only (cell integrals)"
         print(f"dfptmag analysis, {what:27s}: {res['seconds']:8.3f} s  "
               f"= {100 * res['seconds'] / phx:6.2f} % of ph.x   peak RSS {res['peak_rss_mb']:7.1f} MB")
-    print("goals (issue 14): with the field ≤ 1 % of ph.x time, G = 0 only ≤ 0.2 %; "
+    print("goals (post-processing cost): with the field ≤ 1 % of ph.x time, G = 0 only ≤ 0.2 %; "
           "benchmarks/bench_medium.py measures them at a realistic size")
 
 

@@ -5,7 +5,13 @@
     dfptmag capture -- CMD...       run a ph.x command line keeping its δψ buffer
     dfptmag snapshot RESULT.h5      real-space figures, movies and exports of one mode
     dfptmag bands WORKFLOW.toml     magnetization bands along a q path (the paper's Fig. 3)
+    dfptmag doctor [WORKFLOW.toml]  which QE programs (and versions), MPI and Slurm would be used
+    dfptmag task WF RUN_DIR TASK    run one task of a planned band workflow (what a batch job runs)
+    dfptmag status RUN_DIR          state of every task of a band workflow run by an engine
     dfptmag plot bands BANDS.h5     redraw the band figures without recomputing
+    dfptmag export BANDS.h5         phonopy band.yaml/band.hdf5/phonopy_params.yaml or pymatgen JSON
+    dfptmag sqw INPUT               charge–spin dynamic structure factor S(Q, ω) (paper Eq. 5)
+    dfptmag model dos|moment|crossover  the localized-level model (DOS, spin-DOS, M(T), T_xo)
 """
 from __future__ import annotations
 
@@ -718,7 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
     sq.add_argument("--outdir", help="output directory (default: next to INPUT)")
     sq.set_defaults(func=cmd_sqw)
     mo = sub.add_parser("model", help="localized level + phonon bath model (DOS, spin-DOS, M(T), T_xo)",
-                        description="The model of shared/seeds/localized-level-spin-phonon-model.txt: a "
+                        description="The localized-level model of Shiranzaei, Kalhöfer and Fransson, J. Phys. "
+                                    "Chem. Lett. 14, 5119 (2023), doi:10.1021/acs.jpclett.3c00526 (see "
+                                    "docs/citing.md): a "
                                     "level ε = ε0σ0 + ε1·σ coupled to acoustic phonons ω = c q by U = u0σ0 + "
                                     "u1·σ, second-order self-energy with bare propagators, 2×2 Dyson equation. "
                                     "All energies in meV. 'dos' plots DOS and spin-DOS (spin axis along u1, or z); "

@@ -1,16 +1,31 @@
-"""Shared fixtures: one real tiny QE run (ld1.x, pw.x, ph.x at q = K and q = −K, all nine
-patterns each), built once per test session in a temporary directory. Nothing is cached
-between sessions: a fresh clone rebuilds everything.
+"""Shared fixtures, in two tiers.
+
+* Fast tier (no QE): real QE outputs stored under tests/data/ (tests/data/regenerate.py writes
+  them; tests/data/PROVENANCE.json says with which QE, workflow and command). ``stored_runs``
+  copies them to a temporary folder; ``analyzed`` and ``analyzed_gamma`` are their analyses.
+* QE tier (``@pytest.mark.qe``): one real tiny QE run (ld1.x, pw.x, ph.x at q = K and q = −K,
+  all nine patterns each, Γ patterns 3 and 9), built once per test session in a temporary
+  directory (``tiny_run``; ``analyzed_run`` is its analysis), and the band, grid and interpolated
+  runs built from it. Nothing is cached between sessions: a fresh clone rebuilds everything.
+
+A guard enforces the marker: while a test without ``qe`` is set up, run or torn down, pw.x,
+ph.x, ld1.x, q2r.x and matdyn.x on PATH and in ``$DFPTMAG_QE_BIN`` are programs that only record
+that they were started and fail, and any subprocess started in-process with one of those names is
+recorded too; the test then fails, naming the program.
 
 For development only: with ``DFPTMAG_TEST_WORKDIR=/some/dir`` the pseudopotential cache and the
 tiny run live in that directory and are reused by the next session (the runner's resume markers
 skip every finished step, and redo exactly what a code change invalidates). CI never sets it."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
+
+from datafiles import TINY_RUNS, tiny_qrun
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "workflows" / "wse2-tiny.toml"
@@ -18,16 +33,167 @@ TINY = ROOT / "workflows" / "wse2-tiny.toml"
 needs_qe = pytest.mark.skipif(shutil.which("pw.x") is None or shutil.which("ph.x") is None,
                               reason="Quantum ESPRESSO (pw.x, ph.x) not installed")
 
+# -- the qe-marker guard -------------------------------------------------------------------------
+QE_PROGRAMS = ("pw.x", "ph.x", "ld1.x", "q2r.x", "matdyn.x")
+_GUARD_SCRIPT = """#!/bin/sh
+echo "$0 $*" >> "{log}"
+echo "$(basename "$0"): started by a test without the qe marker (tests/conftest.py guard)" >&2
+exit 97
+"""
+
+
+def _known_qe_binaries() -> set[str]:
+    """Real paths of the QE programs this machine has: on PATH, in $DFPTMAG_QE_BIN, and the
+    builds unpacked by install.sh under .qe/<version>/."""
+    found = set()
+    folders = [os.environ.get("DFPTMAG_QE_BIN")] + os.environ.get("PATH", "").split(os.pathsep)
+    folders += [str(p) for p in (ROOT / ".qe").glob("*")]
+    for folder in filter(None, folders):
+        for name in QE_PROGRAMS:
+            exe = Path(folder) / name
+            if exe.is_file():
+                found.add(os.path.realpath(exe))
+    return found
+
+
+def _qe_in_argv(args, known: set[str]) -> str | None:
+    """The first word of ``args`` that is one of the machine's QE programs (mpirun ... pw.x)."""
+    words = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args or [])
+    for w in words:
+        w = os.fsdecode(w)
+        exe = w if os.sep in w else (shutil.which(w) or "")
+        if exe and os.path.realpath(exe) in known:
+            return w
+    return None
+
+
+class _Guard:
+    """PATH and $DFPTMAG_QE_BIN point at the recording programs; Popen records QE argv."""
+
+    def __init__(self, folder: Path, known: set[str]):
+        """``folder``: the session's recording programs (made once, in pytest_sessionstart);
+        ``known``: the real QE binaries that an in-process Popen must not start."""
+        self.folder = folder
+        self.known = known
+        self.log = folder / "started.log"
+        self.started: list[str] = []
+
+    def __enter__(self):
+        self.env = {k: os.environ.get(k) for k in ("PATH", "DFPTMAG_QE_BIN")}
+        os.environ["PATH"] = f"{self.folder}{os.pathsep}{os.environ.get('PATH', '')}"
+        os.environ["DFPTMAG_QE_BIN"] = str(self.folder)
+        self.log.unlink(missing_ok=True)
+        self.popen = subprocess.Popen.__init__
+        guard = self
+
+        def init(proc, args, *a, **kw):
+            hit = _qe_in_argv(args, guard.known)
+            if hit:
+                guard.started.append(hit)
+            return guard.popen(proc, args, *a, **kw)
+        subprocess.Popen.__init__ = init
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.Popen.__init__ = self.popen
+        for k, v in self.env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        return False
+
+    def verdict(self) -> str | None:
+        started = self.started + (self.log.read_text().split("\n") if self.log.is_file() else [])
+        names = sorted({os.path.basename(w.split()[0]) for w in started if w.strip()})
+        return (f"started {', '.join(names)} without the qe marker: mark the test "
+                "@pytest.mark.qe, or use the stored runs of tests/data") if names else None
+
+
+def _guarded(item):
+    if item.get_closest_marker("qe") is not None:
+        return None
+    return _Guard(item.session._qe_guard_folder, item.session._qe_binaries)
+
+
+def pytest_sessionstart(session):
+    import tempfile
+    folder = Path(tempfile.mkdtemp(prefix="dfptmag-qe-guard-"))
+    for name in QE_PROGRAMS:
+        exe = folder / name
+        exe.write_text(_GUARD_SCRIPT.format(log=folder / "started.log"))
+        exe.chmod(0o755)
+    session._qe_guard_folder = folder
+    session._qe_binaries = _known_qe_binaries()
+
+
+def pytest_sessionfinish(session):
+    shutil.rmtree(getattr(session, "_qe_guard_folder", ""), ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    return (yield from _run_guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    return (yield from _run_guarded(item))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    return (yield from _run_guarded(item))
+
+
+def _run_guarded(item):
+    guard = _guarded(item)
+    if guard is None:
+        return (yield)
+    try:
+        with guard:
+            result = yield
+    except Exception:
+        if guard.verdict():       # the QE program's refusal is the symptom: name the cause
+            pytest.fail(f"{item.nodeid}: {guard.verdict()}", pytrace=False)
+        raise
+    why = guard.verdict()
+    if why:
+        pytest.fail(f"{item.nodeid}: {why}", pytrace=False)
+    return result
+
 
 def _session_dir(tmp_path_factory, name: str) -> Path:
     """A fresh temporary directory, or ``$DFPTMAG_TEST_WORKDIR/name`` kept between sessions."""
-    import os
     keep = os.environ.get("DFPTMAG_TEST_WORKDIR")
     if keep:
         path = Path(keep) / name
         path.mkdir(parents=True, exist_ok=True)
         return path
     return tmp_path_factory.mktemp(name)
+
+
+# -- fast tier: stored real runs -----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def stored_runs(tmp_path_factory):
+    """{label: q-run dir} of the stored tiny run (K, −K: contracted; G: raw δψ of patterns 3 and
+    9), copied to a temporary folder so that a test may damage its copy."""
+    root = tmp_path_factory.mktemp("stored")
+    return {label: Path(shutil.copytree(tiny_qrun(label), root / f"q_{label}")) for label in TINY_RUNS}
+
+
+@pytest.fixture(scope="session")
+def analyzed(stored_runs):
+    """{K, -K: analysis result} of the stored tiny run (no QE)."""
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
+    return {label: analyze_qrun(d, AnalysisOptions()) for label, d in stored_runs.items() if label != "G"}
+
+
+@pytest.fixture(scope="session")
+def analyzed_gamma(stored_runs):
+    """The analysis of the stored Γ q-run (patterns 3 and 9; no QE)."""
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
+    return analyze_qrun(stored_runs["G"], AnalysisOptions())
 
 
 @pytest.fixture(scope="session")
@@ -61,17 +227,12 @@ def tiny_run(tmp_path_factory, qe_cache):
 
 
 @pytest.fixture(scope="session")
-def analyzed(tiny_run):
+def analyzed_run(tiny_run):
+    """{K, -K: analysis result} of this session's tiny run (QE tier: for comparisons with other
+    runs of the same session's QE build)."""
     from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     _, dirs = tiny_run
     return {label: analyze_qrun(d, AnalysisOptions()) for label, d in dirs.items() if label != "G"}
-
-
-@pytest.fixture(scope="session")
-def analyzed_gamma(tiny_run):
-    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
-    _, dirs = tiny_run
-    return analyze_qrun(dirs["G"], AnalysisOptions())
 
 
 def phx_drho(qdir: Path, pattern: int, grid):

@@ -197,12 +197,13 @@ def bands_file(analyzed, tmp_path_factory):
     return write(tmp_path_factory.mktemp("api_bands") / "bands.h5", b)
 
 
-def test_load_result_modes_equal_analysis(result_file, analyzed, tiny_run):
+@pytest.mark.qe
+def test_load_result_modes_equal_analysis(result_file, analyzed_run, tiny_run):
     import dfptmag
     from dfptmag.io.qe_dyn import read_dyn
     res = dfptmag.load(result_file)
     assert sorted(res.labels) == ["-K", "G", "K"] and res.schema == "dfptmag.h5/2"
-    k, r = res["K"], analyzed["K"]
+    k, r = res["K"], analyzed_run["K"]
     np.testing.assert_allclose(k.q, [1 / 3, 1 / 3, 0], atol=1e-9)
     mev = km.ry_to_mev(r["frequency_ry"])
     np.testing.assert_allclose(k.modes.frequencies("meV"), mev, rtol=1e-14)
@@ -233,6 +234,7 @@ def test_load_result_modes_equal_analysis(result_file, analyzed, tiny_run):
         res["M"]
 
 
+@pytest.mark.qe
 def test_load_result_atoms(result_file):
     import dfptmag
     from ase.data import atomic_masses, atomic_numbers
@@ -252,6 +254,7 @@ def test_load_result_atoms(result_file):
         np.testing.assert_allclose(s["scaled_positions"][()], k.atoms.get_scaled_positions(wrap=False), atol=1e-10)
 
 
+@pytest.mark.qe
 def test_field_and_snapshot_of_a_mode(result_file, tmp_path):
     import dfptmag
     k = dfptmag.load(result_file)["K"]
@@ -269,6 +272,7 @@ def test_field_and_snapshot_of_a_mode(result_file, tmp_path):
         k.field()
 
 
+@pytest.mark.qe
 def test_units_and_metadata_schema(result_file, bands_file):
     def walk(path):
         out = {}
@@ -304,6 +308,7 @@ def test_units_and_metadata_schema(result_file, bands_file):
         assert f["structure/symbols"].asstr()[()].tolist() == ["W", "Se", "Se"]
 
 
+@pytest.mark.qe
 def test_degeneracy_tolerance_comes_from_options(tiny_run, tmp_path):
     import dfptmag
     from dfptmag.results import qfile as results
@@ -361,6 +366,7 @@ def test_load_bands(bands_file, analyzed, tmp_path):
     np.testing.assert_allclose(b.atoms.cell[0, 0], 3.32, atol=1e-6)
 
 
+@pytest.mark.qe
 def test_old_files_still_load(result_file, bands_file, tmp_path):
     """Files of schema version 1 (no THz, no structure datasets, prose units) load; others fail
     clearly."""
@@ -407,6 +413,7 @@ def test_old_files_still_load(result_file, bands_file, tmp_path):
     assert proc.stderr.startswith(f"dfptmag: error: {junk}: not a dfptmag bands file")
 
 
+@pytest.mark.qe
 def test_analyze_api_equals_cli(tiny_run, tmp_path):
     import dfptmag
     runner, _ = tiny_run
@@ -440,6 +447,7 @@ def run_copy(tiny_run, tmp_path):
     return dest
 
 
+@pytest.mark.qe
 def test_run_api_equals_cli(run_copy, tmp_path):
     import dfptmag
     proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", "--q", "K", "--run-dir", str(run_copy),
@@ -461,6 +469,7 @@ def _python_blocks(text: str) -> list[str]:
 DOC_PYTHON_PAGES = ("docs/python.md", "docs/howto-exports.md")
 
 
+@pytest.mark.qe
 def test_docs_python_examples_run(run_copy, bands_file, tmp_path, monkeypatch):
     """Every ```python block of the docs pages DOC_PYTHON_PAGES (formerly the README's), in order,
     in one namespace, from a directory holding runs/wse2-tiny (a copy of the tiny run at K) and

@@ -1,9 +1,8 @@
 """The Python API takes the command line's names and value forms and rejects bad arguments with
-a clear TypeError/ValueError (issue 22). Uses the tiny run's result file (QE, cached)."""
+a clear TypeError/ValueError. Uses the tiny run's result file (QE, cached)."""
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.qe
 
 
 @pytest.fixture(scope="module")

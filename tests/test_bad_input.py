@@ -13,7 +13,6 @@ from dfptmag.errors import InputFileError, UnsupportedError
 from dfptmag.io.qrun_dir import read_manifest, write_manifest
 from dfptmag.workflow import capture
 
-pytestmark = pytest.mark.qe
 FAST = AnalysisOptions(realspace=False)
 
 
@@ -33,6 +32,7 @@ def _without_checksums(qdir):
     write_manifest(qdir, man)
 
 
+@pytest.mark.qe
 def test_missing_dpsi_file(qcopy):
     victim = qcopy / "capture" / "dwf.irr3.1"
     victim.unlink()
@@ -40,6 +40,7 @@ def test_missing_dpsi_file(qcopy):
         analyze_qrun(qcopy, FAST)
 
 
+@pytest.mark.qe
 def test_truncated_dpsi_file(qcopy):
     _without_checksums(qcopy)
     victim = qcopy / "capture" / "dwf.irr3.2"
@@ -50,6 +51,7 @@ def test_truncated_dpsi_file(qcopy):
         analyze_qrun(qcopy, FAST)
 
 
+@pytest.mark.qe
 def test_truncated_by_whole_records(qcopy):
     _without_checksums(qcopy)
     victim = qcopy / "capture" / "dwf.irr4.1"
@@ -61,6 +63,7 @@ def test_truncated_by_whole_records(qcopy):
         analyze_qrun(qcopy, FAST)
 
 
+@pytest.mark.qe
 def test_psi_from_a_different_run(qcopy, tiny_run):
     _, dirs = tiny_run
     save = qcopy / "out" / "_ph0" / "wse2.save"
@@ -70,6 +73,7 @@ def test_psi_from_a_different_run(qcopy, tiny_run):
         analyze_qrun(qcopy, FAST)
 
 
+@pytest.mark.qe
 def test_psi_buffer_from_a_different_run(qcopy, tiny_run):
     """Collected ψ and buffer ψ disagree: the plane-wave order verification refuses."""
     _, dirs = tiny_run
@@ -81,6 +85,7 @@ def test_psi_buffer_from_a_different_run(qcopy, tiny_run):
         analyze_qrun(qcopy, FAST)
 
 
+@pytest.mark.qe
 def test_ultrasoft_pseudopotential_refused(qcopy):
     upf = qcopy / "out" / "_ph0" / "wse2.save" / "W.rel-pbe-nc.UPF"
     upf.write_text(upf.read_text().replace('pseudo_type="NC"', 'pseudo_type="US"'))
@@ -88,6 +93,7 @@ def test_ultrasoft_pseudopotential_refused(qcopy):
         analyze_qrun(qcopy, FAST)
 
 
+@pytest.mark.qe
 def test_metal_refused(qcopy):
     xml = qcopy / "out" / "_ph0" / "wse2.save" / "data-file-schema.xml"
     xml.write_text(xml.read_text().replace("<occupations_kind>fixed</occupations_kind>",
@@ -102,6 +108,7 @@ def test_plane_wave_parallel_command_refused():
     assert capture.check_layout(["mpirun", "-np", "2", "ph.x", "-nk", "2", "-in", "ph.in"]) == 2
 
 
+@pytest.mark.qe
 def test_plane_wave_parallel_buffers_refused(qcopy):
     """A real ph.x run with 2 processes in 1 pool (R&G): its δψ files hold slices of vectors."""
     ph0 = qcopy / "out" / "_ph0"
@@ -125,6 +132,7 @@ def test_plane_wave_parallel_buffers_refused(qcopy):
         analyze_qrun(qcopy, FAST)
 
 
+@pytest.mark.qe
 def test_run_without_spin_orbit(tiny_run, tmp_path):
     """A real pw.x + ph.x (only_wfc) run without spin-orbit: npol = 1 is refused."""
     runner, _ = tiny_run
@@ -143,6 +151,7 @@ def test_run_without_spin_orbit(tiny_run, tmp_path):
         analyze_qrun(work, FAST)
 
 
+@pytest.mark.qe
 def test_cli_error_is_one_line_and_leaves_no_hdf5(qcopy, tmp_path):
     victim = qcopy / "capture" / "dwf.irr5.1"
     with open(victim, "r+b") as f:

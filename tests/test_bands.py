@@ -150,13 +150,13 @@ def test_band_file_frequencies_match_phx(band_run):
 
 
 @qe
-def test_rms_at_k_equals_rms_at_minus_k(band_run, analyzed):
+def test_rms_at_k_equals_rms_at_minus_k(band_run, analyzed_run):
     """K′ = −K is the time-reversal partner: |∫δm| per mode is equal (degenerate subspaces
     compared through their basis-independent totals), within the core time-reversal tolerance."""
     b = band_run["bands"]
     k = list(b["path/labels"]).index("K")
     iK = b["path/label_index"][k]
-    mk = analyzed["-K"]
+    mk = analyzed_run["-K"]
     scale = np.nanmax(b["modes/rms"][iK][:, 1:])
     # independent ph.x runs at K and −K: frequencies agree to ph.x's convergence (measured 9e-3
     # cm⁻¹), which mixes modes 1 and 2 (2.7 cm⁻¹ apart) by ~δω/Δω ≈ 3e-3: so the mode RMS values

@@ -121,6 +121,7 @@ def local_bands(tiny_run, tmp_path_factory):
     return wf, run
 
 
+@pytest.mark.qe
 def test_local_engine_reuses_sequential_run_and_status(local_bands):
     wf, run = local_bands
     r = cli("status", run)
@@ -214,6 +215,7 @@ def _wait(cond, timeout, what, poll=0.5):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+@pytest.mark.qe
 @needs_qe
 def test_slurm_band_path_scancel_failure_resubmit_equals_local(slurm, tiny_run, local_bands, tmp_path):
     from dfptmag.engines.slurm import squeue_states
@@ -338,6 +340,7 @@ def test_local_engine_honours_dependencies_and_isolates_a_failure(tmp_path, monk
     assert t["c"] < end["b"] and t["b"] < end["c"]     # b and c ran side by side (2 workers)
 
 
+@pytest.mark.qe
 @needs_qe
 def test_sbatch_failing_partway_keeps_the_submitted_job_ids(slurm, tiny_run, tmp_path):
     """A submission that sbatch refuses partway exits 2 with one line that names the failed

@@ -44,7 +44,7 @@ def _contract_all(qdir: Path) -> dict:
 
 
 @pytest.mark.qe
-def test_contracted_analysis_equals_keep_everything_bitwise(tiny_run, analyzed, tmp_path):
+def test_contracted_analysis_equals_keep_everything_bitwise(tiny_run, analyzed_run, tmp_path):
     from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
     from dfptmag.io.qrun_dir import read_manifest
     src = tiny_run[1]["K"]
@@ -57,7 +57,7 @@ def test_contracted_analysis_equals_keep_everything_bitwise(tiny_run, analyzed, 
     assert not list((q / "out").rglob("*.dat")) and not list((q / "out").rglob("wse2.wfc*"))
     assert man["scratch_removed"]["bytes"] > 0
     assert all(r["charge_error"] <= 1e-12 for r in recs.values()), recs       # measured 3.3e-16
-    ref = _arrays(analyzed["K"])
+    ref = _arrays(analyzed_run["K"])
     full = _arrays(analyze_qrun(q, AnalysisOptions()))
     assert set(ref) == set(full)
     differ = [k for k in ref if ref[k].shape != full[k].shape or ref[k].tobytes() != full[k].tobytes()]
@@ -150,7 +150,7 @@ def _run(tmp_path, point, *args):
 
 
 @pytest.mark.qe
-def test_sigkill_at_every_contraction_step_then_resume_equals_keep_everything(tiny_run, analyzed, tmp_path):
+def test_sigkill_at_every_contraction_step_then_resume_equals_keep_everything(tiny_run, analyzed_run, tmp_path):
     from dfptmag.io.qrun_dir import read_manifest
     run_dir = tmp_path / "run"
     q = run_dir / "q_K"
@@ -185,7 +185,7 @@ def test_sigkill_at_every_contraction_step_then_resume_equals_keep_everything(ti
         g = f["q/K/patterns"]
         idx, ci, field = g["index"][()], g["cell_integral"][()], g["field"][()]
         assert f["q/K/checks/drho_relative_error"][()].max() <= 1e-12
-    ref = analyzed["K"]
+    ref = analyzed_run["K"]
     assert list(idx) == [1, 2]
     # a fresh run directory: every QE step ran again, so equal to the session's keep-everything run
     # within ph.x's run-to-run scatter (0 on QE 6.7, bitwise reproducible)

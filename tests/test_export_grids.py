@@ -1,5 +1,5 @@
 """Real-space exports read back by their consumers' own loaders (ASE for XSF and cube, meshio for
-VTK), with the layer centred in the box (issue 22). No QE: a WSe2-shaped synthetic amplitude whose
+VTK), with the layer centred in the box. No QE: a WSe2-shaped synthetic amplitude whose
 lower Se sits at z = −1.68 Å, i.e. below the cell's origin, as in the real runs."""
 import numpy as np
 import pytest

@@ -14,7 +14,7 @@ from dfptmag.analysis import grid as gi
 from dfptmag.kernel import interpolation as ki
 from dfptmag.kernel import symmetry as ks
 
-
+pytestmark = pytest.mark.qe
 
 THIRD = "0.3333_0.0000_0.0000"
 

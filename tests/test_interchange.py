@@ -303,7 +303,8 @@ def test_pymatgen_band_structure_plots_and_round_trips(real_bands, tmp_path):
     assert set(bs.labels_dict) == {"K", "K'"}
     assert np.allclose(bs.labels_dict["K'"].frac_coords, [-1 / 3, -1 / 3, 0])
     thz = b["modes/frequency_meV"] * THZ_PER_MEV
-    # K → K' has no point between its labelled ends: one nudged copy of K' before K' (issue 22)
+    # K → K' has no point between its labelled ends: one nudged copy of K' before K' (else
+    # pymatgen draws the segment with zero length and loses its end label)
     keep = _computed(bs)
     assert len(bs.qpoints) == len(thz) + 1 and keep == [0, 2]
     assert np.allclose(bs.bands[:, keep], thz.T, atol=1e-12)
@@ -567,7 +568,7 @@ def test_phonopy_params_with_force_constants_load_in_phonopy(atoms, tmp_path):
 
 
 def test_phonopy_params_read_by_euphonic(atoms, tmp_path):
-    """Issue 22: Euphonic reads the exported phonopy_params.yaml as it is
+    """Euphonic reads the exported phonopy_params.yaml as it is
     (``ForceConstants.from_phonopy(summary_name='phonopy_params.yaml')``: cell in bohr,
     ``calculator: qe``, force constants inside), and its frequencies at Γ, K, M, (1/3, 0) and six
     random in-plane q equal phonopy's own (``phonopy.load`` of the same file) to 1e-7 relative to

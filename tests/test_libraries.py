@@ -1,4 +1,4 @@
-"""Issue 22: hand-written parts against the libraries that could replace them, each library used
+"""Hand-written parts against the libraries that could replace them, each library used
 as an independent oracle (no QE, no run fixture). What was replaced and what was kept, with the
 measured figures: docs/performance.md, "Libraries and hand-written parts".
 
@@ -29,7 +29,7 @@ def atoms():
 
 
 def test_sampling_against_ases_bandpath(atoms):
-    """Issue 22: ASE's ``cell.bandpath(path, npoints)`` as an independent oracle of our sampling,
+    """ASE's ``cell.bandpath(path, npoints)`` as an independent oracle of our sampling,
     and the measured reasons it does not replace it (docs/performance.md, "Libraries and
     hand-written parts"). Both put every special point exactly on the path. Where both choose
     the same intervals (GMKG with 7 points, the tiny workflow) the points are identical and the

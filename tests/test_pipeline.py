@@ -15,9 +15,9 @@ from dfptmag.io.qrun_dir import read_manifest
 from dfptmag.workflow import capture, config
 from dfptmag.workflow.runner import Runner
 
-pytestmark = pytest.mark.qe
 
 
+@pytest.mark.qe
 def test_resume_runs_nothing_twice(tiny_run):
     runner, _ = tiny_run
     # scf + (wfc, irr0, 9 patterns, final) at K and −K + (wfc, irr0, 2 patterns) at Γ
@@ -34,6 +34,7 @@ def test_resume_runs_nothing_twice(tiny_run):
     assert again.steps.ran == []
 
 
+@pytest.mark.qe
 def test_changed_input_redoes_dependent_steps(tiny_run, tmp_path):
     """Changing tr2_ph invalidates the q steps but not the scf (hash chain)."""
     runner, dirs = tiny_run
@@ -48,6 +49,7 @@ def test_changed_input_redoes_dependent_steps(tiny_run, tmp_path):
     assert r2.steps.ran == ["q_K/ph.wfc", "q_K/ph.irr0", "q_K/ph.irr3"]
 
 
+@pytest.mark.qe
 def test_capture_cli_on_user_command(tiny_run, tmp_path):
     """A user's own flow: pw.x outdir, their own ph.x only_wfc run, then one pattern through
     `dfptmag capture -- <their ph.x command line>`. The cell integrals equal the workflow's to
@@ -100,6 +102,7 @@ def test_hdf5_schema(analyzed, tmp_path):
         np.testing.assert_allclose(g["modes/frequency_cm1"][()] / g["modes/frequency_meV"][()], 8.065544, rtol=1e-5)
 
 
+@pytest.mark.qe
 def test_cli_analyze_and_help(tiny_run, tmp_path):
     runner, _ = tiny_run
     out = tmp_path / "a.h5"

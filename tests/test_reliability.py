@@ -144,7 +144,7 @@ def _pattern_integrals(path, label="K"):
 
 
 @pytest.mark.qe
-def test_sigkill_at_five_moments_then_resume_equals_uninterrupted(tiny_run, analyzed, tmp_path):
+def test_sigkill_at_five_moments_then_resume_equals_uninterrupted(tiny_run, analyzed_run, tmp_path):
     run_dir = tmp_path / "run"
     out = run_dir / "res.h5"
     args = ("run", TINY, "--q", "K", "--patterns", "1,2", "--run-dir", run_dir, "-o", out, "--quiet",
@@ -182,7 +182,7 @@ def test_sigkill_at_five_moments_then_resume_equals_uninterrupted(tiny_run, anal
     assert p.returncode == 0, err
     assert not list(run_dir.glob(".res.part-*.h5"))
     idx, ci, field = _pattern_integrals(out)
-    ref = analyzed["K"]
+    ref = analyzed_run["K"]
     assert list(idx) == [1, 2]
     rel = np.abs(ci - ref["pattern_cell_integral"][:2]).max() / np.abs(ref["pattern_cell_integral"][:2]).max()
     relf = np.abs(field - ref["pattern_field"][:2]).max() / np.abs(ref["pattern_field"][:2]).max()

@@ -1,4 +1,4 @@
-"""Real-space snapshots and exports (issue: the paper's Figs. 1–2)."""
+"""Real-space snapshots and exports (the paper's Figs. 1–2)."""
 import subprocess
 import sys
 
@@ -9,7 +9,6 @@ from dfptmag.results import qfile as results
 from dfptmag.constants import BOHR_RADIUS_ANGS
 from dfptmag.analysis.snapshot import load, resample, supercell_field
 
-pytestmark = pytest.mark.qe
 S = np.array([1, -1, -1, -1])[:, None, None, None]     # time reversal: n → n, m → −m
 
 

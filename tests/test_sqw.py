@@ -10,7 +10,6 @@ import pytest
 
 from dfptmag.kernel import structure_factor as sf
 
-pytestmark = pytest.mark.qe
 
 T = 300.0
 
@@ -34,6 +33,7 @@ def _groups(freq, tol=1e-3):
     return out + [cur]
 
 
+@pytest.mark.qe
 def test_g0_diagonal_is_the_bands_figure(src, interpolated_run):
     """At G = 0 the ω-integrated weight of mode ν in S^{αα} is (2 n_B + 1)|A^α_ν(0)|², and
     |A|² = 2 rms² with bands.h5's RMS (|cell integral|/√2 at the zero-point amplitude): the ratio
@@ -63,6 +63,7 @@ def test_g0_diagonal_is_the_bands_figure(src, interpolated_run):
     assert np.abs(integral - expect).max() <= 2e-5 * expect.max()
 
 
+@pytest.mark.qe
 def test_hermitian_and_time_reversal(src):
     """S is a Hermitian 4×4 matrix at every (Q, ω) (to rounding); the response obeys time
     reversal at the amplitude level, F^n(−Q) = conj F^n(Q), F^m(−Q) = −conj F^m(Q), in every zone."""
@@ -80,6 +81,7 @@ def test_hermitian_and_time_reversal(src):
     assert err < 1e-5
 
 
+@pytest.mark.qe
 @pytest.mark.parametrize("minus_q", ["time-reversal image", "computed at -Q"])
 def test_detailed_balance(src, minus_q):
     """S^{αα}(Q, −ω) = e^{−ω/k_BT} S^{αα}(−Q, ω), line by line (summed over each degenerate
@@ -163,6 +165,7 @@ def _independent_component(result, G, qz=0.0):
     return np.einsum("kacxyz,xy,z->kac", F, ph, pz) * omega / (n1 * n2 * n3)
 
 
+@pytest.mark.qe
 def test_g_nonzero_two_routes(src, grid_run):
     """At the DFPT grid points the interpolated F(q + G) equals the G component of the direct
     fields computed here by an explicit sum (1e-10 relative), for several G in three zones; and
@@ -190,6 +193,7 @@ def test_g_nonzero_two_routes(src, grid_run):
         assert np.abs(A[i][ok] - ref[ok]).max() <= 1e-10 * np.abs(ref[ok]).max()
 
 
+@pytest.mark.qe
 def test_qz_is_the_z_transform_of_one_layer(src, grid_run):
     """Q_z ≠ 0: the direct source and the rebuilt interpolated response both equal the explicit
     z-Fourier transform of one layer's field (z around the layer centre), here at K + (1, 0) and
@@ -209,6 +213,7 @@ def test_qz_is_the_z_transform_of_one_layer(src, grid_run):
     assert np.abs(cart - ref).max() <= 1e-10 * np.abs(ref).max()
 
 
+@pytest.mark.qe
 def test_star_of_q_and_the_zones_beyond_the_first(src):
     """Selection rules beyond the first zone follow the little group of Q, not of q. At Q = G
     the modes are those of Γ, but the spin weight of a degenerate subspace is a function of Q:
@@ -243,6 +248,7 @@ def test_star_of_q_and_the_zones_beyond_the_first(src):
     assert forbidden_then_allowed >= 1
 
 
+@pytest.mark.qe
 def test_files_read_back_by_euphonic_and_broadening_matches_euphonic(src, tmp_path):
     """``save`` writes sqw_path.h5 and one Euphonic JSON per channel, which Euphonic's own
     reader loads with our numbers, units and tick labels; a cut is a Spectrum1D. Our exact line
@@ -282,6 +288,7 @@ def test_files_read_back_by_euphonic_and_broadening_matches_euphonic(src, tmp_pa
     assert err < 1e-2
 
 
+@pytest.mark.qe
 def test_api_and_command_line(interpolated_run, tmp_path, capsys):
     """``dfptmag.sqw`` and ``dfptmag sqw`` give the same map; bad input exits 2 with one line
     before matdyn.x runs."""
@@ -308,6 +315,7 @@ def test_api_and_command_line(interpolated_run, tmp_path, capsys):
         dfptmag.sqw(interpolated_run, temperature="hot")
 
 
+@pytest.mark.qe
 def test_off_grid_error_beyond_the_first_zone(src, grid_run):
     """Off the 3×3 grid (M, a direct DFPT point) the interpolated F(M + G) is compared with the
     direct fields' G component: the error table of the interpolation (docs: interpolation

@@ -58,10 +58,10 @@ def _reference(qdir):
     return pauli_from_matrix(g0), pauli_from_matrix(field)
 
 
-def test_streamed_analysis_equals_plain_reference(tiny_run, analyzed):
+def test_streamed_analysis_equals_plain_reference(tiny_run, analyzed_run):
     _, dirs = tiny_run
     ref_ci, ref_field = _reference(dirs["K"])
-    r = analyzed["K"]
+    r = analyzed_run["K"]
     assert r["pattern_field"].shape == ref_field.shape
     # relative to each pattern's own scale, per component
     for n in range(ref_field.shape[0]):

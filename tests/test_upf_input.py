@@ -1,6 +1,6 @@
-"""Ready UPF files in [pseudopotentials] (issue 22): a UPF that ld1.x itself wrote (the tiny run's,
-so no download) is accepted, checked before any QE run and used as it is; bad UPFs stop the run
-with exit 2 and one line naming the file, before anything is created."""
+"""Ready UPF files in [pseudopotentials], not ld1.x inputs: a UPF that ld1.x itself wrote
+(the tiny run's, so no download) is accepted, checked before any QE run and used as it is; bad
+UPFs stop the run with exit 2 and one line naming the file, before anything is created."""
 import re
 import shutil
 

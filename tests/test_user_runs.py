@@ -10,7 +10,7 @@ in ph.x's pool layout; each must equal its own fildrho exactly, and the serial c
 results within the scatter of ph.x's own fildrho between the two runs (1e-12 relative on QE 6.7;
 ~1e-5 on the 7.x builds, which are not bitwise reproducible).
 Also: re-capturing a finished irrep keeps the earlier capture byte-identical, and capture
-integrity (issue 9): zeroed, truncated or swapped δψ captures fail with the file named, with
+integrity: zeroed, truncated or swapped δψ captures fail with the file named, with
 and without fildrho, for both writers (``dfptmag capture`` and the workflow runner).
 """
 from __future__ import annotations
@@ -329,7 +329,7 @@ def test_missing_records_message_says_what_is_wrong(matrix, tmp_path):
     assert f"{buf}: pool 2 of 2 holds 3 records, its 4 k-points (5–8) use 4" in proc.stderr
 
 
-# -- capture integrity (issue 9): no fildrho needed -------------------------------------------
+# -- capture integrity: no fildrho needed ---------------------------------------------------
 def _corrupt(cell: Path, how: str, victim: str, other: str | None = None):
     v = cell / "capture" / victim
     if how == "zeroed":

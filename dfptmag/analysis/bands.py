@@ -10,11 +10,13 @@ from ..errors import DfptmagError
 from ..kernel import bandpath
 from ..kernel import branches as kb
 from ..kernel import modes as km
+from ..results import bandsfile
 
 
 def assemble(bp: bandpath.BandPath, per_point: list[dict | None]) -> dict:
-    """Stack per-q analysis results (None where a run failed) into (nq, nmode, ...) arrays. The
-    RMS values and degenerate groups are the analysis's own (derived once, with its tolerance)."""
+    """Stack per-q analysis results (None where a run failed) into (nq, nmode, ...) arrays, as a
+    bands dict (results.bandsfile.build). The RMS values and degenerate groups are the
+    analysis's own (derived once, with its tolerance)."""
     ref = next((r for r in per_point if r is not None), None)
     if ref is None:
         raise DfptmagError("no q-point of the band path finished; nothing to write")
@@ -22,11 +24,6 @@ def assemble(bp: bandpath.BandPath, per_point: list[dict | None]) -> dict:
     nat = nmode // 3
     nq = bp.nq
     nan = np.full((nq, nmode), np.nan)
-    out = {"path/q_crystal": bp.q_crystal, "path/distance": bp.distance,
-           "path/labels": [lab for _, lab in bp.labels],
-           "path/label_index": np.array([i for i, _ in bp.labels]),
-           "path/breaks": np.array(bp.breaks, dtype=int),
-           "path/computed": np.array([r is not None for r in per_point])}
     freq = nan.copy()
     phx = nan.copy()
     ci = np.full((nq, nmode, 4), np.nan + 0j)
@@ -46,16 +43,11 @@ def assemble(bp: bandpath.BandPath, per_point: list[dict | None]) -> dict:
         groups[iq] = r["degenerate_group"]
         rms[iq], sub[iq] = r["mode_rms"], r["mode_rms_subspace"]
         inp[iq], outp[iq] = r["mode_rms_inplane"], r["mode_rms_outofplane"]
-    out.update({"modes/frequency_meV": km.ry_to_mev(freq), "modes/frequency_THz": km.ry_to_thz(freq),
-                "modes/frequency_cm1": km.ry_to_cm1(freq),
-                "modes/frequency_phx_cm1": phx, "modes/rms": rms, "modes/rms_inplane": inp,
-                "modes/rms_outofplane": outp, "modes/rms_subspace": sub,
-                "modes/degenerate_group": groups, "modes/cell_integral": ci, "modes/eigenvector": eig,
-                "structure/cell_bohr": ref["cell_bohr"], "structure/positions_bohr": ref["positions_bohr"],
-                "structure/symbols": list(ref["symbols"]), "structure/masses_amu": ref["masses_amu"]})
-    out["attrs"] = {"amplitude": km.amplitude_text(ref["amplitude"], ref["amplitude_bohr"]),
-                    "degenerate_tolerance_cm1": ref["degeneracy_tol_cm1"]}
-    return out
+    return bandsfile.build(bp, computed=np.array([r is not None for r in per_point]), frequency_ry=freq,
+                           frequency_phx_cm1=phx, rms=rms, rms_inplane=inp, rms_outofplane=outp,
+                           rms_subspace=sub, degenerate_group=groups, cell_integral=ci, eigenvector=eig,
+                           structure=ref, amplitude=ref["amplitude"], amplitude_bohr=ref["amplitude_bohr"],
+                           tol_cm1=ref["degeneracy_tol_cm1"])
 
 
 def dispersion_modes(dyn: np.ndarray, masses_amu, tol_cm1: float):

@@ -61,7 +61,7 @@ def crystal_operations(cell_bohr, positions_bohr, symbols, symprec: float = 1e-5
     return ks.operations(sym["rotations"], sym["translations"], cell, frac, nums)
 
 
-def unfold(sources, ops, q_target, fields_key: str = "fields"):
+def unfold(sources, ops, q_target):
     """The fields at ``q_target`` from a list of (q_crystal, fields (nat, 3, 4, n1, n2, n3)):
     a direct source if q_target is one, else the first source whose star holds it (rotations
     first). Returns (fields, how) with ``how`` = (source index, op index or -1, time reversal)."""

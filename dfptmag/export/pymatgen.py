@@ -16,7 +16,7 @@ What is passed:
 pymatgen's ``SymmLine`` starts a new branch, with zero length, whenever two labelled q-points
 follow each other; a segment whose two labelled ends are neighbours on the path (no computed
 point in between, e.g. M–K of a short path) would be drawn with zero length and its end label
-lost (the issue-22 report: Γ–K–K–K–Γ with M missing). Such a segment gets one unlabelled point
+lost (a Γ–M–K–Γ path was drawn as Γ–K–K–K–Γ, M missing). Such a segment gets one unlabelled point
 at ``NUDGE`` (fractional units) before its end point, carrying the end point's frequencies and
 eigendisplacements: the plotter then draws the straight line between the two computed ends, as
 for any two-point segment, with the segment's true length to 1e-3 of a reciprocal-lattice unit.

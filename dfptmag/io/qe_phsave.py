@@ -1,6 +1,5 @@
 """Readers for ph.x's ``_ph0/<prefix>.phsave/`` XML files: displacement patterns
-(``patterns.<iq>.xml``), partial dynamical matrices (``dynmat.<iq>.<irr>.xml``) and the run
-status (``status_run.xml``)."""
+(``patterns.<iq>.xml``) and partial dynamical matrices (``dynmat.<iq>.<irr>.xml``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -85,10 +84,3 @@ def read_partial_dynmat(path) -> tuple[bool, np.ndarray]:
     # Fortran order: first index fastest
     return done, vals.reshape(n, n).T.copy()
 
-
-@reader('ph.x status XML file')
-def read_status(path) -> dict:
-    root = _parse(Path(path))
-    st = root.find("STATUS_PH")
-    return {k: (st.findtext(k) or "").strip() for k in ("STOPPED_IN", "RECOVER_CODE", "CURRENT_Q")} \
-        if st is not None else {}

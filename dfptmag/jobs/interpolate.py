@@ -22,11 +22,10 @@ from ..analysis import grid as gi
 from ..constants import BOHR_RADIUS_ANGS
 from ..errors import DfptmagError, InputFileError
 from ..kernel import bandpath
-from ..kernel import branches as kb
 from ..kernel import modes as km
 from ..kernel import observables as obs
 from ..kernel import symmetry as ks
-from ..kernel.modes import amplitude_text
+from ..kernel.bzsampling import bz_branches, bz_sampling
 
 log = logging.getLogger(__name__)
 
@@ -44,94 +43,17 @@ class InterpolatedBandsRun:
     steps_skipped: int
 
 
-def bz_sampling(cell_bohr, n: int = 40, with_index: bool = False):
-    """Crystal coordinates of a Cartesian n×n-ish sampling of the first Brillouin zone (Wigner–Seitz
-    cell of the in-plane reciprocal lattice), boundary included; with ``with_index`` also the
-    integer (i, j) of every point on the square grid (for branch tracking between neighbours)."""
-    B = 2 * np.pi * np.linalg.inv(np.asarray(cell_bohr, float)).T[:2, :2]      # rows b1, b2 (1/bohr)
-    gmax = np.abs(B).max() * 0.75
-    xs = np.linspace(-gmax, gmax, n)
-    ij = np.array([(i, j) for i in range(n) for j in range(n)])
-    pts = xs[ij]
-    G = np.array([i * B[0] + j * B[1] for i in (-1, 0, 1) for j in (-1, 0, 1) if (i, j) != (0, 0)])
-    inside = np.all(pts @ G.T <= 0.5 * np.sum(G * G, axis=1)[None, :] * (1 + 1e-9), axis=1)
-    pts = pts[inside]
-    qc = pts @ np.linalg.inv(B)
-    q = np.column_stack([qc, np.zeros(len(qc))])
-    return (q, ij[inside]) if with_index else q
-
-
-BZ_START_POINTS = 8     # the BZ labelling starts from the 8 sampled q nearest Γ, by ascending ω there
-
-
-def bz_branches(q_crystal, ij, eig, groups, cell):
-    """Branch tracking over the BZ sampling (kernel.branches.track_tree): branches are numbered by
-    ascending ω on the ring of the BZ_START_POINTS sampled q nearest Γ (Γ itself excluded: its
-    acoustic modes have ω = 0), and followed outward by eigenvector overlap. Returns (branch,
-    overlap) per point and mode, and the seam points (kernel.branches.seams). ``cell``: rows a_i,
-    any length unit (only the ordering by |q| is used)."""
-    B = np.linalg.inv(np.asarray(cell, float)).T[:2, :2]
-    r = np.linalg.norm(np.asarray(q_crystal)[:, :2] @ B, axis=1)
-    order = [i for i in np.argsort(r) if r[i] > 1e-9 * r.max()]
-    nb = kb.grid_neighbours(ij)
-    branch, score, _ = kb.track_tree(eig, groups, nb, order[:BZ_START_POINTS])
-    return branch, score, kb.seams(eig, groups, nb, branch)
-
-
-def _write_bz(path: Path, q, rms_in, rms_out, freq_mev, attrs, branch=None, overlap=None, seam=None) -> Path:
-    """The BZ-map data (modes by ascending frequency at each q; ``branch`` maps them to tracked
-    branches), atomically."""
-    import h5py
-
-    from ..atomic import atomic_path
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as h:
-            h.attrs["object"] = ("interpolated RMS magnetization over the 2D Brillouin zone, modes by ascending "
-                                 "frequency; branch: the tracked branch of each mode")
-            h.attrs["amplitude"] = attrs["amplitude"]
-            h.create_dataset("q_crystal", data=q).attrs["units"] = "1"
-            h.create_dataset("rms_inplane", data=rms_in).attrs["units"] = "muB"
-            h.create_dataset("rms_outofplane", data=rms_out).attrs["units"] = "muB"
-            h.create_dataset("frequency_meV", data=freq_mev).attrs["units"] = "meV"
-            if branch is not None:
-                d = h.create_dataset("branch", data=branch)
-                d.attrs["units"] = "1"
-                d.attrs["description"] = (f"branch index: ascending ω at the {BZ_START_POINTS} sampled q nearest "
-                                          "Γ, then by eigenvector overlap along a breadth-first forest of grid "
-                                          "neighbours")
-                h.create_dataset("branch_overlap", data=overlap).attrs["units"] = "1"
-                h.create_dataset("branch_seam", data=seam).attrs["description"] = (
-                    "True where, towards a grid neighbour, some branch's eigenvector overlap is below 0.5: "
-                    "branches exchange there (no labelling of the 2D zone is continuous everywhere)")
-    return path
-
-
-def ph_wall_seconds(qdir: Path) -> float:
-    """Summed ph.x wall time of a q-run (the last 'PHONON ... WALL' line of each output)."""
-    total = 0.0
-    for out in Path(qdir).glob("ph.*.out"):
-        last = None
-        for line in out.read_text(errors="replace").splitlines():
-            if "PHONON" in line and "WALL" in line:
-                last = line
-        if last:
-            tok = last.split("CPU")[-1].replace("WALL", "").strip()
-            total += _qe_seconds(tok)
-    return total
-
-
-def _qe_seconds(tok: str) -> float:
-    """QE's clock strings: '12.15s', '1m23.45s', '1h 2m'."""
-    tok = tok.replace(" ", "")
-    sec = 0.0
-    for unit, mult in (("h", 3600), ("m", 60), ("s", 1)):
-        if unit in tok:
-            head, tok = tok.split(unit, 1)
-            try:
-                sec += float(head) * mult
-            except ValueError:
-                pass
-    return sec
+@dataclasses.dataclass
+class _Modes:
+    """Modes and RMS magnetization at every interpolated q: the dense path, then the BZ sampling."""
+    frequency_ry: np.ndarray        # (nq, nmode), ascending at each q
+    eigenvector: np.ndarray         # (nq, nmode, nmode), mass-scaled
+    groups: np.ndarray              # degenerate groups (nq, nmode)
+    cell_integral: np.ndarray       # Σ U_ν F (nq, nmode, 4)
+    rms: np.ndarray
+    inplane: np.ndarray
+    outofplane: np.ndarray
+    subspace: np.ndarray
 
 
 def run_interpolated_bands(workflow, path: str | None = None, npoints: int | None = None,
@@ -139,13 +61,48 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
                            figures=("png", "pdf"), tol_cm1: float = km.DEGENERACY_TOL_CM1,
                            nproc: int | None = None, bz_points: int = 40, discard_dwf: bool | None = None,
                            keep_scratch: bool | None = None) -> InterpolatedBandsRun:
-    from ..analysis.bands import dispersion_modes, track_branches
-    from ..analysis.qrun import AnalysisOptions, analyze_qrun
-    from ..io.qe_dyn import read_dyn_blocks
+    """Run (or resume) the interpolated band workflow and write bands.h5, grid.h5, bz_maps.h5 and
+    figures; see the module doc. ``nproc`` overrides the workflow's [parallel] nproc = npool;
+    ``bz_points``: points per side of the BZ sampling (0: no BZ maps);
+    ``discard_dwf``/``keep_scratch``: contract-and-discard (:mod:`.storage`)."""
+    from ..analysis.bands import track_branches
+    from ..io.qe_output import ph_wall_seconds
     from ..results.bandsfile import write
-    from ..workflow import config, inputs
-    from ..workflow.runner import Runner
+    from ..workflow import inputs
 
+    wf = _load(workflow, nproc)
+    qgrid = tuple(wf.interpolation["qgrid"])
+    path = path or wf.bands["path"]
+    atoms = inputs.build_atoms(wf)
+    cell_ang = np.array(atoms.cell)
+    qpts, calib, n_grid = _dfpt_points(wf, atoms, qgrid)
+    bp = bandpath.band_path(atoms, path, npoints or wf.bands["npoints"], wf.bands.get("extra_points"))
+    dense_bp, _ = bandpath.refine(bp, atoms, wf.dispersion["npoints"])
+    run_dir = Path(run_dir or Path("runs") / wf.name)
+    output = Path(output or run_dir / "bands.h5")
+    bz_q, bz_ij = bz_sampling(cell_ang, bz_points, with_index=True) if bz_points else (np.zeros((0, 3)), None)
+    all_q = np.vstack([dense_bp.q_crystal, bz_q])
+
+    runner, res = _run_dfpt(wf, run_dir, qpts, workers or wf.bands["workers"], all_q, progress,
+                            discard_dwf, keep_scratch)
+    grid, ref, grid_file = _grid_response(wf, res.qdirs, qpts, n_grid, calib, qgrid[0], tol_cm1,
+                                          output.with_name("grid.h5"))
+    modes = _modes(wf, res.dispersion, len(atoms), all_q, ref["masses_amu"], grid, tol_cm1)
+    b = _bands(wf, dense_bp, modes, ref, len(atoms), path, qgrid, len(qpts), calib, tol_cm1)
+    track_branches(b, None)
+    write(output, b)
+    nd = dense_bp.nq
+    bz_branch, bz_seam = _write_bz_maps(output.with_name("bz_maps.h5"), bz_q, bz_ij, modes, nd, cell_ang,
+                                        b["attrs"]["amplitude"])
+    figs = _figures(b, output.parent, figures, bz_q, modes, nd, ref["cell_bohr"], bz_branch, bz_seam)
+    wall = sum(ph_wall_seconds(res.qdirs[q.label]) for q in qpts)
+    return InterpolatedBandsRun(output, grid_file, figs, [q.label for q in qpts], qgrid, res.failures, wall,
+                                len(runner.steps.ran), len(runner.steps.skipped))
+
+
+def _load(workflow, nproc: int | None):
+    """The workflow, checked for what --interpolate needs, with ``nproc`` applied."""
+    from ..workflow import config
     wf = config.load(workflow)
     if wf.interpolation is None:
         raise InputFileError(wf.path, "--interpolate needs an [interpolation] section with qgrid = [N, N, 1]")
@@ -156,39 +113,49 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
         if nproc < 1:
             raise DfptmagError(f"nproc = {nproc}: give a positive number of processes")
         wf.nproc = wf.npool = nproc
-    qgrid = tuple(wf.interpolation["qgrid"])
-    N = qgrid[0]
-    path = path or wf.bands["path"]
-    workers = workers or wf.bands["workers"]
-    atoms = inputs.build_atoms(wf)
+    return wf
+
+
+def _dfpt_points(wf, atoms, qgrid):
+    """Where DFPT runs: the irreducible q of the grid under the crystal's operations (spglib),
+    then the long-range pair not already among them. Returns (q-points, labels of the long-range
+    pair, number of grid points)."""
+    from ..workflow import config
     cell_ang = np.array(atoms.cell)
     ops = gi.crystal_operations(cell_ang, atoms.get_positions(), atoms.get_chemical_symbols())
-    irr, _, owner = ks.irreducible_grid(ops, qgrid)
+    irr, _, _ = ks.irreducible_grid(ops, qgrid)
     known = bandpath.special_points(atoms, wf.bands.get("extra_points"))
     qpts = [config.QPoint(bandpath.point_label(q, known), q) for q in irr]
-    calib = []                                   # the long-range part's two direct runs
-    if wf.interpolation.get("long_range"):
-        B2 = 2 * np.pi * np.linalg.inv(cell_ang).T[:2, :2]
-        lens = [float(np.linalg.norm(np.asarray(q[:2]) @ B2)) for q in wf.interpolation["long_range"]]
-        if abs(lens[0] - lens[1]) < 1e-3 * max(lens):
-            raise InputFileError(wf.path, f"[interpolation] long_range = {wf.interpolation['long_range']}: the "
-                                          "two q-points must differ in length (|q| "
-                                          f"{lens[0] * BOHR_RADIUS_ANGS:.4f} and {lens[1] * BOHR_RADIUS_ANGS:.4f} 1/bohr)")
-        for q in wf.interpolation["long_range"]:
-            qp = config.QPoint(bandpath.point_label(np.asarray(q, float), known), np.asarray(q, float))
-            calib.append(qp.label)
-            if all(p.label != qp.label for p in qpts):
-                qpts.append(qp)
-    n_grid = len(irr)
-    bp = bandpath.band_path(atoms, path, npoints or wf.bands["npoints"], wf.bands.get("extra_points"))
-    dense_bp, _ = bandpath.refine(bp, atoms, wf.dispersion["npoints"])
-    run_dir = Path(run_dir or Path("runs") / wf.name)
-    output = Path(output or run_dir / "bands.h5")
-    bz_q, bz_ij = bz_sampling(cell_ang, bz_points, with_index=True) if bz_points else (np.zeros((0, 3)), None)
-    all_q = np.vstack([dense_bp.q_crystal, bz_q])
+    calib = _long_range_points(wf, cell_ang, known)
+    for qp in calib:
+        if all(p.label != qp.label for p in qpts):
+            qpts.append(qp)
+    return qpts, [qp.label for qp in calib], len(irr)
 
-    runner = Runner(wf, run_dir, progress=progress)
+
+def _long_range_points(wf, cell_ang, known) -> list:
+    """The two direct runs of the long-range fit ([interpolation] long_range; they must differ in
+    |q|), or [] without one."""
+    from ..workflow import config
+    long_range = wf.interpolation.get("long_range")
+    if not long_range:
+        return []
+    B2 = 2 * np.pi * np.linalg.inv(cell_ang).T[:2, :2]
+    lens = [float(np.linalg.norm(np.asarray(q[:2]) @ B2)) for q in long_range]
+    if abs(lens[0] - lens[1]) < 1e-3 * max(lens):
+        raise InputFileError(wf.path, f"[interpolation] long_range = {long_range}: the "
+                                      "two q-points must differ in length (|q| "
+                                      f"{lens[0] * BOHR_RADIUS_ANGS:.4f} and {lens[1] * BOHR_RADIUS_ANGS:.4f} 1/bohr)")
+    return [config.QPoint(bandpath.point_label(np.asarray(q, float), known), np.asarray(q, float))
+            for q in long_range]
+
+
+def _run_dfpt(wf, run_dir: Path, qpts, workers, all_q, progress, discard_dwf, keep_scratch):
+    """DFPT with capture at ``qpts`` and the [dispersion] chain with matdyn.x at ``all_q``;
+    returns (runner, its result), or raises if a q-run or the dispersion failed."""
+    from ..workflow.runner import Runner
     from . import storage
+    runner = Runner(wf, run_dir, progress=progress)
     storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
     res = runner.run_parallel(qpts, None, workers, all_q)
     missing = [q.label for q in qpts if q.label not in res.qdirs]
@@ -197,12 +164,19 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
                            "; ".join(f"{k}: {v.splitlines()[0] if v else ''}" for k, v in res.failures.items()))
     if res.dispersion is None:
         raise DfptmagError(f"no interpolated dispersion: {res.failures.get('dispersion', 'not run')}")
+    return runner, res
+
+
+def _grid_response(wf, qdirs, qpts, n_grid: int, calib: list[str], N: int, tol_cm1: float, grid_path: Path):
+    """Analyze every q-run (real-space fields), unfold the first ``n_grid`` to the N×N grid, fit
+    the long-range part to the ``calib`` runs, save ``grid_path``. Returns (grid response, the
+    structure of the first run, grid_path)."""
+    from ..analysis.qrun import AnalysisOptions, analyze_qrun
     opts = AnalysisOptions(realspace=True, amplitude=wf.analysis["amplitude"],
                            amplitude_bohr=wf.analysis["amplitude_bohr"], degeneracy_tol_cm1=tol_cm1)
     t0 = time.perf_counter()
-    results = [analyze_qrun(res.qdirs[q.label], opts) for q in qpts]
+    results = [analyze_qrun(qdirs[q.label], opts) for q in qpts]
     ref = {k: results[0][k] for k in ("masses_amu", "cell_bohr", "positions_bohr", "symbols")}
-    masses = ref["masses_amu"]
     grid = gi.from_results(results[:n_grid], N)
     if calib:
         by_label = {q.label: r for q, r in zip(qpts, results)}
@@ -210,15 +184,22 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
         log.info("long-range part fitted at %s: screening lengths %s bohr", ", ".join(calib),
                  np.unique(np.round(grid.long_range.r[grid.long_range.r > 0], 2)).tolist())
     del results
-    grid_file = gi.save(output.with_name("grid.h5"), grid)
+    grid_file = gi.save(grid_path, grid)
     log.info("grid response built in %.1f s", time.perf_counter() - t0)
+    return grid, ref, grid_file
 
-    _, dyn = read_dyn_blocks(res.dispersion, len(atoms))
+
+def _modes(wf, dispersion: Path, nat: int, all_q, masses, grid, tol_cm1: float) -> _Modes:
+    """Modes at every q of ``all_q`` from matdyn.x's dynamical matrices, cell integrals Σ U_ν F
+    with F from the grid response, and their RMS."""
+    from ..analysis.bands import dispersion_modes
+    from ..io.qe_dyn import read_dyn_blocks
+    _, dyn = read_dyn_blocks(dispersion, nat)
     if len(dyn) != len(all_q):
-        raise DfptmagError(f"{res.dispersion}: {len(dyn)} q-points, expected {len(all_q)}")
+        raise DfptmagError(f"{dispersion}: {len(dyn)} q-points, expected {len(all_q)}")
     w, e, groups = dispersion_modes(dyn, masses, tol_cm1)
     U = np.array([km.displacements(e[i], masses, w[i], wf.analysis["amplitude"], wf.analysis["amplitude_bohr"])
-                  for i in range(len(w))]).reshape(len(w), -1, len(atoms), 3)
+                  for i in range(len(w))]).reshape(len(w), -1, nat, 3)
     F = grid.evaluate(all_q)                                           # (nq, nat, 3, 4)
     ci = np.einsum("qnka,qkac->qnc", U, F)
     rms, inp, outp, sub = [], [], [], []
@@ -226,48 +207,47 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
         o = obs.mode_observables(ci[i], groups[i])
         rms.append(o["rms"]), inp.append(o["inplane"]), outp.append(o["outofplane"]), sub.append(o["subspace"])
     rms, inp, outp, sub = map(np.array, (rms, inp, outp, sub))
+    return _Modes(w, e, groups, ci, rms, inp, outp, sub)
+
+
+def _bands(wf, dense_bp, m: _Modes, ref: dict, nat: int, path: str, qgrid, n_dfpt: int, calib: list[str],
+           tol_cm1: float) -> dict:
+    """The bands dict of the dense path (its first ``dense_bp.nq`` points of ``m``); the points of
+    the DFPT grid are marked path/dfpt_point."""
+    from ..results import bandsfile
     nd = dense_bp.nq
+    N = qgrid[0]
     on_grid = np.array([ks.equivalent(q * N, np.round(q * N)) is not None for q in dense_bp.q_crystal])
-    b = {"path/q_crystal": dense_bp.q_crystal, "path/distance": dense_bp.distance,
-         "path/labels": [lab for _, lab in dense_bp.labels],
-         "path/label_index": np.array([i for i, _ in dense_bp.labels]),
-         "path/breaks": np.array(dense_bp.breaks, dtype=int),
-         "path/computed": np.ones(nd, bool), "path/dfpt_point": on_grid,
-         "modes/frequency_meV": km.ry_to_mev(w[:nd]), "modes/frequency_THz": km.ry_to_thz(w[:nd]),
-         "modes/frequency_cm1": km.ry_to_cm1(w[:nd]), "modes/frequency_phx_cm1": np.full(w[:nd].shape, np.nan),
-         "modes/rms": rms[:nd], "modes/rms_inplane": inp[:nd], "modes/rms_outofplane": outp[:nd],
-         "modes/rms_subspace": sub[:nd], "modes/degenerate_group": groups[:nd],
-         "modes/cell_integral": ci[:nd], "modes/eigenvector": e[:nd].reshape(nd, -1, len(atoms), 3),
-         "structure/cell_bohr": ref["cell_bohr"], "structure/positions_bohr": ref["positions_bohr"],
-         "structure/symbols": list(ref["symbols"]), "structure/masses_amu": masses}
-    b["attrs"] = {"amplitude": amplitude_text(wf.analysis["amplitude"], wf.analysis["amplitude_bohr"]),
-                  "degenerate_tolerance_cm1": tol_cm1, "workflow": str(wf.path), "path": path,
-                  "interpolation": (f"F(q) from DFPT fields at {len(qpts)} irreducible q of the "
-                                    f"{N}x{N} grid, unfolded by symmetry and time reversal, one-displaced-"
-                                    "atom response on the supercell (Wigner-Seitz), Fourier transformed; "
-                                    "frequencies and eigenvectors from matdyn.x"),
-                  "interpolation_qgrid": list(qgrid), "dfpt_qpoints": len(qpts),
-                  "interpolation_long_range": (
-                      "screened linear term L.q exp(-sigma^2 q^2)/(1 + r|q|) of the magnetization separated "
-                      f"before the interpolation, fitted to direct DFPT at {', '.join(calib)}; r per atom, "
-                      "displacement and component in grid.h5 long_range/r" if calib else "none"),
-                  "dispersion_asr": wf.dispersion["asr"], "dispersion_loto_2d": bool(wf.dispersion["loto_2d"])}
-    track_branches(b, None)
-    write(output, b)
-    bz_branch = bz_overlap = bz_seam = None
+    how = bandsfile.Interpolation(qgrid, n_dfpt, calib, wf.dispersion["asr"], bool(wf.dispersion["loto_2d"]))
+    return bandsfile.build(
+        dense_bp, computed=np.ones(nd, bool), dfpt_point=on_grid, frequency_ry=m.frequency_ry[:nd],
+        rms=m.rms[:nd], rms_inplane=m.inplane[:nd], rms_outofplane=m.outofplane[:nd], rms_subspace=m.subspace[:nd],
+        degenerate_group=m.groups[:nd], cell_integral=m.cell_integral[:nd],
+        eigenvector=m.eigenvector[:nd].reshape(nd, -1, nat, 3), structure=ref,
+        amplitude=wf.analysis["amplitude"], amplitude_bohr=wf.analysis["amplitude_bohr"], tol_cm1=tol_cm1,
+        workflow=str(wf.path), path_name=path, interpolation=how)
+
+
+def _write_bz_maps(path: Path, bz_q, bz_ij, m: _Modes, nd: int, cell_ang, amplitude: str):
+    """Branches tracked over the BZ sampling (the points of ``m`` after the first ``nd``) and
+    bz_maps.h5; returns (branch, seam), both None without a sampling."""
+    if not len(bz_q):
+        return None, None
+    from ..results import bzmapfile
+    branch, overlap, seam = bz_branches(bz_q, bz_ij, m.eigenvector[nd:], m.groups[nd:], cell_ang)
+    bzmapfile.write(path, bz_q, m.inplane[nd:], m.outofplane[nd:], km.ry_to_mev(m.frequency_ry[nd:]), amplitude,
+                    branch, overlap, seam)
+    return branch, seam
+
+
+def _figures(b: dict, outdir: Path, formats, bz_q, m: _Modes, nd: int, cell_bohr, bz_branch, bz_seam) -> list[Path]:
+    """The band figures and, with a BZ sampling, the BZ maps; [] without ``formats``."""
+    if not formats:
+        return []
+    from ..plot.bands import save_figures
+    figs = save_figures(b, outdir, formats=formats)
     if len(bz_q):
-        bz_branch, bz_overlap, bz_seam = bz_branches(bz_q, bz_ij, e[nd:], groups[nd:], cell_ang)
-        _write_bz(output.with_name("bz_maps.h5"), bz_q, inp[nd:], outp[nd:], km.ry_to_mev(w[nd:]), b["attrs"],
-                  bz_branch, bz_overlap, bz_seam)
-    figs = []
-    if figures:
-        from ..plot.bands import save_figures
-        figs = save_figures(b, output.parent, formats=figures)
-        if len(bz_q):
-            from ..plot.bzmap import save_bz_maps
-            figs += save_bz_maps(bz_q, inp[nd:], outp[nd:], km.ry_to_mev(w[nd:]), ref["cell_bohr"],
-                                 output.parent, formats=figures, branch=bz_branch,
-                                 seam=bz_seam)
-    wall = sum(ph_wall_seconds(res.qdirs[q.label]) for q in qpts)
-    return InterpolatedBandsRun(output, grid_file, figs, [q.label for q in qpts], qgrid, res.failures, wall,
-                                len(runner.steps.ran), len(runner.steps.skipped))
+        from ..plot.bzmap import save_bz_maps
+        figs += save_bz_maps(bz_q, m.inplane[nd:], m.outofplane[nd:], km.ry_to_mev(m.frequency_ry[nd:]), cell_bohr,
+                             outdir, formats=formats, branch=bz_branch, seam=bz_seam)
+    return figs

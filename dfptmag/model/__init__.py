@@ -1,5 +1,6 @@
 """A localized spin-degenerate level coupled to a thermal phonon bath by charge (u0) and spin
-(u1) couplings (shared/seeds/localized-level-spin-phonon-model.txt, Eqs. 9-16).
+(u1) couplings (Shiranzaei, Kalhöfer and Fransson, J. Phys. Chem. Lett. 14, 5119 (2023), Eqs. 9-16;
+docs/citing.md).
 
 All energies in meV (the paper's parameters ε0 = 0.1, u0 = 0.01, c = 0.01 ... are read as meV;
 the phonon velocity c is in meV per unit of the dimensionless wave number, see

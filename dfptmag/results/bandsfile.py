@@ -1,4 +1,4 @@
-"""The ``bands.h5`` schema in one place: write (atomically) and read.
+"""The ``bands.h5`` schema in one place: build the bands dict, write it (atomically), read it.
 
 Layout (nq points on the path, nmode = 3·nat modes in ascending frequency at each q)::
 
@@ -7,6 +7,7 @@ Layout (nq points on the path, nmode = 3·nat modes in ascending frequency at ea
     path/labels (nl,) str, path/label_index (nl,)   high-symmetry labels and their indices
     path/breaks (nb,)                indices where a disconnected segment starts
     path/computed (nq,) bool         False where the DFPT run failed (values are NaN there)
+    path/dfpt_point (nq,) bool       bands --interpolate only: True where q is a point of the DFPT grid
     modes/frequency_meV, modes/frequency_THz, modes/frequency_cm1 (nq, nmode)   dfptmag's diagonalisation
     modes/frequency_phx_cm1 (nq, nmode)                    ph.x's own (fildyn), oracle
     modes/rms (nq, nmode, 4)         RMS over a period of [∫δn, ∫δm_x, ∫δm_y, ∫δm_z] (Eq. 3)
@@ -25,18 +26,25 @@ Layout (nq points on the path, nmode = 3·nat modes in ascending frequency at ea
 
 Attributes: ``schema`` (``bands.h5/2``; older files have none), ``object`` (which quantity: the
 one-sided amplitude of paper Eq. 1), ``amplitude`` (the mode amplitude convention),
-``degenerate_tolerance_cm1``; on every dataset ``units`` (a plain unit string as in
-dfptmag.results, or one per component of [δn, δm_x, δm_y, δm_z]) and ``description``.
-Version-1 files (structure as root attributes, prose units) are still read.
+``degenerate_tolerance_cm1``, ``workflow`` and ``path`` (the band path as given); from ``bands
+--interpolate`` also ``interpolation``, ``interpolation_qgrid``, ``dfpt_qpoints``,
+``interpolation_long_range``, ``dispersion_asr``, ``dispersion_loto_2d``. On every dataset
+``units`` (a plain unit string as in dfptmag.results, or one per component of [δn, δm_x, δm_y,
+δm_z]) and ``description``. Version-1 files (structure as root attributes, prose units) are still read.
+
+``build`` makes the in-memory bands dict (the layout's keys, '/'-joined, plus ``attrs``) that the
+figures take and ``write`` stores; ``read`` returns the same dict.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from ..errors import InputFileError
+from ..kernel import modes as km
 from ._h5 import PHASE_CONVENTION, PHASE_NOTE, U_CELL, create, dataset, write_structure
 
 SCHEMA = "bands.h5/2"
@@ -71,6 +79,66 @@ UNITS = {
     "dispersion/branch": ("1", "branch index on the dense path"),
     "dispersion/dfpt_index": ("1", "index of each DFPT path point in the dense list"),
 }
+
+
+@dataclasses.dataclass
+class Interpolation:
+    """How ``bands --interpolate`` made its path: root attributes of its bands.h5."""
+    qgrid: tuple                    # the DFPT grid (N, N, 1)
+    dfpt_qpoints: int               # q-points where DFPT ran (irreducible ones and the long-range pair)
+    long_range: list[str]           # labels of the two direct runs of the long-range fit; [] if none
+    dispersion_asr: str             # matdyn.x's acoustic sum rule
+    dispersion_loto_2d: bool
+
+    def attrs(self) -> dict:
+        """The root attributes, in the order they are written."""
+        n = self.qgrid[0]
+        return {"interpolation": (f"F(q) from DFPT fields at {self.dfpt_qpoints} irreducible q of the "
+                                  f"{n}x{n} grid, unfolded by symmetry and time reversal, one-displaced-"
+                                  "atom response on the supercell (Wigner-Seitz), Fourier transformed; "
+                                  "frequencies and eigenvectors from matdyn.x"),
+                "interpolation_qgrid": list(self.qgrid), "dfpt_qpoints": self.dfpt_qpoints,
+                "interpolation_long_range": (
+                    "screened linear term L.q exp(-sigma^2 q^2)/(1 + r|q|) of the magnetization separated "
+                    f"before the interpolation, fitted to direct DFPT at {', '.join(self.long_range)}; r per "
+                    "atom, displacement and component in grid.h5 long_range/r" if self.long_range else "none"),
+                "dispersion_asr": self.dispersion_asr, "dispersion_loto_2d": self.dispersion_loto_2d}
+
+
+def build(bp, *, computed, frequency_ry, rms, rms_inplane, rms_outofplane, rms_subspace, degenerate_group,
+          cell_integral, eigenvector, structure, amplitude, amplitude_bohr, tol_cm1, frequency_phx_cm1=None,
+          workflow=None, path_name=None, dfpt_point=None, interpolation: Interpolation | None = None) -> dict:
+    """The bands dict of a band path ``bp`` (kernel.bandpath.BandPath) from arrays along it
+    (frequencies in Ry; the others as in the layout). ``structure``: a mapping with cell_bohr,
+    positions_bohr, symbols, masses_amu (an analysis result is one); ``amplitude``,
+    ``amplitude_bohr``: the mode amplitude convention (kernel.modes.amplitude_text);
+    ``frequency_phx_cm1`` defaults to NaN (no ph.x oracle). ``workflow``, ``path_name``,
+    ``dfpt_point`` and ``interpolation`` are added only where given."""
+    b = {"path/q_crystal": bp.q_crystal, "path/distance": bp.distance,
+         "path/labels": [lab for _, lab in bp.labels],
+         "path/label_index": np.array([i for i, _ in bp.labels]),
+         "path/breaks": np.array(bp.breaks, dtype=int),
+         "path/computed": computed}
+    if dfpt_point is not None:
+        b["path/dfpt_point"] = dfpt_point
+    if frequency_phx_cm1 is None:
+        frequency_phx_cm1 = np.full(np.shape(frequency_ry), np.nan)
+    b.update({"modes/frequency_meV": km.ry_to_mev(frequency_ry), "modes/frequency_THz": km.ry_to_thz(frequency_ry),
+              "modes/frequency_cm1": km.ry_to_cm1(frequency_ry), "modes/frequency_phx_cm1": frequency_phx_cm1,
+              "modes/rms": rms, "modes/rms_inplane": rms_inplane, "modes/rms_outofplane": rms_outofplane,
+              "modes/rms_subspace": rms_subspace, "modes/degenerate_group": degenerate_group,
+              "modes/cell_integral": cell_integral, "modes/eigenvector": eigenvector,
+              "structure/cell_bohr": structure["cell_bohr"], "structure/positions_bohr": structure["positions_bohr"],
+              "structure/symbols": list(structure["symbols"]), "structure/masses_amu": structure["masses_amu"]})
+    attrs = {"amplitude": km.amplitude_text(amplitude, amplitude_bohr), "degenerate_tolerance_cm1": tol_cm1}
+    if workflow is not None:
+        attrs["workflow"] = workflow
+    if path_name is not None:
+        attrs["path"] = path_name
+    if interpolation is not None:
+        attrs.update(interpolation.attrs())
+    b["attrs"] = attrs
+    return b
 
 
 def write(path, b: dict) -> Path:

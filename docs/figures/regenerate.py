@@ -1,7 +1,7 @@
 """Regenerate the docs' figures from finished runs, with the same code the commands use.
 
     python3 docs/figures/regenerate.py                       # runs/wse2-tiny and runs/mos2-tiny
-    python3 docs/figures/regenerate.py --wse2 /tmp/c1/main/runs/wse2-tiny --mos2 ''
+    python3 docs/figures/regenerate.py --wse2 path/to/wse2-run --mos2 ''   # WSe2 only
 
 Inputs (make them first; both are cheap on the tiny workflows):
 
