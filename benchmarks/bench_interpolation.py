@@ -204,7 +204,7 @@ def plot_locality(g: gi.GridResponse, path: Path, label: str = "") -> None:
     sc = g.supercell
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharex=True)
     names = g.symbols
-    for k, (p, w, v) in enumerate(zip(sc.points, sc.weights, sc.values)):
+    for k, (p, _w, v) in enumerate(zip(sc.points, sc.weights, sc.values)):
         if k == 2:
             continue                        # Se2 mirrors Se1
         d = np.linalg.norm(p @ sc.cell2d, axis=1) * 0.529177

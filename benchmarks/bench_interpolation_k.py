@@ -142,7 +142,7 @@ def plot_cusp(res: dict, grids: dict, lr_grids: dict, path: Path, label: str = "
         nq = np.linalg.norm(qs @ B, axis=1)
 
         def c_of(F):
-            return 1e3 * np.linalg.norm(F[:, 0, :, 1:].real, axis=(1, 2)) / nq
+            return 1e3 * np.linalg.norm(F[:, 0, :, 1:].real, axis=(1, 2)) / nq   # noqa: B023 (used in this iteration)
         for (N, g), col in zip(sorted(grids.items()), ("C0", "C1", "C2")):
             ax.plot(nq, c_of(g.evaluate(qs)), "--", color=col, lw=1, label=f"{N}×{N} grid")
             if N in lr_grids:

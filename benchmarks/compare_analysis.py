@@ -72,7 +72,8 @@ def main():
             x, y = A[k], B[k]
             if x.dtype.kind not in "fc" or not x.size:
                 if not np.array_equal(x, y):
-                    print(f"{k:28s} differs"); worst = np.inf
+                    print(f"{k:28s} differs")
+                    worst = np.inf
                 continue
             d = float(np.nanmax(np.abs(x - y)) / (np.nanmax(np.abs(x)) or 1.0))
             tag = "bitwise equal" if np.array_equal(x, y, equal_nan=True) else f"{d:.2e}"

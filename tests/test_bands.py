@@ -22,8 +22,8 @@ def test_default_path_geometry(atoms):
     special points on the path exactly, Γ computed once."""
     a = atoms.cell.lengths()[0]
     bp = bandpath.band_path(atoms, "GMKG", 7)
-    lab = dict((l, i) for i, l in bp.labels)
-    assert [l for _, l in bp.labels] == ["Γ", "M", "K", "Γ"]
+    lab = {name: i for i, name in bp.labels}
+    assert [name for _, name in bp.labels] == ["Γ", "M", "K", "Γ"]
     d = bp.distance
     assert d[lab["M"]] == pytest.approx(2 * np.pi / (np.sqrt(3) * a), rel=1e-12)
     assert d[lab["K"]] - d[lab["M"]] == pytest.approx(2 * np.pi / (3 * a), rel=1e-12)
@@ -42,7 +42,7 @@ def test_path_with_break_and_k_prime(atoms):
     assert bp.breaks == [6]
     assert bp.distance[6] == bp.distance[5]                  # a break adds no length
     assert np.allclose(bp.q_crystal[-1], [-1 / 3, -1 / 3, 0])
-    assert [l for _, l in bp.labels] == ["Γ", "M", "K", "Γ", "K'"]
+    assert [name for _, name in bp.labels] == ["Γ", "M", "K", "Γ", "K'"]
     with pytest.raises(Exception, match="unknown point 'X'"):
         bandpath.band_path(atoms, "GXK", 5)
 
@@ -102,8 +102,10 @@ def test_tree_tracking_over_a_2d_grid_follows_character_across_a_crossing_line()
 
 def test_mirror_parity_of_simple_modes():
     pos = np.array([[0, 0, 0], [0.5, 0.3, 1.0], [0.5, 0.3, -1.0]])
-    flex = np.zeros(9); flex[[2, 5, 8]] = 1 / np.sqrt(3)            # all atoms along z: odd
-    breathing = np.zeros(9); breathing[5], breathing[8] = 1 / np.sqrt(2), -1 / np.sqrt(2)   # Se ±z: even
+    flex = np.zeros(9)
+    flex[[2, 5, 8]] = 1 / np.sqrt(3)            # all atoms along z: odd
+    breathing = np.zeros(9)
+    breathing[5], breathing[8] = 1 / np.sqrt(2), -1 / np.sqrt(2)   # Se ±z: even
     assert kb.mirror_parity(np.array([flex, breathing]), pos, 0.0) == pytest.approx([-1.0, 1.0])
     no_mirror = pos + np.array([[0, 0, 0], [0, 0.2, 0], [0, 0, 0]])     # top Se shifted in plane
     with pytest.raises(ValueError):
@@ -133,7 +135,7 @@ def test_band_run_resumes_after_interrupt_without_recomputing(band_run):
 @qe
 def test_band_file_frequencies_match_phx(band_run):
     b = band_run["bands"]
-    assert [l for l in b["path/labels"]] == ["Γ", "M", "K"]
+    assert list(b["path/labels"]) == ["Γ", "M", "K"]
     assert b["path/q_crystal"].shape == (4, 3) and np.all(b["path/computed"])
     for key in ("modes/frequency_meV", "modes/rms_inplane", "modes/rms_outofplane", "modes/branch",
                 "modes/degenerate_group"):

@@ -52,7 +52,7 @@ def test_sampling_against_ases_bandpath(atoms):
     np.testing.assert_allclose(x, ours.distance, atol=1e-12)            # both Å⁻¹ with the 2π
     x_ase, X_ase, _ = atoms.cell.bandpath("GMKG", npoints=7, pbc=atoms.pbc).get_linear_kpoint_axis()
     assert X_ase[2] - X_ase[1] == 0.0                                   # ASE: |MK| lost
-    lab = dict((l, i) for i, l in ours.labels)
+    lab = {name: i for i, name in ours.labels}
     assert ours.distance[lab["K"]] - ours.distance[lab["M"]] == pytest.approx(2 * np.pi / (3 * atoms.cell.lengths()[0]))
     ours31 = bandpath.band_path(atoms, "GMKG", 31)
     _, x31, X31 = paths2kpts([[pts[c] for c in "GMKG"]], atoms.cell, 31)

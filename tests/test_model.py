@@ -204,7 +204,7 @@ def test_consistent_model_has_no_crossover():
         m = model((0.01, 0, 0), c)
         vals = [m.moment_matsubara(t, emax=300)[0] for t in kTs]
         assert min(vals) > 0
-        assert crossover_temperature(lambda t: m.moment_matsubara(t)[0], kTs, values=vals) is None
+        assert crossover_temperature(lambda t: m.moment_matsubara(t)[0], kTs, values=vals) is None  # noqa: B023 (called here)
     m = model((0.01, 0, 0.01), 0.01, mu=0.2)
     assert max(m.moment_matsubara(t, emax=300)[0] for t in kTs) < 0
 

@@ -47,7 +47,7 @@ def _reference(qdir):
         perm_q = internal_order(wq.miller, wq.xk / x.tpiba, x.bg)
         i_k, i_q = match_miller(wk.miller, wq.miller)
         u = to_r(wk.coeffs, wk.miller)
-        for n, (mu, irr, ip) in enumerate(mus):
+        for n, (_mu, irr, ip) in enumerate(mus):
             rec = np.asarray(bufs[irr][ip * nksq + ik])[:nocc, :, :wq.npw]
             d = np.empty_like(rec)
             d[..., perm_q] = rec                                  # collected order of k+q

@@ -238,7 +238,7 @@ def test_pool_layout_is_qe_divide_et_impera(matrix):
     pools = 2 + 1 + 1, 3 pairs in 2 pools = 2 + 1 (record = nbnd·2·npwx complex numbers)."""
     from dfptmag.io.qe_buffers import pool_ranges
     from dfptmag.io.qe_xml import read_data_file_schema
-    for (grid, npool), cell in matrix.items():
+    for (_grid, npool), cell in matrix.items():
         if npool == "mixed":
             npool = 2
         man = json.loads((cell / "dfptmag-q.json").read_text())

@@ -524,27 +524,50 @@ def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omeg
     ``stored``: μ → errors measured on the grid when the pattern was contracted.
     Enforced: an error above ``options.charge_tolerance`` stops the analysis unless
     ``options.allow_charge_mismatch``, which is recorded."""
+    ci = result["pattern_cell_integral"]
+    where, probed = _probed_errors(result, pattern_ids, omega, comp, probe, stored)
+    errs, errs0 = _charge_errors(ci, pattern_ids, drho_of, shape, omega, comp, probed, stored)
+    result["drho_relative_error"] = errs
+    result["drho_g0_relative_error"] = errs0
+    result["charge_tolerance"] = options.charge_tolerance
+    _charge_verdict(result, options, pattern_ids, drho_of, dwf_paths, errs, errs0, where)
+
+
+def _probed_errors(result, pattern_ids, omega, comp, probe, stored):
+    """Where the field-level error is measured ("on the grid", or at the probe's Fourier
+    components when there is no field) and, for the probe, μ → its error for every pattern
+    whose errors are not ``stored``; the probed Miller indices go into ``result``."""
+    if comp is not None or probe is None:
+        return "on the grid", {}
+    raw = [mu for mu in pattern_ids if not (stored and mu in stored)]
+    probed = dict(zip(raw, probe.errors(omega)))
+    result["drho_probe_miller"] = probe.millers
+    return f"at fildrho's {len(probe.millers)} largest Fourier components", probed
+
+
+def _fildrho(path, mu, shape):
+    """Pattern μ's fildrho on the FFT grid: a contracted irrep's in-memory copy of its record
+    (an array), read from a fildrho file, or None when there is no copy."""
+    if isinstance(path, np.ndarray):
+        return path
+    if path is None or not Path(path).is_file():
+        return None
+    return read_grid_record(path, mu + 1, shape)[0]
+
+
+def _charge_errors(ci, pattern_ids, drho_of, shape, omega, comp, probed, stored):
+    """Per pattern (NaN where unchecked): ‖2 Tr δñ − fildrho‖/‖fildrho‖ on the grid (from the
+    field ``comp``) or at the probed G (``probed``), and the G = 0 error |2 ci/Ω − ⟨fildrho⟩|
+    relative to fildrho's RMS; ``stored`` errors are taken as they are."""
     npat = len(pattern_ids)
     errs, errs0 = np.full(npat, np.nan), np.full(npat, np.nan)
-    ci = result["pattern_cell_integral"]
-    where = "on the grid"
-    probed = {}
-    if comp is None and probe is not None:
-        raw = [mu for mu in pattern_ids if not (stored and mu in stored)]
-        probed = dict(zip(raw, probe.errors(omega)))
-        where = f"at fildrho's {len(probe.millers)} largest Fourier components"
-        result["drho_probe_miller"] = probe.millers
     for n, mu in enumerate(pattern_ids):
         if stored and mu in stored:
             errs[n], errs0[n] = stored[mu]
             continue
-        path = drho_of.get(mu)
-        if isinstance(path, np.ndarray):        # a contracted irrep's copy of its fildrho record
-            drho = path
-        elif path is None or not Path(path).is_file():
+        drho = _fildrho(drho_of.get(mu), mu, shape)
+        if drho is None:
             continue
-        else:
-            drho = read_grid_record(path, mu + 1, shape)[0]
         scale = np.linalg.norm(drho)
         if comp is not None:
             errs[n] = np.linalg.norm(2.0 * comp[n, 0] - drho) / max(scale, 1e-300)
@@ -552,9 +575,12 @@ def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omeg
             errs[n] = probed[mu]
         rms = scale / np.sqrt(drho.size)
         errs0[n] = abs(2.0 * ci[n, 0] / omega - drho.mean()) / max(rms, 1e-300)
-    result["drho_relative_error"] = errs
-    result["drho_g0_relative_error"] = errs0
-    result["charge_tolerance"] = options.charge_tolerance
+    return errs, errs0
+
+
+def _charge_verdict(result, options, pattern_ids, drho_of, dwf_paths, errs, errs0, where):
+    """``result["charge_check"]``: not checked, passed, or (via :func:`_charge_failure`) failed."""
+    npat = len(pattern_ids)
     checked = ~np.isnan(errs0)
     if not checked.any():
         result["charge_check"] = "not checked: no fildrho copy in the q-run (only the capture checksums guard the δψ)"
@@ -567,6 +593,13 @@ def _charge_oracle(result, options, pattern_ids, drho_of, dwf_paths, shape, omeg
         result["charge_check"] = (f"passed: max relative error {np.nanmax(worst[checked]):.1e} "
                                   f"≤ {options.charge_tolerance:.0e} for {int(checked.sum())} patterns{note}")
         return
+    _charge_failure(result, options, pattern_ids, drho_of, dwf_paths, errs, errs0, worst, bad, where)
+
+
+def _charge_failure(result, options, pattern_ids, drho_of, dwf_paths, errs, errs0, worst, bad, where):
+    """Patterns ``bad`` exceed the tolerance: a ChargeCheckError naming the worst one and its
+    files, or with ``options.allow_charge_mismatch`` a warning and the override recorded."""
+    npat = len(pattern_ids)
     n = max(bad, key=lambda i: worst[i])
     mu = pattern_ids[n]
     dwf = dwf_paths.get(mu) or []

@@ -27,31 +27,43 @@ class LocalEngine:
         with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
             try:
                 while todo or running:
-                    for tid in order:
-                        if tid not in todo or len(running) >= self.workers:
-                            continue
-                        deps = pending_deps(todo[tid], ids)
-                        bad = [d for d in deps if d in failures]
-                        if bad:
-                            failures[tid] = f"not run: {bad[0]} failed"
-                            del todo[tid]
-                        elif all(d in done for d in deps):
-                            running[pool.submit(self.fn, tid)] = tid
-                            del todo[tid]
+                    self._start_ready(pool, order, todo, ids, done, failures, running)
                     if not running:
                         if todo:
                             raise RuntimeError(f"task graph stuck at {sorted(todo)}")
                         continue
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        tid = running.pop(fut)
-                        try:
-                            fut.result()
-                            done.add(tid)
-                        except Exception as exc:         # the task's own error, one per task
-                            failures[tid] = str(exc) or type(exc).__name__
+                    _collect(running, done, failures)
             except KeyboardInterrupt:
                 for fut in running:
                     fut.cancel()
                 raise
         return Outcome(finished=True, failures=failures)
+
+    def _start_ready(self, pool, order, todo, ids, done, failures, running) -> None:
+        """In graph order, while a worker is free: submit each task of ``todo`` whose
+        dependencies are all done; a task one of whose dependencies failed is not run but
+        recorded as failed. Either way it leaves ``todo``."""
+        for tid in order:
+            if tid not in todo or len(running) >= self.workers:
+                continue
+            deps = pending_deps(todo[tid], ids)
+            bad = [d for d in deps if d in failures]
+            if bad:
+                failures[tid] = f"not run: {bad[0]} failed"
+                del todo[tid]
+            elif all(d in done for d in deps):
+                running[pool.submit(self.fn, tid)] = tid
+                del todo[tid]
+
+
+def _collect(running, done, failures) -> None:
+    """Wait for at least one running task to end; move each that ended from ``running`` to
+    ``done`` or, with its error, to ``failures``."""
+    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+    for fut in finished:
+        tid = running.pop(fut)
+        try:
+            fut.result()
+            done.add(tid)
+        except Exception as exc:         # the task's own error, one per task
+            failures[tid] = str(exc) or type(exc).__name__

@@ -55,6 +55,7 @@ def match_miller(m1: np.ndarray, m2: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """Indices (i1, i2) with m1[i1] == m2[i2] row by row (common Miller triples)."""
     lo = min(m1.min(), m2.min())
     span = max(m1.max(), m2.max()) - lo + 1
-    key = lambda m: ((m[:, 0] - lo) * span + (m[:, 1] - lo)) * span + (m[:, 2] - lo)
+    def key(m):
+        return ((m[:, 0] - lo) * span + (m[:, 1] - lo)) * span + (m[:, 2] - lo)
     _, i1, i2 = np.intersect1d(key(m1), key(m2), assume_unique=True, return_indices=True)
     return i1, i2

@@ -40,7 +40,8 @@ def read_upf_header(path) -> dict:
     # line 0 "0 Version Number", then element, type, core correction, functional, Z valence,
     # total energy, "wfc rho Suggested cutoff"; spin-orbit data sit in <PP_ADDINFO> near the end
     lines = [ln.split() for ln in m.group(1).strip().splitlines()]
-    word = (lambda row: lines[row][0] if len(lines) > row and lines[row] else "")
+    def word(row):
+        return lines[row][0] if len(lines) > row and lines[row] else ""
     xc = " ".join(m.group(1).strip().splitlines()[4].split("Exchange")[0].split()) if len(lines) > 4 else ""
     with open(path, errors="replace") as f:
         addinfo = "<PP_ADDINFO>" in f.read()

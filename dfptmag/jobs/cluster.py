@@ -19,6 +19,7 @@ the next submission redoes it from a clean state (the runner's markers).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shlex
@@ -155,7 +156,8 @@ def read_jobs(run_dir) -> dict:
         return {}
 
 
-def bands_done(plan: wt.Plan, qe_done: set) -> bool:
+def bands_done(plan: wt.Plan) -> bool:
+    """Whether bands.h5 is there, its task finished, and it is newer than every q's gather."""
     out = Path(plan.bands["output"])
     if not out.is_file() or read_state(plan.run_dir, "bands").get("state") != "done":
         return False
@@ -167,8 +169,6 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
                 nproc=None, output=None, figures=("png", "pdf"), dry_run: bool = False,
                 tol_cm1: float = km.DEGENERACY_TOL_CM1, discard_dwf=None, keep_scratch=None) -> TasksRun:
     """The band workflow through a task engine; see the module doc."""
-    from ..engines.local import LocalEngine
-    from ..engines.slurm import SlurmEngine, squeue_states
     if engine not in ("local", "slurm"):
         raise DfptmagError(f"--engine {engine!r}: 'local' or 'slurm'")
     plan, st = make_plan(workflow, run_dir, path, npoints, nproc, output, figures, tol_cm1, engine,
@@ -179,39 +179,65 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
     if not dry_run:
         plan.save()
     graph = wt.graph(plan)
-    done = {t.id for t in graph if t.id != "bands" and wt.is_done(plan, t.id)}
-    if len(done) == len(graph) - 1 and bands_done(plan, done):
-        done.add("bands")
-    todo = [t for t in graph if t.id not in done]
+    todo = _not_done(plan, graph)
     run_dir = Path(plan.run_dir)
     res = TasksRun(run_dir=run_dir, engine=engine, todo=[t.id for t in todo], outcome=Outcome(finished=True))
     if dry_run:
         res.dry_run_text = describe(plan, graph, todo, engine, st.wf, _size_factor(st))
         res.dry_run_text += "\n\n" + describe_disk(plan, st, engine, workers or st.wf.bands["workers"])
         return res
-    qe_todo = [t for t in todo if t.id != "bands"]
     if engine == "local":
-        if qe_todo:
-            import functools
-            fn = functools.partial(execute, plan.workflow, str(run_dir))
-            res.outcome = LocalEngine(fn, workers or st.wf.bands["workers"]).run(qe_todo)
-        if not res.outcome.failures:
-            execute(plan.workflow, run_dir, "bands")
-            res.output = Path(plan.bands["output"])
-        return res
+        return _run_local(res, plan, todo, workers or st.wf.bands["workers"])
+    return _run_slurm(res, plan, todo, st.wf.cluster)
+
+
+def _not_done(plan: wt.Plan, graph) -> list:
+    """The tasks of the graph still to run, in graph order. The markers decide for the QE
+    tasks; the bands task counts as done only with every QE task done and bands.h5 up to date."""
+    done = {t.id for t in graph if t.id != "bands" and wt.is_done(plan, t.id)}
+    if len(done) == len(graph) - 1 and bands_done(plan):
+        done.add("bands")
+    return [t for t in graph if t.id not in done]
+
+
+def _run_local(res: TasksRun, plan: wt.Plan, todo, workers: int) -> TasksRun:
+    """The QE tasks still to run in a local process pool, then (if none failed) the bands task."""
+    from ..engines.local import LocalEngine
+    qe_todo = [t for t in todo if t.id != "bands"]
+    if qe_todo:
+        fn = functools.partial(execute, plan.workflow, str(res.run_dir))
+        res.outcome = LocalEngine(fn, workers).run(qe_todo)
+    if not res.outcome.failures:
+        execute(plan.workflow, res.run_dir, "bands")
+        res.output = Path(plan.bands["output"])
+    return res
+
+
+def _run_slurm(res: TasksRun, plan: wt.Plan, todo, cluster: dict) -> TasksRun:
+    """Submit the tasks still to run (those whose job is still queued are not submitted again);
+    with every QE task done, assemble bands.h5 here instead, no job needed."""
     if not todo:
         res.output = Path(plan.bands["output"])
         return res
-    if not qe_todo:               # every QE task done: assemble here, no job needed
-        execute(plan.workflow, run_dir, "bands")
+    if not any(t.id != "bands" for t in todo):     # every QE task done: assemble here
+        execute(plan.workflow, res.run_dir, "bands")
         res.output = Path(plan.bands["output"])
         return res
+    res.outcome = _submit(plan, todo, cluster)
+    return res
+
+
+def _submit(plan: wt.Plan, todo, cluster: dict) -> Outcome:
+    """sbatch the tasks of ``todo`` through the Slurm engine, recording each submission's job
+    ids in tasks/jobs.json as it goes."""
+    from ..engines.slurm import SlurmEngine, squeue_states
+    run_dir = Path(plan.run_dir)
     jobs = read_jobs(run_dir)
     alive_states = squeue_states()
     alive = {tid: j["job"] for tid, j in jobs.items()
              if j.get("job") in alive_states and tid in {t.id for t in todo}}
-    eng = SlurmEngine(_task_command(plan, (st.wf.cluster or {}).get("python")),
-                      run_dir / wt.TASKS_DIR / "slurm", run_dir / wt.TASKS_DIR / "logs", st.wf.cluster)
+    eng = SlurmEngine(_task_command(plan, (cluster or {}).get("python")),
+                      run_dir / wt.TASKS_DIR / "slurm", run_dir / wt.TASKS_DIR / "logs", cluster)
 
     def record(new: dict) -> None:
         """After each sbatch: its job ids into tasks/jobs.json (atomically), and the fresh
@@ -222,8 +248,7 @@ def bands_tasks(workflow, engine: str = "local", workers: int | None = None, run
             p = _state_path(run_dir, tid)
             if p.exists():
                 p.unlink()
-    res.outcome = eng.run(todo, alive=alive, record=record)
-    return res
+    return eng.run(todo, alive=alive, record=record)
 
 
 # -- dry run: the graph, the scripts and a cost estimate -------------------------------------------
@@ -325,7 +350,6 @@ def describe_disk(plan: wt.Plan, st, engine: str, workers: int) -> str:
 
 
 def describe(plan: wt.Plan, graph, todo, engine: str, wf, size_factor: float = 1.0) -> str:
-    from ..engines.slurm import SlurmEngine
     ids = {t.id for t in todo}
     lines = [f"run directory {plan.run_dir}   engine {engine}   workflow {plan.workflow}",
              f"{len(plan.qpoints)} q-points × {len(plan.patterns)} patterns; "
@@ -337,35 +361,53 @@ def describe(plan: wt.Plan, graph, todo, engine: str, wf, size_factor: float = 1
         members = [t for t in graph if t.stage == stage]
         if not members:
             continue
-        run = [t for t in members if t.id in ids]
-        nproc = members[0].nproc
-        measured = [(t.id, wt.marker_seconds(plan.run_dir, t.id)) for t in members]
-        measured = [(i, s) for i, s in measured if s]
-        if measured:
-            tid, per = measured[0]
-            calib = f"measured: {tid} took {per:.0f} s"
-        else:
-            scale = size_factor if stage != "bands" else 1.0
-            per = _FALLBACK_CORE_S[stage] * scale / nproc
-            calib = f"estimate: tiny run × {scale:.3g} (k-points × plane waves)"
-        core_h = per * len(run) * nproc / 3600.0
+        line, core_h = _stage_line(plan, stage, members, ids, size_factor)
         total += core_h
-        dirs = sorted({t.workdir for t in members})
-        where = dirs[0] if len(dirs) == 1 else f"{dirs[0]} … {dirs[-1]}"
-        lines.append(f"{stage:<11}{len(members):>6}{len(run):>8}{nproc:>6}{per:>9.0f} s{core_h:>9.3f}  "
-                     f"{calib}; {where}")
+        lines.append(line)
     lines.append(f"total to run: {total:.3f} core·h (wall time per task at its process count; a "
                  "measured task calibrates its whole stage)")
     if engine == "slurm":
-        eng = SlurmEngine(_task_command(plan, (wf.cluster or {}).get("python")),
-                          Path(plan.run_dir) / wt.TASKS_DIR / "slurm", Path(plan.run_dir) / wt.TASKS_DIR / "logs",
-                          wf.cluster or {}, dry_run=True)
-        out = eng.run(todo)
-        lines.append("")
-        lines.append(f"{len(out.scripts)} sbatch submissions (nothing submitted: --dry-run):")
-        for path, text, opts in out.scripts:
-            lines += ["", f"# sbatch {' '.join(shlex.quote(o) for o in opts)} {path}", text.rstrip()]
+        lines += _dry_run_scripts(plan, todo, wf)
     return "\n".join(lines)
+
+
+def _stage_line(plan: wt.Plan, stage: str, members, ids: set, size_factor: float) -> tuple[str, float]:
+    """The dry run's row of one stage (``members``: its tasks; ``ids``: the tasks to run) and the
+    core-hours its tasks still to run take."""
+    run = [t for t in members if t.id in ids]
+    nproc = members[0].nproc
+    per, calib = _stage_seconds(plan, stage, members, nproc, size_factor)
+    core_h = per * len(run) * nproc / 3600.0
+    dirs = sorted({t.workdir for t in members})
+    where = dirs[0] if len(dirs) == 1 else f"{dirs[0]} … {dirs[-1]}"
+    return (f"{stage:<11}{len(members):>6}{len(run):>8}{nproc:>6}{per:>9.0f} s{core_h:>9.3f}  "
+            f"{calib}; {where}"), core_h
+
+
+def _stage_seconds(plan: wt.Plan, stage: str, members, nproc: int, size_factor: float) -> tuple[float, str]:
+    """Wall seconds per task of a stage and where the figure comes from: the first of its tasks
+    that has finished in this run directory, else the tiny run's cost × ``size_factor``."""
+    measured = [(t.id, wt.marker_seconds(plan.run_dir, t.id)) for t in members]
+    measured = [(i, s) for i, s in measured if s]
+    if measured:
+        tid, per = measured[0]
+        return per, f"measured: {tid} took {per:.0f} s"
+    scale = size_factor if stage != "bands" else 1.0
+    return _FALLBACK_CORE_S[stage] * scale / nproc, f"estimate: tiny run × {scale:.3g} (k-points × plane waves)"
+
+
+def _dry_run_scripts(plan: wt.Plan, todo, wf) -> list[str]:
+    """The sbatch scripts a submission of ``todo`` would write, with their options (nothing is
+    submitted)."""
+    from ..engines.slurm import SlurmEngine
+    eng = SlurmEngine(_task_command(plan, (wf.cluster or {}).get("python")),
+                      Path(plan.run_dir) / wt.TASKS_DIR / "slurm", Path(plan.run_dir) / wt.TASKS_DIR / "logs",
+                      wf.cluster or {}, dry_run=True)
+    out = eng.run(todo)
+    lines = ["", f"{len(out.scripts)} sbatch submissions (nothing submitted: --dry-run):"]
+    for path, text, opts in out.scripts:
+        lines += ["", f"# sbatch {' '.join(shlex.quote(o) for o in opts)} {path}", text.rstrip()]
+    return lines
 
 
 # -- status ---------------------------------------------------------------------------------------
@@ -386,40 +428,37 @@ def status(run_dir) -> list[dict]:
     jobs = read_jobs(run_dir)
     queue = squeue_states() if jobs else {}
     out = []
-    done_ids = set()
     for t in graph:
         st = read_state(run_dir, t.id)
         job = jobs.get(t.id, {})
         ref = job.get("job") or st.get("job")
         row = {"task": t.id, "job": ref or "", "log": job.get("log", ""), "detail": ""}
-        done = (t.id != "bands" and wt.is_done(plan, t.id)) or (t.id == "bands" and bands_done(plan, done_ids))
-        if done:
-            done_ids.add(t.id)
-            row["state"] = "done"
-            if t.stage == "pattern":
-                row["detail"] = _pattern_disk(Path(run_dir), t.id)
-        elif ref and ref in queue:
-            q = queue[ref]
-            row["state"] = "running" if q.startswith(("RUNNING", "COMPLETING")) else "pending"
-            row["detail"] = q
-        elif st.get("state") == "failed":
-            row["state"] = "failed"
-            row["detail"] = st.get("error", "")
-        elif st.get("state") == "running":
-            alive = st.get("host") == socket.gethostname() and _pid_alive(st.get("pid"))
-            row["state"] = "running" if alive and not ref else "failed"
-            if row["state"] == "failed":
-                row["detail"] = ("killed while running (time limit, scancel or node failure); "
-                                 "resubmit to redo it")
-        elif ref:
-            row["state"] = "cancelled"
-            row["detail"] = "its job ended without running it (a task it needs failed); resubmit"
-        else:
-            row["state"] = "not submitted"
+        row["state"], row["detail"] = _task_state(plan, Path(run_dir), t, st, ref, queue)
         if row["state"] == "failed" and row["log"]:
             row["tail"] = _tail(row["log"])
         out.append(row)
     return out
+
+
+def _task_state(plan: wt.Plan, run_dir: Path, task, st: dict, ref, queue: dict) -> tuple[str, str]:
+    """(state, detail) of one task from, in this order: its markers, the queue (``ref``: its
+    job), its state file (``st``: what its last attempt recorded)."""
+    done = bands_done(plan) if task.id == "bands" else wt.is_done(plan, task.id)
+    if done:
+        return "done", (_pattern_disk(run_dir, task.id) if task.stage == "pattern" else "")
+    if ref and ref in queue:
+        q = queue[ref]
+        return ("running" if q.startswith(("RUNNING", "COMPLETING")) else "pending"), q
+    if st.get("state") == "failed":
+        return "failed", st.get("error", "")
+    if st.get("state") == "running":
+        alive = st.get("host") == socket.gethostname() and _pid_alive(st.get("pid"))
+        if alive and not ref:
+            return "running", ""
+        return "failed", "killed while running (time limit, scancel or node failure); resubmit to redo it"
+    if ref:
+        return "cancelled", "its job ended without running it (a task it needs failed); resubmit"
+    return "not submitted", ""
 
 
 def _pid_alive(pid) -> bool:

@@ -134,6 +134,28 @@ def build_models(eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), veloci
 def run_model(what, eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), velocities=(0.01,),
               kTs=(1, 5, 10, 15, 20), qc=1.0, dim=3, delta=None, window=40.0, xrange=None,
               outdir="model", convention="consistent", nq=None, self_consistent=False):
+    kTs = _check_ranges(kTs, window, xrange)
+    models = build_models(eps0, eps1, mu, u0, u1, velocities, qc, dim, delta, convention, nq)
+    first = next(iter(models.values()))
+    u1 = first.u1
+    paper = convention == "paper"
+    _check_what(what, paper, u1, self_consistent)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    axis = np.asarray(u1 if any(u1) else (0.0, 0.0, 1.0), float)
+    axis = axis / np.linalg.norm(axis)
+    _print_conventions(first, convention, paper, self_consistent)
+    if what == "dos":
+        return _dos(models, kTs, window, xrange, outdir, axis, paper, first)
+    curves, txos, occ = _moment_curves(models, kTs, axis, paper, self_consistent)
+    if what == "moment":
+        _write_moment(models, curves, occ, kTs, axis, outdir, convention, self_consistent)
+    _print_crossovers(txos, kTs, paper, first)
+    return curves, txos
+
+
+def _check_ranges(kTs, window, xrange):
+    """The temperatures as floats (at least one, each finite and > 0); window and xrange > 0."""
     kTs = [float(t) for t in kTs]
     if not kTs:
         raise ModelParameterError("--kT", "empty list")
@@ -141,20 +163,21 @@ def run_model(what, eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), vel
     _check_positive([window], "--window")
     if xrange is not None:
         _check_positive([xrange], "--xrange")
-    models = build_models(eps0, eps1, mu, u0, u1, velocities, qc, dim, delta, convention, nq)
-    first = next(iter(models.values()))
-    u1 = first.u1
-    paper = convention == "paper"
+    return kTs
+
+
+def _check_what(what, paper, u1, self_consistent):
+    """Refuse the combinations of command and options that have no meaning."""
     if paper and not any(u1) and what != "dos":
         raise ModelParameterError("--u1", "the paper convention needs u1 ≠ 0 (its branches are "
                                           "the spin channels along u1)")
     if self_consistent and what == "dos":
         raise ModelParameterError("--self-consistent", "only for moment and crossover (Matsubara "
                                                        "axis); the DOS uses the bare self-energy")
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    axis = np.asarray(u1 if any(u1) else (0.0, 0.0, 1.0), float)
-    axis = axis / np.linalg.norm(axis)
+
+
+def _print_conventions(first, convention, paper, self_consistent):
+    """The units, the bath and the convention the numbers below are in."""
     print(f"units: meV; moment m = Tr(σρ) in μB per electron spin; bath: {first.bath.describe()}; "
           f"δ = {first.delta:g} meV; convention: {convention}"
           + ("; self-consistent Born (Migdal) self-energy" if self_consistent else ""))
@@ -162,53 +185,69 @@ def run_model(what, eps0=0.1, eps1=(0, 0, 0), mu=0.0, u0=0.01, u1=(0, 0, 0), vel
         print("paper convention: M_paper = ¼ n_+ − ½ n_− = ¼[M − f(ε0)] for u1 = u0 x̂ (printed "
               "Eq. 14: dressed branch with dω/4π; sign flipped because Eq. 13 swaps the "
               f"projectors of Eq. 12); bath: plain sum over nq = {int(first.bath.nq)} q-points")
-    if what == "dos":
-        return _dos(models, kTs, window, xrange, outdir, axis, paper, first)
-    n = axis
+
+
+def _moment_curves(models, kTs, n, paper, self_consistent):
+    """Per model: the moment along ``n`` at every k_BT (one Matsubara sum per k_BT), the level's
+    occupation and the crossover temperature. Returns (curves, txos, occ) keyed by model name."""
     curves, txos, occ = {}, {}, {}
     for name, m in models.items():
         mats = [m.matsubara(kT, self_consistent=self_consistent) for kT in kTs]     # once per kT
         if paper:
             vals = np.array([paper_moment(s, n) for s in mats])
-            fun = (lambda t, m=m: paper_moment(m.matsubara(t, self_consistent=self_consistent), n))
+
+            def fun(t, m=m):
+                return paper_moment(m.matsubara(t, self_consistent=self_consistent), n)
         else:
             vals = np.array([s.moment @ n for s in mats])
-            fun = (lambda t, m=m: float(m.moment_matsubara(t, self_consistent=self_consistent) @ n))
+
+            def fun(t, m=m):
+                return float(m.moment_matsubara(t, self_consistent=self_consistent) @ n)
         curves[name] = (np.asarray(kTs), vals)
         occ[name] = np.array([s.occupation for s in mats])
         txos[name] = crossover_temperature(fun, kTs, values=vals)
-    if what == "moment":
-        label = "M_paper" if paper else "M"
-        fig = moment_figure(curves, f"{label} along {np.round(n + 0.0, 3).tolist()} (μB)")
-        fig.axes[0].set_title("paper convention: printed Eq. 14 with the sign of Eq. 12, plain q-sum"
-                              if paper else "consistent model: Eq. 12, m = Tr σρ, normalised bath",
-                              fontsize=10)
-        for ext in ("png", "pdf"):
-            _save(fig, outdir / f"model_moment.{ext}")
+    return curves, txos, occ
 
-        def fill(f):
-            f.attrs["axis"] = n
-            f.attrs["convention"] = convention
-            f.attrs["self_consistent"] = bool(self_consistent)
-            f.attrs["units"] = "kT in meV, M in Bohr magnetons (m = Tr sigma rho)"
-            for name, (kT, M) in curves.items():
-                f[f"{name}/kT_meV"], f[f"{name}/M_muB"] = kT, M
-                f[f"{name}/occupation"] = occ[name]
-        _write_h5(outdir / "model_moment.h5", fill)
-        shown = list(kTs[:: max(1, len(kTs) // 8)])[:8]
-        print(f"{'k_BT (meV)':>10} " + " ".join(f"{t:9.3g}" for t in shown))
+
+def _write_moment(models, curves, occ, kTs, n, outdir, convention, self_consistent):
+    """model_moment.png/.pdf/.h5 and a table of M at up to eight of the temperatures; in the
+    paper convention also the comparison with the consistent model."""
+    paper = convention == "paper"
+    label = "M_paper" if paper else "M"
+    fig = moment_figure(curves, f"{label} along {np.round(n + 0.0, 3).tolist()} (μB)")
+    fig.axes[0].set_title("paper convention: printed Eq. 14 with the sign of Eq. 12, plain q-sum"
+                          if paper else "consistent model: Eq. 12, m = Tr σρ, normalised bath",
+                          fontsize=10)
+    for ext in ("png", "pdf"):
+        _save(fig, outdir / f"model_moment.{ext}")
+
+    def fill(f):
+        f.attrs["axis"] = n
+        f.attrs["convention"] = convention
+        f.attrs["self_consistent"] = bool(self_consistent)
+        f.attrs["units"] = "kT in meV, M in Bohr magnetons (m = Tr sigma rho)"
         for name, (kT, M) in curves.items():
-            print(f"{name:>10} " + " ".join(f"{np.interp(t, kT, M):9.2e}" for t in shown))
-        print(f"wrote {outdir / 'model_moment.png'}, .pdf and model_moment.h5")
-        if paper:
-            _comparison(models, curves, kTs, n, outdir, self_consistent)
+            f[f"{name}/kT_meV"], f[f"{name}/M_muB"] = kT, M
+            f[f"{name}/occupation"] = occ[name]
+    _write_h5(outdir / "model_moment.h5", fill)
+    shown = list(kTs[:: max(1, len(kTs) // 8)])[:8]
+    print(f"{'k_BT (meV)':>10} " + " ".join(f"{t:9.3g}" for t in shown))
+    for name, (kT, M) in curves.items():
+        print(f"{name:>10} " + " ".join(f"{np.interp(t, kT, M):9.2e}" for t in shown))
+    print(f"wrote {outdir / 'model_moment.png'}, .pdf and model_moment.h5")
+    if paper:
+        _comparison(models, curves, kTs, n, outdir, self_consistent)
+
+
+def _print_crossovers(txos, kTs, paper, first):
+    """Each model's crossover temperature (or why there is none); in the paper convention also
+    its strong-coupling limit."""
     for name, txo in txos.items():
         print(f"{name:>10}: T_xo = " + (f"{txo:.6g} meV (k_B T)" if txo is not None
                                           else f"none: M does not change sign for k_BT in [{min(kTs):g}, {max(kTs):g}] meV"))
     if paper:
         print(f"strong-coupling limit (n_+ → ½): k_B T_xo = (ε0 − μ)/ln 3 = "
               f"{kT_crossover_strong_coupling(first.level.eps0, first.level.mu):.6g} meV")
-    return curves, txos
 
 
 def _comparison(models, paper_curves, kTs, n, outdir, self_consistent):
@@ -271,7 +310,7 @@ def _dos(models, kTs, window, xrange, outdir, axis, paper, first):
             g["dos"], g["dos_up"], g["dos_down"] = tot, up, dn
     _write_h5(outdir / "model_dos.h5", fill)
     inside = np.abs(w - eps0) <= xrange
-    for (name, kT), (tot, up, dn) in data.items():
+    for (name, kT), (tot, _up, _dn) in data.items():
         print(f"{name:>10}  kT = {kT:6.2f} meV  ∫DOS dω = {np.trapezoid(tot, w):.4f}  "
               f"max DOS = {tot[inside].max():.3g}/meV")
     print(f"wrote {outdir / 'model_dos.png'}, .pdf and model_dos.h5")

@@ -203,13 +203,6 @@ class StructureFactor:
     def units(self, name: str) -> str:
         return channel_units(name, self.cross_section)
 
-    def mode_weights(self, name: str) -> np.ndarray:
-        """The ω-integrated weight of each mode in a channel, Stokes + anti-Stokes: (nQ, nmode),
-        (2 n_B + 1)|A^α|² for a diagonal channel."""
-        nm = self.frequency_meV.shape[1]
-        w = sf.channel(self.line_weight, name, self.q_cart)
-        return w[:, :nm] + w[:, nm:]
-
     def describe(self) -> str:
         fw = self.fwhm if not callable(self.fwhm) else "callable"
         return (f"S(Q, ω) of paper Eq. 5 ({ONE_SIDED_NOTE}); T = {self.temperature_k:g} K; "
@@ -290,45 +283,13 @@ def compute(source, kind: str = "path", path: str = DEFAULT_PATH, npoints: int =
             energies=None, temperature: float = 300.0, fwhm=1.0, shape: str = "gauss", qz: float = 0.0,
             omega_min: float = 0.5, form_factor=None, cross_section: bool = False) -> StructureFactor:
     """S(Q, ω) from a source (analysis.sqw.InterpolatedSource or DirectSource)."""
-    if kind not in KINDS:
-        raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
-    if shape not in sf.SHAPES:
-        raise ValueError(f"shape {shape!r}: one of {', '.join(sf.SHAPES)}")
-    if not np.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature {temperature!r}: a number of kelvin ≥ 0")
-    if not callable(fwhm):
-        c = np.atleast_1d(np.asarray(fwhm, float))
-        if c.size < 1 or not np.all(np.isfinite(c)) or c[0] <= 0 or np.any(c[1:] < 0):
-            raise ValueError(f"resolution FWHM {c.tolist()}: c0 > 0 meV and c1, c2 ≥ 0 (FWHM = c0 + c1|E| + c2 E²)")
-    if not np.isfinite(qz):
-        raise ValueError(f"qz {qz!r}: a finite number (1/Å)")
+    _check_options(kind, shape, temperature, fwhm, qz)
     cell = source.cell_bohr
     distance = ticks = axes = None
-    label = ""
     if isinstance(source, asq.DirectSource):
-        if kind != "cut":
-            raise DfptmagError("a dfptmag.h5 (direct DFPT q-points) gives cuts at Q = q + G only (kind 'cut'); "
-                               "Q–ω and constant-energy maps need `dfptmag bands --interpolate`")
-        q_label = qpoints.stored_label(at, source.results)
-        if q_label not in source.results:
-            raise ValueError(f"q {at!r}: the file has {', '.join(source.results)}")
-        g = np.atleast_2d(np.asarray(G, int))
-        w, A = source.amplitudes(q_label, g, qz)
-        Q = source.q_crystal(q_label)[None, :] + np.column_stack([g, np.zeros(len(g))])
-        w = np.repeat(w[None, :], len(Q), axis=0)
-        label = f"{q_label}+G{g[0, 0]}_{g[0, 1]}".replace("-", "m") if np.any(g) else q_label.replace("-", "m")
+        Q, w, A, label = _direct_q(source, kind, at, G, qz)
     else:
-        if kind == "path":
-            Q, distance, ticks = sample_path(path, cell, npoints)
-        elif kind == "map":
-            Q, qx, qy = sample_plane(cell, extent, nplane)
-            axes = (qx, qy)
-        else:
-            q0, lab = parse_point(at)
-            g = np.asarray(G, float).ravel()
-            Q = (q0 + np.array([g[0], g[1], 0.0]))[None, :]
-            label = (lab.strip("()").replace(",", "_") + (f"+G{int(g[0])}_{int(g[1])}" if np.any(g) else "")
-                     ).replace("Γ", "G").replace("'", "p").replace("-", "m")
+        Q, distance, ticks, axes, label = _sampled_q(kind, cell, path, npoints, extent, nplane, at, G)
         w, A = source.amplitudes(Q, qz)
     cart = asq.cartesian_inv_angstrom(Q, cell)
     cart[:, 2] = qz
@@ -344,6 +305,56 @@ def compute(source, kind: str = "path", path: str = DEFAULT_PATH, npoints: int =
                            float(omega_min), source.description, np.asarray(cell), distance, ticks, axes,
                            None if form_factor is None else tuple(float(c) for c in form_factor),
                            bool(cross_section), label)
+
+
+def _check_options(kind, shape, temperature, fwhm, qz) -> None:
+    """A ValueError naming the first option of :func:`compute` out of its range."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r}: one of {', '.join(KINDS)}")
+    if shape not in sf.SHAPES:
+        raise ValueError(f"shape {shape!r}: one of {', '.join(sf.SHAPES)}")
+    if not np.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature {temperature!r}: a number of kelvin ≥ 0")
+    if not callable(fwhm):
+        c = np.atleast_1d(np.asarray(fwhm, float))
+        if c.size < 1 or not np.all(np.isfinite(c)) or c[0] <= 0 or np.any(c[1:] < 0):
+            raise ValueError(f"resolution FWHM {c.tolist()}: c0 > 0 meV and c1, c2 ≥ 0 (FWHM = c0 + c1|E| + c2 E²)")
+    if not np.isfinite(qz):
+        raise ValueError(f"qz {qz!r}: a finite number (1/Å)")
+
+
+def _direct_q(source, kind, at, G, qz):
+    """A direct source's cut: Q = q + G at its DFPT q-point ``at`` (one Q per row of ``G``).
+    Returns (Q crystal, frequencies (nQ, nmode), amplitudes, file label)."""
+    if kind != "cut":
+        raise DfptmagError("a dfptmag.h5 (direct DFPT q-points) gives cuts at Q = q + G only (kind 'cut'); "
+                           "Q–ω and constant-energy maps need `dfptmag bands --interpolate`")
+    q_label = qpoints.stored_label(at, source.results)
+    if q_label not in source.results:
+        raise ValueError(f"q {at!r}: the file has {', '.join(source.results)}")
+    g = np.atleast_2d(np.asarray(G, int))
+    w, A = source.amplitudes(q_label, g, qz)
+    Q = source.q_crystal(q_label)[None, :] + np.column_stack([g, np.zeros(len(g))])
+    w = np.repeat(w[None, :], len(Q), axis=0)
+    label = f"{q_label}+G{g[0, 0]}_{g[0, 1]}".replace("-", "m") if np.any(g) else q_label.replace("-", "m")
+    return Q, w, A, label
+
+
+def _sampled_q(kind, cell, path, npoints, extent, nplane, at, G):
+    """The Q of an interpolated source: a path, a plane or one point ``at`` + G. Returns
+    (Q crystal, path distance, path ticks, plane axes, file label), None where not that kind."""
+    if kind == "path":
+        Q, distance, ticks = sample_path(path, cell, npoints)
+        return Q, distance, ticks, None, ""
+    if kind == "map":
+        Q, qx, qy = sample_plane(cell, extent, nplane)
+        return Q, None, None, (qx, qy), ""
+    q0, lab = parse_point(at)
+    g = np.asarray(G, float).ravel()
+    Q = (q0 + np.array([g[0], g[1], 0.0]))[None, :]
+    label = (lab.strip("()").replace(",", "_") + (f"+G{int(g[0])}_{int(g[1])}" if np.any(g) else "")
+             ).replace("Γ", "G").replace("'", "p").replace("-", "m")
+    return Q, None, None, None, label
 
 
 def run_sqw(input_path, kind: str = "path", outdir=None, channels=DEFAULT_CHANNELS, formats=("png",),

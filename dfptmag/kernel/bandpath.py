@@ -63,6 +63,23 @@ def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | N
     runs), counts a break as a point, and its ``get_linear_kpoint_axis`` gives a one-interval
     piece zero length (tests/test_libraries.py; docs/performance.md)."""
     pts = special_points(atoms, extra)
+    segments = _parse_segments(path, pts)
+    B = _reciprocal_angstrom(atoms)
+    pieces = [(pts[a], pts[b], a, b) for seg in segments for a, b in zip(seg[:-1], seg[1:])]
+    lengths = np.array([np.linalg.norm((b - a) @ B) for a, b, _, _ in pieces])
+    if np.any(lengths == 0):
+        raise DfptmagError(f"band path {path!r} has a zero-length piece")
+    n_int = max(int(npoints) - 1, len(pieces))
+    intervals = np.maximum(1, np.round(n_int * lengths / lengths.sum()).astype(int))
+    q, labels, breaks = _place_points(segments, pieces, intervals)
+    dist = _path_distance(q, B, breaks)
+    pretty = [(i, qpoints.PLOT_LABEL.get(lab, lab)) for i, lab in labels]
+    return BandPath(q_crystal=q, distance=dist, labels=pretty, breaks=breaks, path=path)
+
+
+def _parse_segments(path: str, pts: dict) -> list[list[str]]:
+    """The segments of ``path`` as lists of point names, aliases made canonical (Γ, Kp → G,
+    K'); a DfptmagError for a malformed path, an unknown point or a one-point segment."""
     try:
         segments = parse_path_string(path.replace("Γ", "G").replace("K'", "Kp"))
     except Exception as exc:       # ASE raises several kinds for malformed strings
@@ -76,13 +93,13 @@ def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | N
                                    f"{', '.join(sorted(pts))} (K' may be written Kp)")
         if len(seg) < 2:
             raise DfptmagError(f"band path {path!r}: segment {''.join(seg)!r} needs two points")
-    B = _reciprocal_angstrom(atoms)
-    pieces = [(pts[a], pts[b], a, b) for seg in segments for a, b in zip(seg[:-1], seg[1:])]
-    lengths = np.array([np.linalg.norm((b - a) @ B) for a, b, _, _ in pieces])
-    if np.any(lengths == 0):
-        raise DfptmagError(f"band path {path!r} has a zero-length piece")
-    n_int = max(int(npoints) - 1, len(pieces))
-    intervals = np.maximum(1, np.round(n_int * lengths / lengths.sum()).astype(int))
+    return segments
+
+
+def _place_points(segments, pieces, intervals) -> tuple[np.ndarray, list, list]:
+    """The points of every straight piece (its start only where a segment starts, then
+    ``intervals`` equal steps to its end). Returns (q (nq, 3), [(index, special point name)],
+    indices where a new segment starts)."""
     qs, labels, breaks = [], [], []
     seg_ends = np.cumsum([len(seg) - 1 for seg in segments])
     for ip, ((a, b, la, lb), n) in enumerate(zip(pieces, intervals)):
@@ -95,13 +112,16 @@ def band_path(atoms, path: str = DEFAULT_PATH, npoints: int = 7, extra: dict | N
         for t in np.arange(1, n + 1) / n:
             qs.append(a + t * (b - a))
         labels.append((len(qs) - 1, lb))
-    q = np.array(qs)
+    return np.array(qs), labels, breaks
+
+
+def _path_distance(q: np.ndarray, B: np.ndarray, breaks) -> np.ndarray:
+    """Cumulative distance (Å⁻¹, B: rows b_i in Å⁻¹) along the points q; the jump to the first
+    point of a new segment (``breaks``) adds no length."""
     step = np.linalg.norm(np.diff(q, axis=0) @ B, axis=1)
     for b in breaks:
         step[b - 1] = 0.0
-    dist = np.concatenate([[0.0], np.cumsum(step)])
-    pretty = [(i, qpoints.PLOT_LABEL.get(lab, lab)) for i, lab in labels]
-    return BandPath(q_crystal=q, distance=dist, labels=pretty, breaks=breaks, path=path)
+    return np.concatenate([[0.0], np.cumsum(step)])
 
 
 def refine(bp: BandPath, atoms, npoints: int) -> tuple[BandPath, np.ndarray]:
@@ -119,11 +139,7 @@ def refine(bp: BandPath, atoms, npoints: int) -> tuple[BandPath, np.ndarray]:
             qs.extend(a + t * (b - a) for t in np.arange(1, m + 1) / m)
         index.append(len(qs) - 1)
     q = np.array(qs)
-    B = _reciprocal_angstrom(atoms)
-    step = np.linalg.norm(np.diff(q, axis=0) @ B, axis=1)
-    for br in breaks:
-        step[br - 1] = 0.0
-    dist = np.concatenate([[0.0], np.cumsum(step)])
+    dist = _path_distance(q, _reciprocal_angstrom(atoms), breaks)
     index = np.array(index)
     labels = [(int(index[i]), lab) for i, lab in bp.labels]
     return BandPath(q_crystal=q, distance=dist, labels=labels, breaks=breaks, path=bp.path), index

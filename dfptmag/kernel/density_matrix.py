@@ -204,7 +204,7 @@ class FieldStream:
 
             def slab(s):
                 plan_q.finish(self.dbox, s)
-                acc[:, :, s] += np.einsum("iszr,itzr->stzr", du[:, :, s], u[:, :, s])
+                acc[:, :, s] += np.einsum("iszr,itzr->stzr", du[:, :, s], u[:, :, s])  # noqa: B023 (run by _map below, in this iteration)
             self._map(slab)
         self.seconds["dpsi"] += time.perf_counter() - t1
 

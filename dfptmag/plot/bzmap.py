@@ -11,8 +11,8 @@ import numpy as np
 def _bz_corners(B):
     """Corners of the Wigner–Seitz cell of the 2D reciprocal lattice B (rows), counter-clockwise
     by angle in (−π, π] (a corner on the −x axis comes last): the Voronoi region of the origin
-    among its eight neighbours (scipy.spatial.Voronoi, issue 22; the hand-written bisector
-    intersection it replaced agreed to its 1e-10 rounding, tests/test_libraries.py)."""
+    among its eight neighbours, computed by scipy.spatial.Voronoi (tests/test_libraries.py checks
+    it against the intersections of the perpendicular bisectors, to 1e-10)."""
     from scipy.spatial import Voronoi
     B = np.asarray(B, dtype=float)
     G = np.array([i * B[0] + j * B[1] for i in (-1, 0, 1) for j in (-1, 0, 1)])   # G[4] = 0
@@ -46,8 +46,6 @@ def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib import patheffects
-    from matplotlib.tri import Triangulation
     B = 2 * np.pi * np.linalg.inv(np.asarray(cell_bohr, float)).T[:2, :2] / 0.529177210903   # 1/Å
     xy = np.asarray(q_crystal)[:, :2] @ B
     corners = _bz_corners(B)
@@ -68,45 +66,67 @@ def bz_figure(q_crystal, rms, freq_mev, cell_bohr, what: str = "in-plane", ncols
         if j >= nmode:
             ax.axis("off")
             continue
-        v = np.array(rms[:, j], float)
-        ok = np.isfinite(v)
-        forbidden, vpanel = False, 0.0
-        if ok.sum() >= 3:
-            if tri is None or not np.all(ok):
-                tri = Triangulation(xy[ok, 0], xy[ok, 1])
-            vpanel = float(np.nanmax(v[ok]))
-            vmax = vall if shared else vpanel
-            f, lab = _scale(vmax)
-            pc = ax.tripcolor(tri, v[ok] / f, shading="gouraud", cmap="viridis", vmin=0,
-                              vmax=vmax / f if vmax > 0 else 1.0)
-            cb = fig.colorbar(pc, ax=ax, fraction=0.046, pad=0.03)
-            cb.set_label(f"{lab}μB/cell", fontsize=10)
-            cb.ax.tick_params(labelsize=7)
-            forbidden = vall > 0 and vpanel < FORBIDDEN_RATIO * vall
-        if seam is not None and np.any(seam):
-            ax.plot(xy[seam, 0], xy[seam, 1], ".", ms=1.2, color="0.85", zorder=3)
-        c = np.vstack([corners, corners[:1]])
-        ax.plot(c[:, 0], c[:, 1], "k-", lw=0.9)
-        for name, pt in marks.items():
-            ax.plot(*pt, "o", ms=3, color="w", mec="k", mew=0.5)
-            ax.annotate(name, pt, color="w", fontsize=9, xytext=(3, 3), textcoords="offset points",
-                        path_effects=[patheffects.withStroke(linewidth=1.8, foreground="k")])
-        pad = 0.1 * np.abs(corners).max()
-        ax.set_xlim(corners[:, 0].min() - pad, corners[:, 0].max() + pad)
-        ax.set_ylim(corners[:, 1].min() - pad, corners[:, 1].max() + pad)
-        ax.set_aspect("equal")
-        ax.set_xticks([]), ax.set_yticks([])
+        tri, vpanel, forbidden = _colour_panel(fig, ax, xy, rms[:, j], tri, vall, shared)
+        _zone_marks(ax, xy, corners, marks, seam)
         ax.set_title(f"{unit} {j + 1}  (mean {np.nanmean(freq_mev[:, j]):.1f} meV)"
                      + (f"\nforbidden: max {vpanel / vall:.0e} of the largest" if forbidden else ""), fontsize=9)
-    fig.suptitle(f"{what} magnetization RMS over the Brillouin zone (interpolated)\n"
-                 + ("one phonon quantum; modes by ascending frequency; " if branch is None else
-                  "one phonon quantum; branches tracked by eigenvector overlap"
-                  + ("; grey dots: seam where branches exchange" if seam is not None and np.any(seam) else "")
-                  + "\n")
-                 + "one-sided amplitude of paper Eq. 1; "
-                 + (f"one colour scale for all {unit}{'es' if unit == 'branch' else 's'}" if shared else f"colour scale per {unit}"), fontsize=9)
+    fig.suptitle(_suptitle(what, unit, branch is None, seam, shared), fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _colour_panel(fig, ax, xy, values, tri, vall: float, shared: bool):
+    """One band's RMS as a colour map over the points ``xy`` with their finite values, and its
+    colour bar (scale: the figure's maximum ``vall`` if ``shared``, else the panel's). ``tri``:
+    the previous panel's triangulation, reused when every value here is finite. Returns (the
+    triangulation, the panel's maximum, whether it is below FORBIDDEN_RATIO of ``vall``)."""
+    from matplotlib.tri import Triangulation
+    v = np.array(values, float)
+    ok = np.isfinite(v)
+    if ok.sum() < 3:
+        return tri, 0.0, False
+    if tri is None or not np.all(ok):
+        tri = Triangulation(xy[ok, 0], xy[ok, 1])
+    vpanel = float(np.nanmax(v[ok]))
+    vmax = vall if shared else vpanel
+    f, lab = _scale(vmax)
+    pc = ax.tripcolor(tri, v[ok] / f, shading="gouraud", cmap="viridis", vmin=0,
+                      vmax=vmax / f if vmax > 0 else 1.0)
+    cb = fig.colorbar(pc, ax=ax, fraction=0.046, pad=0.03)
+    cb.set_label(f"{lab}μB/cell", fontsize=10)
+    cb.ax.tick_params(labelsize=7)
+    return tri, vpanel, vall > 0 and vpanel < FORBIDDEN_RATIO * vall
+
+
+def _zone_marks(ax, xy, corners, marks, seam) -> None:
+    """The zone boundary, the special points ``marks`` (name → Cartesian point) and the seam
+    points (if any) on one panel, framed on the zone with equal axes and no ticks."""
+    from matplotlib import patheffects
+    if seam is not None and np.any(seam):
+        ax.plot(xy[seam, 0], xy[seam, 1], ".", ms=1.2, color="0.85", zorder=3)
+    c = np.vstack([corners, corners[:1]])
+    ax.plot(c[:, 0], c[:, 1], "k-", lw=0.9)
+    for name, pt in marks.items():
+        ax.plot(*pt, "o", ms=3, color="w", mec="k", mew=0.5)
+        ax.annotate(name, pt, color="w", fontsize=9, xytext=(3, 3), textcoords="offset points",
+                    path_effects=[patheffects.withStroke(linewidth=1.8, foreground="k")])
+    pad = 0.1 * np.abs(corners).max()
+    ax.set_xlim(corners[:, 0].min() - pad, corners[:, 0].max() + pad)
+    ax.set_ylim(corners[:, 1].min() - pad, corners[:, 1].max() + pad)
+    ax.set_aspect("equal")
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def _suptitle(what: str, unit: str, by_index: bool, seam, shared: bool) -> str:
+    """The figure's title: what is shown, how the panels are labelled (``by_index``: modes by
+    ascending frequency, else tracked branches) and the colour scale."""
+    return (f"{what} magnetization RMS over the Brillouin zone (interpolated)\n"
+            + ("one phonon quantum; modes by ascending frequency; " if by_index else
+               "one phonon quantum; branches tracked by eigenvector overlap"
+               + ("; grey dots: seam where branches exchange" if seam is not None and np.any(seam) else "")
+               + "\n")
+            + "one-sided amplitude of paper Eq. 1; "
+            + (f"one colour scale for all {unit}{'es' if unit == 'branch' else 's'}" if shared else f"colour scale per {unit}"))
 
 
 def save_bz_maps(q_crystal, rms_in, rms_out, freq_mev, cell_bohr, outdir, formats=("png",),

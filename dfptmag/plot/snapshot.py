@@ -51,7 +51,7 @@ def _atoms(ax, d, scale, zlim) -> list:
     syms = np.array(d["symbols"])
     z0 = np.median(d["pos"][syms == metal_symbol(list(syms)), 2])
     out = []
-    for s, p, u in zip(syms, d["pos"], d["disp"]):
+    for p, u in zip(d["pos"], d["disp"]):
         q = p + scale * u
         ax.plot(p[0], p[1], "+", color="0.2", ms=5, mew=0.8, zorder=4)
         if p[2] > z0 + 0.1:

@@ -97,55 +97,11 @@ def sqw_figure(res, channel: str = "inplane", log: bool = False, overlay: bool =
     else:
         fig = ax.figure
     if res.kind == "path":
-        x = res.distance
-        norm, clipped = _norm(z, log)
-        m = ax.pcolormesh(x, res.energies, z.T, shading="gouraud" if not log else "nearest",
-                          norm=norm, cmap=_cmap(log), rasterized=True)
-        if overlay:
-            w = np.where(res.kept, res.frequency_meV, np.nan)
-            for sign in (1, -1):
-                ax.plot(x, sign * w, color="white", lw=0.5, alpha=0.55)
-        ng = _nearest_G(res.q_crystal, B[:2, :2])
-        change = np.flatnonzero(np.any(ng[1:] != ng[:-1], axis=1))
-        for i in change:
-            ax.axvline(0.5 * (x[i] + x[i + 1]), color="w", ls=":", lw=0.9)
-        for i, lab in res.ticks:
-            ax.axvline(x[i], color="0.85", lw=0.6)
-        ax.set_xticks([x[i] for i, _ in res.ticks], [lab for _, lab in res.ticks])
-        ax.set_xlim(x[0], x[-1])
-        ax.set_xlabel(r"$\mathbf{Q}$ (r.l.u.; path length in Å$^{-1}$); dotted: zone boundary")
-        ax.set_ylabel("energy transfer (meV)")
-        ax.axhline(0, color="w", lw=0.4)
+        m, clipped = _path_panel(ax, res, z, log, overlay, B)
     elif res.kind == "map":
-        qx, qy = res.plane_axes
-        Z = z[:, 0].reshape(len(qx), len(qy))
-        norm, clipped = _norm(Z, log)
-        m = ax.pcolormesh(qx, qy, Z.T, shading="gouraud" if not log else "nearest", norm=norm,
-                          cmap=_cmap(log), rasterized=True)
-        corners = _bz_corners(B[:2, :2])
-        ext = max(abs(qx).max(), abs(qy).max())
-        nmax = int(np.ceil(ext / np.linalg.norm(B[0, :2]))) + 1
-        for h in range(-nmax, nmax + 1):
-            for k in range(-nmax, nmax + 1):
-                c = h * B[0, :2] + k * B[1, :2]
-                poly = np.vstack([corners, corners[:1]]) + c
-                ax.plot(poly[:, 0], poly[:, 1], color="w", lw=0.6, alpha=0.8)
-                if abs(c[0]) <= ext and abs(c[1]) <= ext:
-                    ax.plot(*c, "w+", ms=4)
-        ax.set_xlim(qx[0], qx[-1])
-        ax.set_ylim(qy[0], qy[-1])
-        ax.set_aspect("equal")
-        ax.set_xlabel(r"$Q_x$ (Å$^{-1}$)")
-        ax.set_ylabel(r"$Q_y$ (Å$^{-1}$)")
+        m, clipped = _map_panel(ax, res, z, log, B)
     else:
-        ax.plot(res.energies, z[0], color="C0")
-        ax.set_xlabel("energy transfer (meV)")
-        ax.set_ylabel(f"S ({units})")
-        ax.axvline(0, color="0.6", lw=0.5)
-        if log:
-            ax.set_yscale("log")
-        q = res.q_crystal[0]
-        ax.set_title(f"Q = ({q[0]:.4g}, {q[1]:.4g}) r.l.u.", loc="right", fontsize=9)
+        _cut_panel(ax, res, z, log, units)
         m = None
     if m is not None:
         cb = fig.colorbar(m, ax=ax, extend="max" if clipped else "neither")
@@ -153,6 +109,75 @@ def sqw_figure(res, channel: str = "inplane", log: bool = False, overlay: bool =
     head = channel_text(channel) + (f" at E = {res.energies[0]:g} meV" if res.kind == "map" else "")
     ax.set_title(f"{head}\n{_subtitle(res)}", fontsize=8.5, loc="left")
     return fig
+
+
+def _path_panel(ax, res, z, log: bool, overlay: bool, B):
+    """The Q–ω map along a path: the dispersion overlaid (``overlay``), dotted lines where the
+    nearest reciprocal-lattice vector changes (a zone boundary crossed), the special points as
+    ticks. Returns (the colour mesh, whether its colour scale is clipped)."""
+    x = res.distance
+    norm, clipped = _norm(z, log)
+    m = ax.pcolormesh(x, res.energies, z.T, shading="gouraud" if not log else "nearest",
+                      norm=norm, cmap=_cmap(log), rasterized=True)
+    if overlay:
+        w = np.where(res.kept, res.frequency_meV, np.nan)
+        for sign in (1, -1):
+            ax.plot(x, sign * w, color="white", lw=0.5, alpha=0.55)
+    ng = _nearest_G(res.q_crystal, B[:2, :2])
+    change = np.flatnonzero(np.any(ng[1:] != ng[:-1], axis=1))
+    for i in change:
+        ax.axvline(0.5 * (x[i] + x[i + 1]), color="w", ls=":", lw=0.9)
+    for i, _ in res.ticks:
+        ax.axvline(x[i], color="0.85", lw=0.6)
+    ax.set_xticks([x[i] for i, _ in res.ticks], [lab for _, lab in res.ticks])
+    ax.set_xlim(x[0], x[-1])
+    ax.set_xlabel(r"$\mathbf{Q}$ (r.l.u.; path length in Å$^{-1}$); dotted: zone boundary")
+    ax.set_ylabel("energy transfer (meV)")
+    ax.axhline(0, color="w", lw=0.4)
+    return m, clipped
+
+
+def _map_panel(ax, res, z, log: bool, B):
+    """The constant-energy map over the Q plane with every zone boundary and every Γ in it
+    drawn. Returns (the colour mesh, whether its colour scale is clipped)."""
+    qx, qy = res.plane_axes
+    Z = z[:, 0].reshape(len(qx), len(qy))
+    norm, clipped = _norm(Z, log)
+    m = ax.pcolormesh(qx, qy, Z.T, shading="gouraud" if not log else "nearest", norm=norm,
+                      cmap=_cmap(log), rasterized=True)
+    _zone_boundaries(ax, B, max(abs(qx).max(), abs(qy).max()))
+    ax.set_xlim(qx[0], qx[-1])
+    ax.set_ylim(qy[0], qy[-1])
+    ax.set_aspect("equal")
+    ax.set_xlabel(r"$Q_x$ (Å$^{-1}$)")
+    ax.set_ylabel(r"$Q_y$ (Å$^{-1}$)")
+    return m, clipped
+
+
+def _zone_boundaries(ax, B, ext: float) -> None:
+    """The boundary of every Brillouin zone that reaches into [−ext, ext]² (and the zones one
+    further out), and a cross at each zone centre inside that square."""
+    corners = _bz_corners(B[:2, :2])
+    nmax = int(np.ceil(ext / np.linalg.norm(B[0, :2]))) + 1
+    for h in range(-nmax, nmax + 1):
+        for k in range(-nmax, nmax + 1):
+            c = h * B[0, :2] + k * B[1, :2]
+            poly = np.vstack([corners, corners[:1]]) + c
+            ax.plot(poly[:, 0], poly[:, 1], color="w", lw=0.6, alpha=0.8)
+            if abs(c[0]) <= ext and abs(c[1]) <= ext:
+                ax.plot(*c, "w+", ms=4)
+
+
+def _cut_panel(ax, res, z, log: bool, units: str) -> None:
+    """The cut S(ω) at one Q."""
+    ax.plot(res.energies, z[0], color="C0")
+    ax.set_xlabel("energy transfer (meV)")
+    ax.set_ylabel(f"S ({units})")
+    ax.axvline(0, color="0.6", lw=0.5)
+    if log:
+        ax.set_yscale("log")
+    q = res.q_crystal[0]
+    ax.set_title(f"Q = ({q[0]:.4g}, {q[1]:.4g}) r.l.u.", loc="right", fontsize=9)
 
 
 def save_figures(res, outdir, stem: str, channels, formats=("png",), log: bool = False,

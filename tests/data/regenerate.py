@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         part = a.out / (NAME + ".part")
         shutil.rmtree(part, ignore_errors=True)
         part.mkdir(parents=True)
-        for label, qdir in dirs.items():
+        for qdir in dirs.values():
             shutil.copytree(qdir, part / qdir.name, ignore=shutil.ignore_patterns(".dfptmag.lock"))
             prune(part / qdir.name)
         shutil.rmtree(dest, ignore_errors=True)
