@@ -168,26 +168,34 @@ def record_capture(root, irrep: int, dwf, drho, npool: int, q_tpiba=None, base: 
         man.update(base)
     if q_tpiba is None:
         q_tpiba = man.get("q_tpiba")
-    rel = lambda p: os.path.relpath(Path(p), root)  # noqa: E731
-    new = [Path(p) for p in dwf] + ([Path(drho)] if drho else [])
-    entry = {"dwf": [rel(d) for d in dwf], "drho": rel(drho) if drho else None, "irrep": int(irrep),
-             "q_tpiba": [float(v) for v in q_tpiba] if q_tpiba is not None else None,
-             "npool": int(npool),
-             "checksums": {rel(p): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in new}}
+    entry = _capture_entry(root, irrep, dwf, drho, npool, q_tpiba)
     caps = man.setdefault("captures", {})
-    old = caps.get(str(irrep), {})
-    old_files = list(old.get("dwf", [])) + ([old["drho"]] if old.get("drho") else [])
+    old_files = _listed_files(caps.get(str(irrep), {}))
     caps[str(irrep)] = entry
     write_manifest(root, man)
-    keep = {rel(p) for p in new}
+    keep = set()                        # every file a capture lists, the new one's included
     for other in caps.values():
-        keep.update(other.get("dwf", []))
-        if other.get("drho"):
-            keep.add(other["drho"])
+        keep.update(_listed_files(other))
     for f in old_files:
         if f not in keep and (root / f).is_file():
             (root / f).unlink()
     return entry
+
+
+def _capture_entry(root: Path, irrep: int, dwf, drho, npool: int, q_tpiba) -> dict:
+    """The manifest entry of a capture: its files relative to ``root``, with size and sha256."""
+    def rel(p):
+        return os.path.relpath(Path(p), root)
+    new = [Path(p) for p in dwf] + ([Path(drho)] if drho else [])
+    return {"dwf": [rel(d) for d in dwf], "drho": rel(drho) if drho else None, "irrep": int(irrep),
+            "q_tpiba": [float(v) for v in q_tpiba] if q_tpiba is not None else None,
+            "npool": int(npool),
+            "checksums": {rel(p): {"size": p.stat().st_size, "sha256": sha256_file(p)} for p in new}}
+
+
+def _listed_files(cap: dict) -> list[str]:
+    """The files (relative names) a manifest capture entry lists: δψ files, then fildrho."""
+    return list(cap.get("dwf", [])) + ([cap["drho"]] if cap.get("drho") else [])
 
 
 def record_contraction(root, irrep: int, record: dict) -> dict:
@@ -208,54 +216,124 @@ def verify_captures(files: QRunFiles) -> list[str]:
     """Check every capture against what the manifest recorded at capture time (size, sha256,
     irrep, q) before any number is computed. Raises InputFileError naming the file. Returns
     the irreps that have no recorded checksums (older manifests): only fildrho guards those."""
-    man_path = files.root / MANIFEST
-    recorded = {}                       # sha256 -> (irrep, path) over all captures
+    recorded = _recorded_digests(files)
+    unchecked = []
+    for irr, cap in sorted(files.captures.items()):
+        _check_capture_origin(files, irr, cap)
+        sums = _capture_sums(cap)
+        if sums is None:
+            unchecked.append(irr)
+            continue
+        if not cap.get("contracted"):
+            _check_all_summed(irr, cap, sums)
+        for p, c in sums.items():
+            _check_capture_file(irr, p, c, recorded)
+    return unchecked
+
+
+def _recorded_digests(files: QRunFiles) -> dict:
+    """sha256 → (irrep, path) over all captures: names the file whose data turned up elsewhere."""
+    recorded = {}
     for irr, cap in files.captures.items():
         for p, c in (cap.get("checksums") or {}).items():
             recorded.setdefault(c.get("sha256"), (irr, p))
-    unchecked = []
-    for irr, cap in sorted(files.captures.items()):
-        if cap.get("irrep") is not None and int(cap["irrep"]) != irr:
-            raise InputFileError(man_path, f"entry of irrep {irr} records irrep {cap['irrep']}: "
-                                           "manifest edited or entries exchanged")
-        if cap.get("q_tpiba") is not None and not np.allclose(cap["q_tpiba"], files.q_tpiba, atol=1e-8):
-            raise InputFileError(man_path, f"capture of irrep {irr} was made at q = {cap['q_tpiba']} "
-                                           f"(2π/alat), this q-run is at q = {files.q_tpiba.tolist()}")
-        sums = cap.get("checksums")
-        if cap.get("contracted"):
-            # δψ contracted (and perhaps deleted): the contracted file, holding its fildrho records,
-            # is what counts
-            c = cap["contracted"]
-            sums = {c["file"]: {"size": c["size"], "sha256": c["sha256"]}}
-        elif sums is None:
-            unchecked.append(irr)
-            continue
-        for p in ([] if cap.get("contracted") else capture_files(cap)):
-            if p not in sums:
-                raise InputFileError(p, f"capture of irrep {irr} lists this file but no checksum "
-                                        "for it: manifest edited after capture")
-        for p, c in sums.items():
-            if not p.is_file():
-                raise InputFileError(p, f"capture of irrep {irr}: file not found (it was there at "
-                                        "capture time)")
-            size = p.stat().st_size
-            if size < c["size"]:
-                raise InputFileError(p, f"capture of irrep {irr} truncated since capture: {size} B, "
-                                        f"{c['size']} B at capture time")
-            if size != c["size"]:
-                raise InputFileError(p, f"capture of irrep {irr} changed since capture: {size} B, "
-                                        f"{c['size']} B at capture time")
-            digest = sha256_file(p)
-            if digest != c["sha256"]:
-                other = recorded.get(digest)
-                if other is not None and other[1] != p:
-                    what = (f"the data of irrep {other[0]}" if other[0] != irr
-                            else "the data of another file of this irrep")
-                    raise InputFileError(p, f"capture of irrep {irr} holds {what} "
-                                            f"({other[1].name} at capture time)")
-                raise InputFileError(p, f"capture of irrep {irr} changed since capture: sha256 "
-                                        "differs (same size)")
-    return unchecked
+    return recorded
+
+
+def _check_capture_origin(files: QRunFiles, irr: int, cap: dict) -> None:
+    """The irrep and q recorded in a capture entry are those of its key and of this q-run."""
+    man_path = files.root / MANIFEST
+    if cap.get("irrep") is not None and int(cap["irrep"]) != irr:
+        raise InputFileError(man_path, f"entry of irrep {irr} records irrep {cap['irrep']}: "
+                                       "manifest edited or entries exchanged")
+    if cap.get("q_tpiba") is not None and not np.allclose(cap["q_tpiba"], files.q_tpiba, atol=1e-8):
+        raise InputFileError(man_path, f"capture of irrep {irr} was made at q = {cap['q_tpiba']} "
+                                       f"(2π/alat), this q-run is at q = {files.q_tpiba.tolist()}")
+
+
+def _capture_sums(cap: dict) -> dict | None:
+    """The files to check and their recorded {size, sha256}: the contracted file once δψ is
+    contracted (it holds the fildrho records, and δψ may be deleted), else the capture's
+    checksums (None in older manifests)."""
+    if cap.get("contracted"):
+        c = cap["contracted"]
+        return {c["file"]: {"size": c["size"], "sha256": c["sha256"]}}
+    return cap.get("checksums")
+
+
+def _check_all_summed(irr: int, cap: dict, sums: dict) -> None:
+    """Every file a capture lists has a checksum (else the manifest was edited after capture)."""
+    for p in capture_files(cap):
+        if p not in sums:
+            raise InputFileError(p, f"capture of irrep {irr} lists this file but no checksum "
+                                    "for it: manifest edited after capture")
+
+
+def _check_capture_file(irr: int, p: Path, c: dict, recorded: dict) -> None:
+    """One captured file against its recorded size and sha256; a digest recorded for another
+    file names where its data came from."""
+    if not p.is_file():
+        raise InputFileError(p, f"capture of irrep {irr}: file not found (it was there at "
+                                "capture time)")
+    size = p.stat().st_size
+    if size < c["size"]:
+        raise InputFileError(p, f"capture of irrep {irr} truncated since capture: {size} B, "
+                                f"{c['size']} B at capture time")
+    if size != c["size"]:
+        raise InputFileError(p, f"capture of irrep {irr} changed since capture: {size} B, "
+                                f"{c['size']} B at capture time")
+    digest = sha256_file(p)
+    if digest != c["sha256"]:
+        other = recorded.get(digest)
+        if other is not None and other[1] != p:
+            what = (f"the data of irrep {other[0]}" if other[0] != irr
+                    else "the data of another file of this irrep")
+            raise InputFileError(p, f"capture of irrep {irr} holds {what} "
+                                    f"({other[1].name} at capture time)")
+        raise InputFileError(p, f"capture of irrep {irr} changed since capture: sha256 "
+                                "differs (same size)")
+
+
+def _nonempty_str(v) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _three_finite(v) -> bool:
+    return (isinstance(v, list) and len(v) == 3
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            and bool(all(np.isfinite(v))))
+
+
+def _contracted_record(c) -> bool:
+    return (isinstance(c, dict) and isinstance(c.get("file"), str) and bool(c["file"])
+            and isinstance(c.get("size"), int) and isinstance(c.get("sha256"), str))
+
+
+# Manifest fields: field → (rule, what the error says is expected, whether null is allowed).
+# A field that is absent is not checked here (locate says which ones it needs).
+_MANIFEST_FIELDS = {
+    "prefix": (_nonempty_str, "a non-empty string", False),
+    "outdir": (_nonempty_str, "a non-empty string", False),
+    "fildyn": (_nonempty_str, "a non-empty string", True),
+    "label": (_nonempty_str, "a non-empty string", True),
+    "q_tpiba": (_three_finite, "three finite numbers", True),
+    "q_crystal": (_three_finite, "three finite numbers", True),
+    "captures": (lambda v: isinstance(v, dict), "an object {irrep: {dwf: [files], drho: file}}", False),
+}
+# The fields of one captures entry, with the same meaning
+_CAPTURE_FIELDS = {
+    "dwf": (lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v), "a list of file names", False),
+    "contracted": (_contracted_record, "{file: name, size: bytes, sha256: hex}", True),
+    "drho": (lambda v: isinstance(v, str), "a file name or null", True),
+}
+
+
+def _check_fields(path: Path, obj: dict, rules: dict, name) -> None:
+    """Raise naming the first field of ``obj`` that breaks its rule; ``name(field)`` is how the
+    error message spells the field."""
+    for key, (ok, want, nullable) in rules.items():
+        if key in obj and not (nullable and obj[key] is None) and not ok(obj[key]):
+            raise InputFileError(path, f"{name(key)} = {obj[key]!r}: expected {want}")
 
 
 def check_manifest_types(root) -> None:
@@ -265,34 +343,8 @@ def check_manifest_types(root) -> None:
     man = read_manifest(root)
     if not isinstance(man, dict):
         raise InputFileError(path, "not a JSON object")
-
-    def bad(key, want):
-        raise InputFileError(path, f"'{key}' = {man.get(key)!r}: expected {want}")
-    for key in ("prefix", "outdir"):
-        if key in man and not (isinstance(man[key], str) and man[key]):
-            bad(key, "a non-empty string")
-    for key in ("fildyn", "label"):
-        if man.get(key) is not None and not (isinstance(man[key], str) and man[key]):
-            bad(key, "a non-empty string")
-    for key in ("q_tpiba", "q_crystal"):
-        v = man.get(key)
-        if v is not None and not (isinstance(v, list) and len(v) == 3
-                                  and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-                                  and all(np.isfinite(v))):
-            bad(key, "three finite numbers")
-    caps = man.get("captures", {})
-    if not isinstance(caps, dict):
-        bad("captures", "an object {irrep: {dwf: [files], drho: file}}")
-    for irr, cap in caps.items():
+    _check_fields(path, man, _MANIFEST_FIELDS, lambda key: f"'{key}'")
+    for irr, cap in man.get("captures", {}).items():
         if not irr.isdigit() or not isinstance(cap, dict):
             raise InputFileError(path, f"captures['{irr}']: expected irrep number -> {{dwf: [...], drho: ...}}")
-        dwf = cap.get("dwf", [])
-        if not (isinstance(dwf, list) and all(isinstance(d, str) for d in dwf)):
-            raise InputFileError(path, f"captures['{irr}'].dwf = {dwf!r}: expected a list of file names")
-        c = cap.get("contracted")
-        if c is not None and not (isinstance(c, dict) and isinstance(c.get("file"), str) and c["file"]
-                                  and isinstance(c.get("size"), int) and isinstance(c.get("sha256"), str)):
-            raise InputFileError(path, f"captures['{irr}'].contracted = {c!r}: expected "
-                                       "{file: name, size: bytes, sha256: hex}")
-        if cap.get("drho") is not None and not isinstance(cap["drho"], str):
-            raise InputFileError(path, f"captures['{irr}'].drho = {cap['drho']!r}: expected a file name or null")
+        _check_fields(path, cap, _CAPTURE_FIELDS, lambda key, irr=irr: f"captures['{irr}'].{key}")

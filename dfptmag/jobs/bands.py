@@ -90,13 +90,13 @@ def write_bands(st: BandsSetup, qdirs: dict, failures: dict, dispersion, output,
     """Analyze every finished q-run (``qdirs``: label → directory; analysis errors are added to
     ``failures``), stack them along the path, add the interpolated dispersion (matdyn.x's file,
     or None), track branches, write ``output`` and the figures; returns the figure paths."""
-    from ..analysis.qrun import AnalysisOptions, analyze_qrun
+    from ..analysis.qrun import analyze_qrun
     from ..io.qe_dyn import read_dyn_blocks
     from ..results.bandsfile import write
+    from .options import analysis_options
     wf, bp, dense_bp, dfpt_index = st.wf, st.bp, st.dense_bp, st.dfpt_index
     output = Path(output)
-    opts = AnalysisOptions(realspace=False, amplitude=wf.analysis["amplitude"],
-                           amplitude_bohr=wf.analysis["amplitude_bohr"], degeneracy_tol_cm1=tol_cm1)
+    opts = analysis_options(wf, realspace=False, degeneracy_tol_cm1=tol_cm1)
     analysed = {}
     for q in st.qpts:
         if q.label in qdirs:

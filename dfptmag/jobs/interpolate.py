@@ -171,9 +171,9 @@ def _grid_response(wf, qdirs, qpts, n_grid: int, calib: list[str], N: int, tol_c
     """Analyze every q-run (real-space fields), unfold the first ``n_grid`` to the N×N grid, fit
     the long-range part to the ``calib`` runs, save ``grid_path``. Returns (grid response, the
     structure of the first run, grid_path)."""
-    from ..analysis.qrun import AnalysisOptions, analyze_qrun
-    opts = AnalysisOptions(realspace=True, amplitude=wf.analysis["amplitude"],
-                           amplitude_bohr=wf.analysis["amplitude_bohr"], degeneracy_tol_cm1=tol_cm1)
+    from ..analysis.qrun import analyze_qrun
+    from .options import analysis_options
+    opts = analysis_options(wf, realspace=True, degeneracy_tol_cm1=tol_cm1)
     t0 = time.perf_counter()
     results = [analyze_qrun(qdirs[q.label], opts) for q in qpts]
     ref = {k: results[0][k] for k in ("masses_amu", "cell_bohr", "positions_bohr", "symbols")}

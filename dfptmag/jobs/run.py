@@ -129,10 +129,10 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     output: default <run_dir>/dfptmag.h5; discard_dwf: contract each pattern's δψ and delete it
     (default the workflow's [storage] discard_dwf; see dfptmag.jobs.storage); keep_scratch: keep
     the q's ph.x scratch once everything is contracted."""
-    from ..analysis.qrun import AnalysisOptions
     from ..data import resolve_workflow
     from ..workflow import config
     from ..workflow.runner import Runner
+    from .options import analysis_options
     wf = config.load(resolve_workflow(workflow))
     qpoints = [config.parse_q(s, "--q") for s in q] if q else None
     if patterns is not None:
@@ -144,9 +144,7 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
     runner.check_patterns(patterns)          # against 3·nat, before any QE process starts
     qdirs = runner.run(qpoints, patterns)
-    opts = AnalysisOptions(realspace=wf.analysis["realspace"], amplitude=wf.analysis["amplitude"],
-                           amplitude_bohr=wf.analysis["amplitude_bohr"], progress=progress,
-                           allow_charge_mismatch=allow_charge_mismatch)
+    opts = analysis_options(wf, progress=progress, allow_charge_mismatch=allow_charge_mismatch)
     a = analyze_dirs(qdirs, out, opts)
     shots = []
     if wf.analysis["realspace"] and snapshots:

@@ -152,7 +152,20 @@ def _choice(path, sec, name, key, default, choices):
 
 def _validate_values(path, data: dict) -> None:
     """Types, ranges and finiteness of the scalar settings, before anything runs."""
-    pw, ph, an = data.get("pw", {}), data.get("ph", {}), data.get("analysis", {})
+    _validate_pw(path, data.get("pw", {}))
+    _number(path, data.get("ph", {}), "ph", "tr2_ph", above=0)
+    _number(path, data.get("structure", {}), "structure", "vacuum_angstrom", minimum=0)
+    _validate_analysis(path, data.get("analysis", {}))
+    par = data.get("parallel", {})
+    for key in ("nproc", "npool", "workers"):
+        _number(path, par, "parallel", key, minimum=1, integer=True)
+    _validate_names(path, data.get("workflow", {}))
+    if "mpirun" in par:
+        _validate_mpirun(path, par)
+
+
+def _validate_pw(path, pw: dict) -> None:
+    """[pw]: cutoffs (ecutrho ≥ ecutwfc), convergence, mixing, bands and electron steps."""
     ecut = _number(path, pw, "pw", "ecutwfc_ry", above=0)
     ecutrho = _number(path, pw, "pw", "ecutrho_ry", above=0)
     if ecut is not None and ecutrho is not None and ecutrho < ecut:
@@ -165,25 +178,30 @@ def _validate_values(path, data: dict) -> None:
     _choice(path, pw, "pw", "mixing_mode", "local-TF", ("plain", "TF", "local-TF"))
     _choice(path, pw, "pw", "assume_isolated", None, (None, "none", "2D", "makov-payne", "m-p", "mp",
                                                       "martyna-tuckerman", "m-t", "mt", "esm"))
-    _number(path, ph, "ph", "tr2_ph", above=0)
-    _number(path, data.get("structure", {}), "structure", "vacuum_angstrom", minimum=0)
+
+
+def _validate_analysis(path, an: dict) -> None:
     _number(path, an, "analysis", "amplitude_bohr", above=0)
     if "realspace" in an and not isinstance(an["realspace"], bool):
         raise InputFileError(path, f"[analysis] realspace = {an['realspace']!r}: true or false")
-    par = data.get("parallel", {})
-    for key in ("nproc", "npool", "workers"):
-        _number(path, par, "parallel", key, minimum=1, integer=True)
+
+
+def _validate_names(path, wf: dict) -> None:
+    """[workflow] name and prefix become file and folder names: non-empty, no '/', no spaces around."""
     for key in ("name", "prefix"):
-        val = data.get("workflow", {}).get(key)
+        val = wf.get(key)
         if val is not None and not (isinstance(val, str) and val and "/" not in val and val.strip() == val):
             raise InputFileError(path, f"[workflow] {key} = {val!r}: a non-empty name without '/' or spaces around")
-    if "mpirun" in par:
-        launcher = par["mpirun"]
-        words = shlex.split(launcher) if isinstance(launcher, str) else []
-        if not words:
-            raise InputFileError(path, f"[parallel] mpirun = {launcher!r}: a launcher command line such as 'mpirun'")
-        if int(par.get("nproc", 1)) > 1 and shutil.which(words[0]) is None:
-            raise InputFileError(path, f"[parallel] mpirun = {launcher!r}: '{words[0]}' not found on PATH")
+
+
+def _validate_mpirun(path, par: dict) -> None:
+    """[parallel] mpirun: a command line whose program is on PATH when nproc > 1."""
+    launcher = par["mpirun"]
+    words = shlex.split(launcher) if isinstance(launcher, str) else []
+    if not words:
+        raise InputFileError(path, f"[parallel] mpirun = {launcher!r}: a launcher command line such as 'mpirun'")
+    if int(par.get("nproc", 1)) > 1 and shutil.which(words[0]) is None:
+        raise InputFileError(path, f"[parallel] mpirun = {launcher!r}: '{words[0]}' not found on PATH")
 
 
 def _structure_elements(path, structure: Path) -> tuple[list[str], int]:
@@ -195,41 +213,50 @@ def _structure_elements(path, structure: Path) -> tuple[list[str], int]:
     return sorted(set(symbols)), len(symbols)
 
 
-def load(path) -> Workflow:
-    path = Path(path).resolve()
+def _read_toml(path: Path) -> dict:
+    """The parsed workflow file; a missing, non-text or malformed file is an InputFileError."""
     if not path.is_file():
         raise InputFileError(path, "workflow file not found")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise InputFileError(path, f"invalid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise InputFileError(path, "not a text file (TOML expected)") from None
-    _check_keys(path, data)
-    _validate_values(path, data)
-    base = path.parent
 
-    def section(name):
-        sec = data.get(name, {})
-        if not isinstance(sec, dict):
-            raise InputFileError(path, f"[{name}] must be a table")
-        return sec
 
-    def need(sec, key, name, kind):
-        if key not in sec:
-            raise InputFileError(path, f"missing key '{key}' in [{name}]")
-        val = sec[key]
-        if kind is float and isinstance(val, int):
-            val = float(val)
-        if not isinstance(val, kind):
-            raise InputFileError(path, f"[{name}] {key} = {val!r}: expected {kind.__name__}")
-        return val
+def _section(path, data: dict, name: str) -> dict:
+    """A section of the workflow, empty when absent."""
+    sec = data.get(name, {})
+    if not isinstance(sec, dict):
+        raise InputFileError(path, f"[{name}] must be a table")
+    return sec
 
-    wf, st, pp = section("workflow"), section("structure"), section("pseudopotentials")
-    pw, ph, par, an = section("pw"), section("ph"), section("parallel"), section("analysis")
-    structure = (base / need(st, "file", "structure", str)).resolve()
+
+def _need(path, sec: dict, key: str, name: str, kind):
+    """A required key of section ``name`` of type ``kind`` (an int is accepted as a float)."""
+    if key not in sec:
+        raise InputFileError(path, f"missing key '{key}' in [{name}]")
+    val = sec[key]
+    if kind is float and isinstance(val, int):
+        val = float(val)
+    if not isinstance(val, kind):
+        raise InputFileError(path, f"[{name}] {key} = {val!r}: expected {kind.__name__}")
+    return val
+
+
+def _structure_file(path, base: Path, st: dict) -> Path:
+    """[structure] file, relative to the workflow file; it must exist."""
+    structure = (base / _need(path, st, "file", "structure", str)).resolve()
     if not structure.is_file():
         raise InputFileError(path, f"[structure] file {structure} not found")
+    return structure
+
+
+def _pseudopotentials_section(path, base: Path, pp: dict, structure: Path) -> tuple[dict, dict, int]:
+    """[pseudopotentials]: one ld1.x input or UPF file per element of the structure, and no
+    other element. Returns the files (element → path), the headers of the ready UPF files
+    (element → header, checked before any QE run) and the number of atoms."""
     if not pp:
         raise InputFileError(path, "[pseudopotentials] is empty: map each element to an ld1.x input or a UPF file")
     elements, nat = _structure_elements(path, structure)
@@ -241,14 +268,7 @@ def load(path) -> Workflow:
     from .pseudo import check_upf
     pseudos, upf_heads = {}, {}
     for el, rel in pp.items():
-        if el not in elements:
-            raise InputFileError(path, f"[pseudopotentials] {el}: not an element of {structure.name} "
-                                       f"({', '.join(elements)}){_did_you_mean(el, elements)}")
-        if not isinstance(rel, str):
-            raise InputFileError(path, f"[pseudopotentials] {el} = {rel!r}: the path of an ld1.x input or a UPF file")
-        p = (base / rel).resolve()
-        if not p.is_file():
-            raise InputFileError(path, f"[pseudopotentials] {el}: {p} not found")
+        p = _pseudo_file(path, base, el, rel, elements, structure)
         if is_upf(p):                   # a ready UPF: checked here, before any QE run
             upf_heads[el] = check_upf(p, el)
         pseudos[el] = p
@@ -256,48 +276,107 @@ def load(path) -> Workflow:
     if len(set(functionals.values())) > 1:
         raise InputFileError(path, "[pseudopotentials] UPF files of different functionals: "
                                    + ", ".join(f"{el} {f}" for el, f in functionals.items()))
-    ecutwfc = need(pw, "ecutwfc_ry", "pw", float)
-    for el, h in upf_heads.items():     # a warning only: tests and convergence studies go below
+    return pseudos, upf_heads, nat
+
+
+def _pseudo_file(path, base: Path, el: str, rel, elements: list[str], structure: Path) -> Path:
+    """The existing file of one [pseudopotentials] entry, for an element of the structure."""
+    if el not in elements:
+        raise InputFileError(path, f"[pseudopotentials] {el}: not an element of {structure.name} "
+                                   f"({', '.join(elements)}){_did_you_mean(el, elements)}")
+    if not isinstance(rel, str):
+        raise InputFileError(path, f"[pseudopotentials] {el} = {rel!r}: the path of an ld1.x input or a UPF file")
+    p = (base / rel).resolve()
+    if not p.is_file():
+        raise InputFileError(path, f"[pseudopotentials] {el}: {p} not found")
+    return p
+
+
+def _warn_cutoffs(pseudos: dict, upf_heads: dict, ecutwfc: float) -> None:
+    """A warning only, not an error: tests and convergence studies go below a UPF's suggestion."""
+    for el, h in upf_heads.items():
         if h["wfc_cutoff"] > ecutwfc:
             log.warning("%s: the UPF suggests ecutwfc %g Ry, the workflow uses [pw] ecutwfc_ry = %g Ry",
                         pseudos[el], h["wfc_cutoff"], ecutwfc)
+
+
+def _check_kgrid(path, pw: dict) -> None:
+    """[pw] kgrid: three positive integers (pw.x's Monkhorst-Pack grid; kept in ``Workflow.pw``)."""
     kgrid = pw.get("kgrid")
     if not (isinstance(kgrid, list) and len(kgrid) == 3 and all(isinstance(k, int) and k > 0 for k in kgrid)):
         raise InputFileError(path, f"[pw] kgrid = {kgrid!r}: expected three positive integers")
+
+
+def _ph_qpoints(path, ph: dict) -> list[QPoint]:
+    """[ph] q: the q-points of ``dfptmag run`` (default K)."""
     qspec = ph.get("q", ["K"])
     if not isinstance(qspec, list) or not qspec:
         raise InputFileError(path, f"[ph] q = {qspec!r}: a list of q-points such as [\"K\", \"0.5,0,0\"]")
-    qpoints = [parse_q(q, path) for q in qspec]
+    return [parse_q(q, path) for q in qspec]
+
+
+def _ph_patterns(path, ph: dict, nat: int) -> list[int] | None:
+    """[ph] patterns: "all" (None) or sorted unique pattern numbers 1..3·nat."""
     pats = ph.get("patterns", "all")
     if pats == "all":
-        patterns = None
-    elif (isinstance(pats, list) and pats
-          and all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 3 * nat for p in pats)):
-        patterns = sorted(set(pats))
-    else:
-        raise InputFileError(path, f"[ph] patterns = {pats!r}: 'all' or a list of pattern numbers "
-                                   f"1..{3 * nat} ({nat} atoms)")
+        return None
+    if (isinstance(pats, list) and pats
+            and all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 3 * nat for p in pats)):
+        return sorted(set(pats))
+    raise InputFileError(path, f"[ph] patterns = {pats!r}: 'all' or a list of pattern numbers "
+                               f"1..{3 * nat} ({nat} atoms)")
+
+
+def _pools(path, par: dict) -> tuple[int, int]:
+    """[parallel] nproc and npool: serial or pools only (npool = nproc), because plane-wave
+    parallel layouts split δψ across files."""
     nproc, npool = int(par.get("nproc", 1)), int(par.get("npool", par.get("nproc", 1)))
     if nproc < 1 or npool < 1 or nproc != npool:
         raise InputFileError(path, f"[parallel] nproc = {nproc}, npool = {npool}: dfptmag supports "
                                    "serial or pools-only runs (npool = nproc); plane-wave parallel "
                                    "layouts split δψ across files and are refused")
+    return nproc, npool
+
+
+def _analysis_section(path, an: dict) -> dict:
+    """[analysis]: amplitude ("zero-point" or "fixed"), amplitude_bohr, realspace, with defaults."""
     amp = an.get("amplitude", "zero-point")
     if amp not in ("zero-point", "fixed"):
         raise InputFileError(path, f"[analysis] amplitude = {amp!r}: 'zero-point' or 'fixed'")
-    bands = _bands_section(path, section("bands"), par)
+    return {"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
+            "realspace": bool(an.get("realspace", True))}
+
+
+def load(path) -> Workflow:
+    """Read and validate a workflow file; every problem is an InputFileError naming the file and
+    the key, raised before anything runs."""
+    path = Path(path).resolve()
+    data = _read_toml(path)
+    _check_keys(path, data)
+    _validate_values(path, data)
+    base = path.parent
+    wf, st, pp = (_section(path, data, name) for name in ("workflow", "structure", "pseudopotentials"))
+    pw, ph, par, an = (_section(path, data, name) for name in ("pw", "ph", "parallel", "analysis"))
+    structure = _structure_file(path, base, st)
+    pseudos, upf_heads, nat = _pseudopotentials_section(path, base, pp, structure)
+    _warn_cutoffs(pseudos, upf_heads, _need(path, pw, "ecutwfc_ry", "pw", float))
+    _check_kgrid(path, pw)
+    qpoints = _ph_qpoints(path, ph)
+    patterns = _ph_patterns(path, ph, nat)
+    nproc, npool = _pools(path, par)
+    analysis = _analysis_section(path, an)
+    bands = _bands_section(path, _section(path, data, "bands"), par)
     dispersion = _dispersion_section(path, data.get("dispersion"))
     interpolation = _interpolation_section(path, data.get("interpolation"))
     cluster = _cluster_section(path, data["cluster"]) if "cluster" in data else None
     qe_bin_dir = _qe_section(path, base, data.get("qe", {}))
-    storage = _storage_section(path, section("storage"))
+    storage = _storage_section(path, _section(path, data, "storage"))
+    vacuum = float(_need(path, st, "vacuum_angstrom", "structure", float))
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
-        structure=structure, vacuum_angstrom=float(need(st, "vacuum_angstrom", "structure", float)),
+        structure=structure, vacuum_angstrom=vacuum,
         pseudopotentials=pseudos, pw=pw, ph=ph, qpoints=qpoints, patterns=patterns,
-        nproc=nproc, npool=npool, mpirun=par.get("mpirun", "mpirun"),
-        analysis={"amplitude": amp, "amplitude_bohr": float(an.get("amplitude_bohr", 0.01)),
-                  "realspace": bool(an.get("realspace", True))},
+        nproc=nproc, npool=npool, mpirun=par.get("mpirun", "mpirun"), analysis=analysis,
         bands=bands, dispersion=dispersion, interpolation=interpolation, cluster=cluster,
         qe_bin_dir=qe_bin_dir, storage=storage,
     )
@@ -338,7 +417,14 @@ def _qe_section(path, base: Path, qs: dict) -> Path | None:
     return folder
 
 
+def _three_numbers(v) -> bool:
+    """A list of three finite real numbers (crystal coordinates); booleans are not numbers."""
+    return (isinstance(v, list) and len(v) == 3
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+
+
 def _bands_section(path, bs: dict, par: dict) -> dict:
+    """[bands] path, npoints and extra_points (with defaults), and [parallel] workers."""
     out = dict(BANDS_DEFAULTS)
     out.update(bs)
     if not isinstance(out["path"], str) or not out["path"]:
@@ -349,17 +435,20 @@ def _bands_section(path, bs: dict, par: dict) -> dict:
     if not isinstance(workers, int) or workers < 1:
         raise InputFileError(path, f"[parallel] workers = {workers!r}: a positive integer")
     out["workers"] = workers
-    extra = out.get("extra_points") or {}
-    if not isinstance(extra, dict):
-        raise InputFileError(path, "[bands] extra_points must be a table name = [x, y, z]")
-    for k, v in extra.items():
-        if not (isinstance(v, list) and len(v) == 3
-                and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)):
-            raise InputFileError(path, f"[bands] extra_points {k} = {v!r}: three crystal coordinates")
+    _check_extra_points(path, out.get("extra_points") or {})
     unknown = set(out) - set(BANDS_DEFAULTS)
     if unknown:
         raise InputFileError(path, f"[bands] unknown keys {sorted(unknown)}; known: path, npoints, extra_points")
     return out
+
+
+def _check_extra_points(path, extra) -> None:
+    """[bands] extra_points: a table name = [x, y, z] (crystal coordinates)."""
+    if not isinstance(extra, dict):
+        raise InputFileError(path, "[bands] extra_points must be a table name = [x, y, z]")
+    for k, v in extra.items():
+        if not _three_numbers(v):
+            raise InputFileError(path, f"[bands] extra_points {k} = {v!r}: three crystal coordinates")
 
 
 def _interpolation_section(path, sec) -> dict | None:
@@ -373,18 +462,20 @@ def _interpolation_section(path, sec) -> dict | None:
     out = {"qgrid": _qgrid(path, "interpolation", sec.get("qgrid"), in_plane=True), "long_range": None}
     lr = sec.get("long_range")
     if lr is not None:
-        ok = (isinstance(lr, list) and len(lr) == 2
-              and all(isinstance(q, list) and len(q) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                                  and math.isfinite(x) for x in q) for q in lr))
-        if not ok:
-            raise InputFileError(path, f"[interpolation] long_range = {lr!r}: two q-points [x, y, 0] in crystal "
-                                       "coordinates, e.g. [[0.1, 0, 0], [0.1667, 0, 0]]")
-        for q in lr:
-            if q[2] != 0 or abs(q[0]) + abs(q[1]) == 0 or max(abs(q[0]), abs(q[1])) > 0.5:
-                raise InputFileError(path, f"[interpolation] long_range q = {q!r}: in-plane (z = 0), not Γ, "
-                                           "small (|x|, |y| ≤ 0.5)")
-        out["long_range"] = [[float(x) for x in q] for q in lr]
+        out["long_range"] = _long_range(path, lr)
     return out
+
+
+def _long_range(path, lr) -> list[list[float]]:
+    """[interpolation] long_range: two small in-plane q-points, not Γ, as floats."""
+    if not (isinstance(lr, list) and len(lr) == 2 and all(_three_numbers(q) for q in lr)):
+        raise InputFileError(path, f"[interpolation] long_range = {lr!r}: two q-points [x, y, 0] in crystal "
+                                   "coordinates, e.g. [[0.1, 0, 0], [0.1667, 0, 0]]")
+    for q in lr:
+        if q[2] != 0 or abs(q[0]) + abs(q[1]) == 0 or max(abs(q[0]), abs(q[1])) > 0.5:
+            raise InputFileError(path, f"[interpolation] long_range q = {q!r}: in-plane (z = 0), not Γ, "
+                                       "small (|x|, |y| ≤ 0.5)")
+    return [[float(x) for x in q] for q in lr]
 
 
 def _qgrid(path, section: str, qgrid, in_plane: bool = False) -> list[int]:
@@ -449,6 +540,23 @@ def split_launcher(where, launcher) -> list[str]:
     return words
 
 
+def _slurm_time(v) -> bool:
+    return isinstance(v, str) and _TIME.fullmatch(v) is not None
+
+
+def _task_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100000
+
+
+# [cluster] keys that are tables stage → value: the rule a value obeys and what the error asks for
+_STAGE_TABLES = {
+    "time": (_slurm_time, "a Slurm time such as '04:00:00' or '1-12:00:00'"),
+    "nproc": (_task_count, "a positive integer"),
+}
+# sbatch options dfptmag sets on every job itself, so [cluster] sbatch_options may not
+_SBATCH_OWN = ("--array", "-a", "--dependency", "-d", "--output", "-o", "--ntasks", "-n")
+
+
 def _cluster_section(path, cs) -> dict:
     """[cluster]: partition, account (names), time and nproc (tables stage → value), launcher
     (template with {nproc}), setup (lines for the batch script: module loads, exports),
@@ -459,33 +567,48 @@ def _cluster_section(path, cs) -> dict:
            "setup": [], "sbatch_options": [], "python": None}
     for key in ("partition", "account", "python"):
         if key in cs:
-            v = cs[key]
-            if not (isinstance(v, str) and v and re.fullmatch(r"[\w.+/@:-]+", v)):
-                raise InputFileError(path, f"[cluster] {key} = {v!r}: a name (letters, digits, . _ - + / @ :)")
-            out[key] = v
-    for key, check, what in (("time", lambda v: isinstance(v, str) and _TIME.fullmatch(v), "a Slurm time such as '04:00:00' or '1-12:00:00'"),
-                             ("nproc", lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 100000, "a positive integer")):
-        tab = cs.get(key, {})
-        if not isinstance(tab, dict):
-            raise InputFileError(path, f"[cluster] {key} must be a table stage = value, stages: {', '.join(CLUSTER_STAGES)}, default")
-        for st, v in tab.items():
-            if st not in CLUSTER_STAGES + ("default",):
-                raise InputFileError(path, f"[cluster.{key}] unknown stage '{st}'{_did_you_mean(st, CLUSTER_STAGES)}; "
-                                           f"known: {', '.join(CLUSTER_STAGES)}, default")
-            if not check(v):
-                raise InputFileError(path, f"[cluster.{key}] {st} = {v!r}: {what}")
-        out[key] = dict(tab)
+            out[key] = _cluster_name(path, key, cs[key])
+    for key, (check, what) in _STAGE_TABLES.items():
+        out[key] = _cluster_stage_table(path, key, cs.get(key, {}), check, what)
     if "launcher" in cs:
         split_launcher(path, cs["launcher"])
         out["launcher"] = cs["launcher"]
     for key in ("setup", "sbatch_options"):
-        v = cs.get(key, [])
-        if not (isinstance(v, list) and all(isinstance(x, str) and "\n" not in x for x in v)):
-            raise InputFileError(path, f"[cluster] {key} = {v!r}: a list of one-line strings")
-        out[key] = list(v)
+        out[key] = _cluster_lines(path, key, cs.get(key, []))
     for o in out["sbatch_options"]:
-        if not re.fullmatch(r"--?[A-Za-z][\w-]*(=\S+)?", o):
-            raise InputFileError(path, f"[cluster] sbatch_options: {o!r} is not an sbatch option such as '--qos=normal'")
-        if o.split("=")[0] in ("--array", "-a", "--dependency", "-d", "--output", "-o", "--ntasks", "-n"):
-            raise InputFileError(path, f"[cluster] sbatch_options: {o!r} is set by dfptmag itself")
+        _check_sbatch_option(path, o)
     return out
+
+
+def _cluster_name(path, key: str, v) -> str:
+    """[cluster] partition, account or python: one word of safe characters."""
+    if not (isinstance(v, str) and v and re.fullmatch(r"[\w.+/@:-]+", v)):
+        raise InputFileError(path, f"[cluster] {key} = {v!r}: a name (letters, digits, . _ - + / @ :)")
+    return v
+
+
+def _cluster_stage_table(path, key: str, tab, check, what: str) -> dict:
+    """[cluster.time] or [cluster.nproc]: stage (or default) = a value that passes ``check``."""
+    if not isinstance(tab, dict):
+        raise InputFileError(path, f"[cluster] {key} must be a table stage = value, stages: {', '.join(CLUSTER_STAGES)}, default")
+    for st, v in tab.items():
+        if st not in CLUSTER_STAGES + ("default",):
+            raise InputFileError(path, f"[cluster.{key}] unknown stage '{st}'{_did_you_mean(st, CLUSTER_STAGES)}; "
+                                       f"known: {', '.join(CLUSTER_STAGES)}, default")
+        if not check(v):
+            raise InputFileError(path, f"[cluster.{key}] {st} = {v!r}: {what}")
+    return dict(tab)
+
+
+def _cluster_lines(path, key: str, v) -> list[str]:
+    """[cluster] setup or sbatch_options: a list of one-line strings."""
+    if not (isinstance(v, list) and all(isinstance(x, str) and "\n" not in x for x in v)):
+        raise InputFileError(path, f"[cluster] {key} = {v!r}: a list of one-line strings")
+    return list(v)
+
+
+def _check_sbatch_option(path, o: str) -> None:
+    if not re.fullmatch(r"--?[A-Za-z][\w-]*(=\S+)?", o):
+        raise InputFileError(path, f"[cluster] sbatch_options: {o!r} is not an sbatch option such as '--qos=normal'")
+    if o.split("=")[0] in _SBATCH_OWN:
+        raise InputFileError(path, f"[cluster] sbatch_options: {o!r} is set by dfptmag itself")
