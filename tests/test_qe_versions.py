@@ -99,8 +99,25 @@ def _hand_made(build, run: dict, root: Path, npool: int, extra: str, irr: int = 
     return cell, _cli(build, "capture", "--dir", ".", "--", *launch(f"ph.irr{irr}.in"), cwd=cell)
 
 
-def build_run(build, tmp_path_factory) -> dict:
-    """Everything the core tests read for one build, computed once per session."""
+def _seed_from_session_runs(run_dir: Path, request) -> None:
+    """For the reference build (the QE on PATH, which ``tiny_run`` and ``band_run`` ran): start
+    from their pseudopotentials, scf and ph.x ldisp/q2r.x steps instead of computing them again.
+    The runner's resume markers hash the inputs and the pseudopotentials, not the binary's path,
+    so exactly the steps with the same inputs are skipped; the K run with patterns 1 and 4, the
+    matdyn.x step (other q) and the hand-made runs are computed here as on every build."""
+    runner, _ = request.getfixturevalue("tiny_run")
+    band = request.getfixturevalue("band_run")
+    skip = shutil.ignore_patterns(".dfptmag.lock")
+    for part in ("pseudo", "scf"):
+        shutil.copytree(runner.run_dir / part, run_dir / part, ignore=skip)
+    shutil.copy(runner.run_dir / "qe_versions.json", run_dir / "qe_versions.json")
+    shutil.copytree(band["run_dir"] / "dispersion", run_dir / "dispersion",
+                    ignore=shutil.ignore_patterns(".dfptmag.lock", "matdyn.*"))
+
+
+def build_run(build, tmp_path_factory, request=None) -> dict:
+    """Everything the core tests read for one build, computed once per session (the reference
+    build's scf and dispersion grid taken from the session's tiny and band runs)."""
     if build.version in _RUNS:
         return _RUNS[build.version]
     from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
@@ -108,6 +125,8 @@ def build_run(build, tmp_path_factory) -> dict:
     from dfptmag.workflow.runner import Runner
     wf = dataclasses.replace(config.load(TINY), qe_bin_dir=build.bin_dir)
     run_dir = tmp_path_factory.mktemp(f"qe_{build.version}")
+    if build.reference and request is not None:
+        _seed_from_session_runs(run_dir, request)
     runner = Runner(wf, run_dir, progress=False)
     qdir = _timed(build, "ld1.x + pw.x + ph.x at K (2 patterns)",
                   lambda: runner.run([config.parse_q("K", "test")], PATTERNS)[0])
@@ -129,15 +148,15 @@ def build_run(build, tmp_path_factory) -> dict:
 def run(request, tmp_path_factory, qe_cache):
     if not BUILDS:
         pytest.skip("Quantum ESPRESSO not installed")
-    yield build_run(request.param, tmp_path_factory)
+    yield build_run(request.param, tmp_path_factory, request)
 
 
 @pytest.fixture(scope="module")
-def ref(tmp_path_factory, qe_cache):
+def ref(request, tmp_path_factory, qe_cache):
     b = reference()
     if b is None:
         pytest.skip("Quantum ESPRESSO not installed")
-    return build_run(b, tmp_path_factory)
+    return build_run(b, tmp_path_factory, request)
 
 
 def teardown_module(module):

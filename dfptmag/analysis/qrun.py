@@ -33,6 +33,7 @@ from ..kernel import modes as km
 from ..kernel import observables as obs
 from ..kernel.pauli import pauli_from_matrix
 from ..io.qrun_dir import QRunFiles, check_manifest_types, locate, verify_captures
+from ..results.qresult import QRunResult
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,9 @@ def _full_dynmat(files: QRunFiles, patterns: np.ndarray, nirr: int):
     return patterns.T @ total @ patterns.conj(), None
 
 
-def analyze_qrun(root, options: AnalysisOptions | None = None) -> dict:
-    """One q-run directory → a dict of arrays (the dfptmag.h5 group, see ``results.qfile``), in
+def analyze_qrun(root, options: AnalysisOptions | None = None) -> QRunResult:
+    """One q-run directory → its analysis (:class:`dfptmag.results.qresult.QRunResult`: typed
+    quantities, also a mapping of those present; the dfptmag.h5 group, see ``results.qfile``), in
     named stages: the manifest and capture records (:func:`open_qrun`), the ground state and
     ph.x's k/k+q list (:func:`read_ground_state`), the δψ captures per pattern
     (:func:`open_captures`), Eq. 1 accumulated over k (:func:`accumulate_eq1`), the Pauli
@@ -368,12 +370,12 @@ def add_contracted(files: QRunFiles, gs: GroundState, contracted: dict, caps: Ca
 
 
 def cell_integrals_and_oracle(files: QRunFiles, gs: GroundState, caps: Captures, acc: Accumulated,
-                              options: AnalysisOptions, notes: list, tm) -> dict:
+                              options: AnalysisOptions, notes: list, tm) -> QRunResult:
     """Stage 5: the Pauli decomposition (paper Eq. 2) of the cell integrals, the field, and the
-    charge oracle against fildrho (2 Tr δñ); returns the result dict without modes."""
+    charge oracle against fildrho (2 Tr δñ); returns the result without modes."""
     x, pattern_ids = gs.x, caps.pattern_ids
     cell_integral = pauli_from_matrix(acc.g0)                     # (npat, 4)
-    result = {
+    result = QRunResult(**{
         "qe_version": x.qe_version,
         "q_tpiba": files.q_tpiba,
         "q_crystal": files.q_tpiba @ np.linalg.inv(x.bg),
@@ -387,7 +389,7 @@ def cell_integrals_and_oracle(files: QRunFiles, gs: GroundState, caps: Captures,
         "pattern_cell_integral": cell_integral,
         "object": ONE_SIDED_NOTE,
         "input_notes": notes,
-    }
+    })
     for note in notes:
         log.info("%s", note)
     t0 = time.perf_counter()
@@ -405,7 +407,7 @@ def cell_integrals_and_oracle(files: QRunFiles, gs: GroundState, caps: Captures,
     return result
 
 
-def modes_and_rms(result: dict, files: QRunFiles, gs: GroundState, npat: int,
+def modes_and_rms(result: QRunResult, files: QRunFiles, gs: GroundState, npat: int,
                   options: AnalysisOptions) -> None:
     """Stage 6 (in place): the dynamical matrix from ph.x's partial dynmats, the modes at the
     chosen amplitude, their cell integrals and RMS (Eq. 3, derived once in
