@@ -9,9 +9,9 @@
   runs built from it. Nothing is cached between sessions: a fresh clone rebuilds everything.
 
 A guard enforces the marker: while a test without ``qe`` is set up, run or torn down, pw.x,
-ph.x, ld1.x, q2r.x and matdyn.x on PATH and in ``$DFPTMAG_QE_BIN`` are programs that only record
-that they were started and fail, and any subprocess started in-process with one of those names is
-recorded too; the test then fails, naming the program.
+ph.x, ld1.x, q2r.x, matdyn.x and the MPI launchers on PATH and in ``$DFPTMAG_QE_BIN`` are
+programs that only record that they were started and fail, and any subprocess started in-process
+with one of the machine's QE binaries is recorded too; the test then fails, naming the program.
 
 For development only: with ``DFPTMAG_TEST_WORKDIR=/some/dir`` the pseudopotential cache and the
 tiny run live in that directory and are reused by the next session (the runner's resume markers
@@ -35,6 +35,7 @@ needs_qe = pytest.mark.skipif(shutil.which("pw.x") is None or shutil.which("ph.x
 
 # -- the qe-marker guard -------------------------------------------------------------------------
 QE_PROGRAMS = ("pw.x", "ph.x", "ld1.x", "q2r.x", "matdyn.x")
+MPI_LAUNCHERS = ("mpirun", "mpiexec")
 _GUARD_SCRIPT = """#!/bin/sh
 echo "$0 $*" >> "{log}"
 echo "$(basename "$0"): started by a test without the qe marker (tests/conftest.py guard)" >&2
@@ -79,9 +80,10 @@ class _Guard:
         self.started: list[str] = []
 
     def __enter__(self):
-        self.env = {k: os.environ.get(k) for k in ("PATH", "DFPTMAG_QE_BIN")}
+        self.env = {k: os.environ.get(k) for k in ("PATH", "DFPTMAG_QE_BIN", "DFPTMAG_TEST_QE_GUARD")}
         os.environ["PATH"] = f"{self.folder}{os.pathsep}{os.environ.get('PATH', '')}"
         os.environ["DFPTMAG_QE_BIN"] = str(self.folder)
+        os.environ["DFPTMAG_TEST_QE_GUARD"] = str(self.folder)
         self.log.unlink(missing_ok=True)
         self.popen = subprocess.Popen.__init__
         guard = self
@@ -110,6 +112,14 @@ class _Guard:
                 "@pytest.mark.qe, or use the stored runs of tests/data") if names else None
 
 
+def real_program(name: str) -> str | None:
+    """``shutil.which(name)``, unless what it finds is the guard's stand-in (for tests that need a
+    real MPI launcher without running QE)."""
+    exe = shutil.which(name)
+    guard = os.environ.get("DFPTMAG_TEST_QE_GUARD")
+    return None if exe is None or (guard and Path(exe).parent == Path(guard)) else exe
+
+
 def _guarded(item):
     if item.get_closest_marker("qe") is not None:
         return None
@@ -119,7 +129,9 @@ def _guarded(item):
 def pytest_sessionstart(session):
     import tempfile
     folder = Path(tempfile.mkdtemp(prefix="dfptmag-qe-guard-"))
-    for name in QE_PROGRAMS:
+    # MPI launchers too where the machine has none (often so without QE): dfptmag starts them
+    # only to run QE, and a workflow's [parallel] mpirun would otherwise fail validation
+    for name in QE_PROGRAMS + tuple(m for m in MPI_LAUNCHERS if shutil.which(m) is None):
         exe = folder / name
         exe.write_text(_GUARD_SCRIPT.format(log=folder / "started.log"))
         exe.chmod(0o755)

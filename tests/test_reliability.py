@@ -66,7 +66,8 @@ def test_supervisor_stops_everything_when_its_parent_is_killed(tmp_path, inner):
     """The parent (standing in for dfptmag) is SIGKILLed: the supervisor stops the command's
     whole tree — including a process that left the session (setsid) and MPI ranks — within its
     5 s grace period."""
-    if "mpirun" in inner and shutil.which("mpirun") is None:
+    from conftest import real_program
+    if "mpirun" in inner and real_program("mpirun") is None:
         pytest.skip("no mpirun")
     work = tmp_path / "w"
     work.mkdir()
