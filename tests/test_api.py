@@ -1,7 +1,8 @@
 """The public API (dfptmag.load, run, analyze, bands), the HDF5 units/metadata schema, the docs'
 Python examples, named q-points, atomic writes, the --help examples and the non-editable install.
 
-QE-dependent tests use the session's tiny WSe2 run (conftest ``tiny_run``) and run no QE step
+Most tests use the stored tiny WSe2 run (conftest ``stored_runs``, tests/data); the QE-tier ones
+use the session's own run (conftest ``tiny_run``) and run no QE step
 themselves: ``dfptmag.run`` is exercised on a copy of that run, where every step is resumed."""
 from __future__ import annotations
 
@@ -175,12 +176,11 @@ def test_requires_python_matches_tomllib():
 
 # ------------------------------------------------------------------ files from the tiny run
 @pytest.fixture(scope="module")
-def result_file(tiny_run, tmp_path_factory):
-    """dfptmag.analyze of the tiny run (K, −K with modes; Γ with two patterns, no modes)."""
+def result_file(stored_runs, tmp_path_factory):
+    """dfptmag.analyze of the stored tiny run (K, −K with modes; Γ with two patterns, no modes)."""
     import dfptmag
-    runner, _ = tiny_run
     out = tmp_path_factory.mktemp("api") / "dfptmag.h5"
-    a = dfptmag.analyze(runner.run_dir, output=out)
+    a = dfptmag.analyze(stored_runs["K"].parent, output=out)
     assert sorted(a.analyses) == ["-K", "G", "K"]
     return out
 
@@ -197,20 +197,19 @@ def bands_file(analyzed, tmp_path_factory):
     return write(tmp_path_factory.mktemp("api_bands") / "bands.h5", b)
 
 
-@pytest.mark.qe
-def test_load_result_modes_equal_analysis(result_file, analyzed_run, tiny_run):
+def test_load_result_modes_equal_analysis(result_file, analyzed, stored_runs):
     import dfptmag
     from dfptmag.io.qe_dyn import read_dyn
     res = dfptmag.load(result_file)
     assert sorted(res.labels) == ["-K", "G", "K"] and res.schema == "dfptmag.h5/2"
-    k, r = res["K"], analyzed_run["K"]
+    k, r = res["K"], analyzed["K"]
     np.testing.assert_allclose(k.q, [1 / 3, 1 / 3, 0], atol=1e-9)
     mev = km.ry_to_mev(r["frequency_ry"])
     np.testing.assert_allclose(k.modes.frequencies("meV"), mev, rtol=1e-14)
     np.testing.assert_allclose(k.modes.frequencies("THz"), mev / H_MEV_PER_THZ, rtol=1e-9)
     np.testing.assert_allclose(k.modes.frequencies("cm-1"), km.ry_to_cm1(r["frequency_ry"]), rtol=1e-14)
     # the oracle: ph.x's own frequencies (fildyn)
-    phx = read_dyn(tiny_run[1]["K"] / "dyn").freq_cm1
+    phx = read_dyn(stored_runs["K"] / "dyn").freq_cm1
     assert np.max(np.abs(k.modes.frequencies("cm-1") - phx)) < 1e-3
     np.testing.assert_allclose(k.modes.eigenvectors, r["eigenvector"], rtol=0, atol=1e-15)
     np.testing.assert_allclose(k.modes.cell_integral, r["mode_cell_integral"], rtol=0, atol=1e-18)
@@ -234,7 +233,6 @@ def test_load_result_modes_equal_analysis(result_file, analyzed_run, tiny_run):
         res["M"]
 
 
-@pytest.mark.qe
 def test_load_result_atoms(result_file):
     import dfptmag
     from ase.data import atomic_masses, atomic_numbers
@@ -254,7 +252,6 @@ def test_load_result_atoms(result_file):
         np.testing.assert_allclose(s["scaled_positions"][()], k.atoms.get_scaled_positions(wrap=False), atol=1e-10)
 
 
-@pytest.mark.qe
 def test_field_and_snapshot_of_a_mode(result_file, tmp_path):
     import dfptmag
     k = dfptmag.load(result_file)["K"]
@@ -272,7 +269,6 @@ def test_field_and_snapshot_of_a_mode(result_file, tmp_path):
         k.field()
 
 
-@pytest.mark.qe
 def test_units_and_metadata_schema(result_file, bands_file):
     def walk(path):
         out = {}
@@ -308,12 +304,11 @@ def test_units_and_metadata_schema(result_file, bands_file):
         assert f["structure/symbols"].asstr()[()].tolist() == ["W", "Se", "Se"]
 
 
-@pytest.mark.qe
-def test_degeneracy_tolerance_comes_from_options(tiny_run, tmp_path):
+def test_degeneracy_tolerance_comes_from_options(stored_runs, tmp_path):
     import dfptmag
     from dfptmag.results import qfile as results
     from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
-    qk = tiny_run[1]["K"]
+    qk = stored_runs["K"]
     wide = analyze_qrun(qk, AnalysisOptions(realspace=False, degeneracy_tol_cm1=1000.0))
     narrow = analyze_qrun(qk, AnalysisOptions(realspace=False, degeneracy_tol_cm1=1e-9))
     assert set(wide["degenerate_group"]) == {0} and len(set(narrow["degenerate_group"])) == 9
@@ -366,7 +361,6 @@ def test_load_bands(bands_file, analyzed, tmp_path):
     np.testing.assert_allclose(b.atoms.cell[0, 0], 3.32, atol=1e-6)
 
 
-@pytest.mark.qe
 def test_old_files_still_load(result_file, bands_file, tmp_path):
     """Files of schema version 1 (no THz, no structure datasets, prose units) load; others fail
     clearly."""
@@ -413,15 +407,14 @@ def test_old_files_still_load(result_file, bands_file, tmp_path):
     assert proc.stderr.startswith(f"dfptmag: error: {junk}: not a dfptmag bands file")
 
 
-@pytest.mark.qe
-def test_analyze_api_equals_cli(tiny_run, tmp_path):
+def test_analyze_api_equals_cli(stored_runs, tmp_path):
     import dfptmag
-    runner, _ = tiny_run
+    run_dir = stored_runs["K"].parent
     cli = tmp_path / "cli.h5"
-    proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "analyze", str(runner.run_dir), "-o", str(cli),
+    proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "analyze", str(run_dir), "-o", str(cli),
                            "--no-field", "--quiet"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    api = dfptmag.analyze(runner.run_dir, output=tmp_path / "api.h5", field=False).output
+    api = dfptmag.analyze(run_dir, output=tmp_path / "api.h5", field=False).output
     _assert_same_datasets(cli, api)
 
 

@@ -24,6 +24,14 @@ def qcopy(tiny_run, tmp_path):
     return dst
 
 
+@pytest.fixture
+def gcopy(stored_runs, tmp_path):
+    """A copy of the stored Γ q-run (raw δψ of patterns 3 and 9; no QE)."""
+    dst = tmp_path / "qG"
+    shutil.copytree(stored_runs["G"], dst)
+    return dst
+
+
 def _without_checksums(qdir):
     """As an older manifest: the reader's own size checks speak (not the capture checksums)."""
     man = read_manifest(qdir)
@@ -32,23 +40,21 @@ def _without_checksums(qdir):
     write_manifest(qdir, man)
 
 
-@pytest.mark.qe
-def test_missing_dpsi_file(qcopy):
-    victim = qcopy / "capture" / "dwf.irr3.1"
+def test_missing_dpsi_file(gcopy):
+    victim = gcopy / "capture" / "dwf.irr3.1"
     victim.unlink()
     with pytest.raises(InputFileError, match=re.escape(str(victim)) + ".*not found"):
-        analyze_qrun(qcopy, FAST)
+        analyze_qrun(gcopy, FAST)
 
 
-@pytest.mark.qe
-def test_truncated_dpsi_file(qcopy):
-    _without_checksums(qcopy)
-    victim = qcopy / "capture" / "dwf.irr3.2"
+def test_truncated_dpsi_file(gcopy):
+    _without_checksums(gcopy)
+    victim = gcopy / "capture" / "dwf.irr3.2"
     size = victim.stat().st_size
     with open(victim, "r+b") as f:
         f.truncate(size - 4096)
     with pytest.raises(InputFileError, match=re.escape(str(victim)) + ".*not a multiple of the record length"):
-        analyze_qrun(qcopy, FAST)
+        analyze_qrun(gcopy, FAST)
 
 
 @pytest.mark.qe
@@ -93,13 +99,12 @@ def test_ultrasoft_pseudopotential_refused(qcopy):
         analyze_qrun(qcopy, FAST)
 
 
-@pytest.mark.qe
-def test_metal_refused(qcopy):
-    xml = qcopy / "out" / "_ph0" / "wse2.save" / "data-file-schema.xml"
+def test_metal_refused(gcopy):
+    xml = gcopy / "out" / "wse2.save" / "data-file-schema.xml"        # at Γ ph.x reads pw.x's own
     xml.write_text(xml.read_text().replace("<occupations_kind>fixed</occupations_kind>",
                                            "<occupations_kind>smearing</occupations_kind>"))
     with pytest.raises(UnsupportedError, match=r"data-file-schema\.xml.*metals .*unsupported"):
-        analyze_qrun(qcopy, FAST)
+        analyze_qrun(gcopy, FAST)
 
 
 def test_plane_wave_parallel_command_refused():
@@ -151,13 +156,12 @@ def test_run_without_spin_orbit(tiny_run, tmp_path):
         analyze_qrun(work, FAST)
 
 
-@pytest.mark.qe
-def test_cli_error_is_one_line_and_leaves_no_hdf5(qcopy, tmp_path):
-    victim = qcopy / "capture" / "dwf.irr5.1"
+def test_cli_error_is_one_line_and_leaves_no_hdf5(gcopy, tmp_path):
+    victim = gcopy / "capture" / "dwf.irr9.1"
     with open(victim, "r+b") as f:
         f.truncate(1000)
     out = tmp_path / "res" / "out.h5"
-    proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "analyze", str(qcopy), "-o", str(out), "--quiet"],
+    proc = subprocess.run([sys.executable, "-m", "dfptmag.cli", "analyze", str(gcopy), "-o", str(out), "--quiet"],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]

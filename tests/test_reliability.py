@@ -240,81 +240,75 @@ def _run_main(argv, capsys):
     return code, capsys.readouterr().err
 
 
-@pytest.mark.qe
 @pytest.mark.parametrize("field", [True, False], ids=["grid", "G=0 only"])
 @pytest.mark.parametrize("damage", ["zeroed", "swapped"])
-def test_charge_oracle_is_enforced(tiny_run, tmp_path, capsys, field, damage):
-    _, dirs = tiny_run
-    q = _qcopy(dirs["K"], tmp_path / "qK")
+def test_charge_oracle_is_enforced(stored_runs, tmp_path, capsys, field, damage):
+    """On the stored Γ run's raw δψ (patterns 3 and 9): a zeroed or a swapped capture fails the
+    charge oracle, with the pattern and fildrho named; overriding records the failure."""
+    q = _qcopy(stored_runs["G"], tmp_path / "qG")
     cap = q / "capture"
     if damage == "zeroed":                        # right size, all zeros
         victim = cap / "dwf.irr3.1"
         victim.write_bytes(bytes(victim.stat().st_size))
-        pattern = 3
-    else:                                          # irrep 4's δψ where irrep 5's is expected and back
+        damaged = (3,)
+    else:                                          # irrep 3's δψ where irrep 9's is expected and back
         for r in (1, 2):
-            a, b = cap / f"dwf.irr4.{r}", cap / f"dwf.irr5.{r}"
+            a, b = cap / f"dwf.irr3.{r}", cap / f"dwf.irr9.{r}"
             a.rename(tmp_path / "t")
             b.rename(a)
             (tmp_path / "t").rename(b)
-        pattern = 4
+        damaged = (3, 9)
     out = tmp_path / "o.h5"
     argv = ["analyze", q, "-o", out, "--quiet"] + ([] if field else ["--no-field"])
     code, err = _run_main(argv, capsys)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1, err
-    named = [p for p in ((4, 5) if damage == "swapped" else (3,))
-             if f"{cap / f'drho.irr{p}'}: charge check failed for pattern {p} (" in err]
+    named = [p for p in damaged if f"{cap / f'drho.irr{p}'}: charge check failed for pattern {p} (" in err]
     assert named, err                              # the worst of the damaged patterns is named
     assert ("on the grid" if field else "at fildrho's") in err
     assert not out.exists()
     code, err = _run_main(argv + ["--allow-charge-mismatch"], capsys)
     assert code == 0, err
     with h5py.File(out) as f:
-        note = f["q/K/checks"].attrs["charge_check"]
-        errs = f["q/K/checks/drho_relative_error"][()]
-    assert note.startswith("FAILED, overridden by --allow-charge-mismatch: patterns [") and str(pattern) in note
-    assert errs[pattern - 1] > 1e-3 and np.nanmax(np.delete(errs, [3, 4] if damage == "swapped" else [2])) < 1e-8
+        note = f["q/G/checks"].attrs["charge_check"]
+        errs = dict(zip(f["q/G/patterns/index"][()], f["q/G/checks/drho_relative_error"][()]))
+    assert note.startswith("FAILED, overridden by --allow-charge-mismatch: patterns [") and str(damaged[0]) in note
+    assert all(errs[p] > 1e-3 for p in damaged)
+    assert all(errs[p] < 1e-8 for p in errs if p not in damaged)
 
 
-@pytest.mark.qe
-def test_charge_oracle_passes_and_is_recorded(tiny_run, tmp_path, capsys):
-    _, dirs = tiny_run
+def test_charge_oracle_passes_and_is_recorded(stored_runs, tmp_path, capsys):
     out = tmp_path / "o.h5"
-    code, err = _run_main(["analyze", dirs["K"], "-o", out, "--quiet", "--no-field"], capsys)
+    code, err = _run_main(["analyze", stored_runs["G"], "-o", out, "--quiet", "--no-field"], capsys)
     assert code == 0, err
     with h5py.File(out) as f:
-        c = f["q/K/checks"]
+        c = f["q/G/checks"]
         assert c.attrs["charge_check"].startswith("passed: max relative error ")
         assert np.nanmax(c["drho_g0_relative_error"][()]) < 1e-10       # measured ~1e-13
         assert c.attrs["charge_tolerance"] == 1e-6
 
 
-@pytest.mark.qe
-def test_analyze_keeps_the_good_q_points_and_records_the_failure(tiny_run, tmp_path, capsys):
-    _, dirs = tiny_run
+def test_analyze_keeps_the_good_q_points_and_records_the_failure(stored_runs, tmp_path, capsys):
     run = tmp_path / "run"
-    shutil.copytree(dirs["K"], run / "q_K")
-    shutil.copytree(dirs["-K"], run / "q_-K")
-    (run / "q_-K" / "capture" / "dwf.irr2.1").unlink()
+    shutil.copytree(stored_runs["K"], run / "q_K")
+    shutil.copytree(stored_runs["G"], run / "q_G")
+    (run / "q_G" / "capture" / "dwf.irr9.1").unlink()
     out = tmp_path / "o.h5"
     code, err = _run_main(["analyze", run, "-o", out, "--quiet", "--no-field"], capsys)
     assert code == 2
     lines = err.strip().splitlines()
-    assert lines[0].startswith("dfptmag: error: q -K: ") and "dwf.irr2.1" in lines[0]
-    assert lines[-1].startswith("dfptmag: error: 1 of 2 q-points failed (-K): the others are in")
+    assert lines[0].startswith("dfptmag: error: q G: ") and "dwf.irr9.1" in lines[0]
+    assert lines[-1].startswith("dfptmag: error: 1 of 2 q-points failed (G): the others are in")
     with h5py.File(out) as f:
         assert list(f["q"]) == ["K"]
         assert not f.attrs["complete"]
-        assert "dwf.irr2.1" in f["failures"].attrs["-K"]
+        assert "dwf.irr9.1" in f["failures"].attrs["G"]
 
 
-@pytest.mark.qe
-def test_duplicate_labels_are_an_error(tiny_run, tmp_path, capsys):
-    _, dirs = tiny_run
+def test_duplicate_labels_are_an_error(stored_runs, tmp_path, capsys):
     run = tmp_path / "run"
-    shutil.copytree(dirs["K"], run / "a")
-    shutil.copytree(dirs["K"], run / "b")
+    shutil.copytree(stored_runs["K"], run / "a")
+    shutil.copytree(stored_runs["K"], run / "b")
     out = tmp_path / "o.h5"
     code, err = _run_main(["analyze", run, "-o", out, "--quiet", "--no-field"], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1

@@ -50,6 +50,8 @@ class QRunResult(MutableMapping):
     # -- the charge oracle against ph.x's fildrho (2 Tr δñ = δρ) -------------------------------
     drho_relative_error: np.ndarray | None = None      # (npat,) on the FFT grid
     drho_g0_relative_error: np.ndarray | None = None   # (npat,) at G = 0
+    drho_probe_miller: np.ndarray | None = None  # (nprobe, 3) fildrho's largest Fourier components,
+                                                 # where the oracle is measured without the field
     charge_tolerance: float | None = None
     charge_check: str | None = None             # passed / failed / not checked, in words
     modes_missing_reason: str | None = None     # why there are no modes (e.g. patterns missing)
