@@ -58,11 +58,13 @@ def _known_qe_binaries() -> set[str]:
 
 
 def _qe_in_argv(args, known: set[str]) -> str | None:
-    """The first word of ``args`` that is one of the machine's QE programs (mpirun ... pw.x)."""
+    """The first word of ``args`` that is one of the machine's QE programs (mpirun ... pw.x); a
+    word named like one but elsewhere (a test's stand-in process) is not."""
     words = [args] if isinstance(args, (str, bytes, os.PathLike)) else list(args or [])
-    for w in words:
-        w = os.fsdecode(w)
-        exe = w if os.sep in w else (shutil.which(w) or "")
+    for w in map(os.fsdecode, words):
+        if os.path.basename(w) not in QE_PROGRAMS:
+            continue
+        exe = w if os.sep in w else shutil.which(w)
         if exe and os.path.realpath(exe) in known:
             return w
     return None
@@ -166,8 +168,9 @@ def _run_guarded(item):
         with guard:
             result = yield
     except Exception:
-        if guard.verdict():       # the QE program's refusal is the symptom: name the cause
-            pytest.fail(f"{item.nodeid}: {guard.verdict()}", pytrace=False)
+        why = guard.verdict()
+        if why:                   # the QE program's refusal is the symptom: name the cause
+            pytest.fail(f"{item.nodeid}: {why}", pytrace=False)
         raise
     why = guard.verdict()
     if why:
@@ -194,11 +197,16 @@ def stored_runs(tmp_path_factory):
     return {label: Path(shutil.copytree(tiny_qrun(label), root / f"q_{label}")) for label in TINY_RUNS}
 
 
+def _analyses_at_k(dirs: dict) -> dict:
+    """{K, -K: analysis result} of a tiny run's q-run dirs (Γ has too few patterns for modes)."""
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
+    return {label: analyze_qrun(d, AnalysisOptions()) for label, d in dirs.items() if label != "G"}
+
+
 @pytest.fixture(scope="session")
 def analyzed(stored_runs):
     """{K, -K: analysis result} of the stored tiny run (no QE)."""
-    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
-    return {label: analyze_qrun(d, AnalysisOptions()) for label, d in stored_runs.items() if label != "G"}
+    return _analyses_at_k(stored_runs)
 
 
 @pytest.fixture(scope="session")
@@ -242,9 +250,7 @@ def tiny_run(tmp_path_factory, qe_cache):
 def analyzed_run(tiny_run):
     """{K, -K: analysis result} of this session's tiny run (QE tier: for comparisons with other
     runs of the same session's QE build)."""
-    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
-    _, dirs = tiny_run
-    return {label: analyze_qrun(d, AnalysisOptions()) for label, d in dirs.items() if label != "G"}
+    return _analyses_at_k(tiny_run[1])
 
 
 def phx_drho(qdir: Path, pattern: int, grid):

@@ -15,7 +15,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from conftest import CELL_INTEGRAL_PER_SCATTER, phx_drho
+from conftest import CELL_INTEGRAL_PER_SCATTER, run_scatter
 from datafiles import TINY_RUNS, data_path, provenance
 
 # analysis results that are numbers of the run (timings, notes and versions are not)
@@ -59,10 +59,7 @@ def test_fresh_run_reproduces_stored_analysis(tiny_run, stored_runs, label):
             assert np.array_equal(np.asarray(fresh[k]), np.asarray(stored[k])), k
         return
     # another build: fields move as ph.x's own fildrho does between the two runs
-    pats = list(stored["pattern_index"])
-    grid = tuple(stored["fft_grid"])
-    scatter = max(float(np.max(np.abs(phx_drho(dirs[label], p, grid) - phx_drho(stored_runs[label], p, grid)))
-                        / np.max(np.abs(phx_drho(stored_runs[label], p, grid)))) for p in pats)
+    scatter = run_scatter(dirs[label], stored_runs[label], list(stored["pattern_index"]), stored["fft_grid"])
     f, s = np.asarray(fresh["pattern_field"]), np.asarray(stored["pattern_field"])
     field = float(np.max(np.abs(f - s)) / np.max(np.abs(s)))
     ci_f, ci_s = np.asarray(fresh["pattern_cell_integral"]), np.asarray(stored["pattern_cell_integral"])

@@ -100,9 +100,5 @@ class QRunResult(MutableMapping):
     def __repr__(self) -> str:
         return f"QRunResult(q_crystal={self.q_crystal}, patterns={self.pattern_index}, {len(self)} quantities)"
 
-    @property
-    def has_modes(self) -> bool:
-        return self.frequency_ry is not None
-
 
 _NAMES = tuple(f.name for f in dataclasses.fields(QRunResult))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import shutil
 import subprocess
@@ -36,23 +35,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 WORKFLOW = ROOT / "workflows" / "wse2-tiny.toml"
 NAME = "wse2-tiny"
+sys.path.insert(0, str(ROOT))                  # this checkout's dfptmag, installed or not
 # files of a raw q-run that no reader opens (dfptmag.io.qrun_dir.locate and the readers below it)
-UNREAD = ("out/*.save/charge-density.dat", "out/*.save/*.UPF", "out/_ph0/*.drho1", "*.done",
-          ".dfptmag.lock", "*/.dfptmag.lock")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+UNREAD = ("out/*.save/charge-density.dat", "out/*.save/*.UPF", "out/_ph0/*.drho1", "*.done")
 
 
 def run_tiny(run_dir: Path) -> dict[str, Path]:
     """The tiny workflow at K and −K (all patterns, contracted and discarded) and at Γ (patterns 3
     and 9, raw captures kept) in ``run_dir``; {label: q-run dir}."""
-    sys.path.insert(0, str(ROOT))
     from dfptmag.jobs.storage import attach
     from dfptmag.workflow import config
     from dfptmag.workflow.runner import Runner
@@ -72,12 +62,12 @@ def prune(qdir: Path) -> None:
 
 
 def files_of(root: Path) -> dict[str, dict]:
-    return {str(p.relative_to(root)): {"sha256": sha256(p), "size": p.stat().st_size}
+    from dfptmag.io.qrun_dir import sha256_file
+    return {str(p.relative_to(root)): {"sha256": sha256_file(p), "size": p.stat().st_size}
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def qe_build() -> dict:
-    sys.path.insert(0, str(ROOT))
     from dfptmag.workflow import qe
     pw = qe.program("pw.x")
     return {"version": str(qe.version_of(pw)), "pw.x": Path(pw).name}
@@ -108,7 +98,8 @@ def main(argv=None) -> int:
             prune(part / qdir.name)
         shutil.rmtree(dest, ignore_errors=True)
         part.rename(dest)
-    prov = {"workflow": str(WORKFLOW.relative_to(ROOT)), "workflow_sha256": sha256(WORKFLOW),
+    from dfptmag.io.qrun_dir import sha256_file
+    prov = {"workflow": str(WORKFLOW.relative_to(ROOT)), "workflow_sha256": sha256_file(WORKFLOW),
             "qe": qe_build(), "command": "python3 tests/data/regenerate.py", "dfptmag_commit": commit(),
             "date": datetime.date.today().isoformat(),
             "runs": {"q_K": "K, patterns 1-9, contracted and discarded",
