@@ -68,7 +68,8 @@ def cmd_run(a):
     from .jobs.run import run
     r = run(a.workflow, q=a.q, patterns=a.patterns, run_dir=a.run_dir, output=a.output,
             snapshots=not a.no_snapshots, allow_charge_mismatch=a.allow_charge_mismatch,
-            progress=not a.quiet, discard_dwf=a.discard_dwf, keep_scratch=a.keep_scratch)
+            progress=not a.quiet, discard_dwf=a.discard_dwf, keep_scratch=a.keep_scratch,
+            time_odd=a.time_odd, empty_bands=a.empty_bands)
     print(f"QE steps run: {r.steps_ran}, already done: {r.steps_skipped} (run directory {r.run_dir})")
     _print_tables(r.analyses)
     if r.output:
@@ -398,6 +399,7 @@ examples:
   dfptmag run --q 0.5,0,0 --patterns 1,3        # q in crystal coordinates, two patterns only
   dfptmag run wse2-converged --q K              # a built-in workflow by name
   dfptmag run my.toml --run-dir runs/mine -o mine.h5 --no-snapshots --quiet
+  dfptmag run --q K --q=-K --time-odd --empty-bands 100   # also the time-odd response
 Run the same command again to resume: finished QE steps are skipped.
 Python: dfptmag.run(q=["K", "-K"]) returns the HDF5 path, the analyses and the snapshots.
 """,
@@ -521,6 +523,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.add_argument("--allow-charge-mismatch", action="store_true", help=CHARGE_HELP)
     _storage_flags(r)
+    t = r.add_mutually_exclusive_group()
+    t.add_argument("--time-odd", dest="time_odd", action="store_true", default=None,
+                   help="also the time-odd spin response, the magnetization carried at the lattice velocity: "
+                        "a pw.x run of empty states per q (default: on when the workflow has a [timeodd] "
+                        "section; needs the δψ, so not with --discard-dwf)")
+    t.add_argument("--no-time-odd", dest="time_odd", action="store_false", help="skip it even with [timeodd]")
+    r.add_argument("--empty-bands", type=int, metavar="N",
+                   help="empty states above the occupied ones for the time-odd response (default: [timeodd] "
+                        "empty_bands, 60); implies --time-odd")
     r.set_defaults(func=cmd_run)
 
     a = sub.add_parser("analyze", help="post-process finished q-run directories",

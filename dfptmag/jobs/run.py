@@ -57,8 +57,38 @@ def run_directory(path) -> Path:
     return path
 
 
-def analyze_dirs(qdirs, output, options) -> AnalyzeResult:
-    """Analyze q-run directories and write one HDF5 file (one group per q label).
+def _time_odd_settings(wf, time_odd: bool | None, empty_bands: int | None, storage: dict) -> None:
+    """Switch the time-odd response on or off on ``wf`` (``--time-odd``/``--no-time-odd``,
+    ``--empty-bands``), checked before any QE process starts."""
+    from ..workflow import config
+    if time_odd is False:
+        wf.timeodd = None
+        return
+    if time_odd or empty_bands is not None:
+        sec = dict(wf.timeodd or {})
+        if empty_bands is not None:
+            sec["empty_bands"] = empty_bands
+        wf.timeodd = config.timeodd_section("--empty-bands", sec)
+    if wf.timeodd is not None and storage["discard_dwf"]:
+        raise InputFileError(wf.path, "[timeodd]: the time-odd response needs each pattern's δψ, which "
+                                      "discard_dwf deletes; run with --keep-dwf (or [storage] discard_dwf = false)")
+
+
+def _time_odd(result, qdir, options, settings: dict | None) -> None:
+    """With empty states next to the q-run (``<qdir>/empty``, from a [timeodd] workflow), its
+    time-odd response into ``result`` (closure from ``settings``, default "kinetic")."""
+    from ..analysis.timeodd import analyze_time_odd, attach, find_empty_states
+    save = find_empty_states(qdir)
+    if save is None:
+        return
+    closure = (settings or {}).get("closure", "kinetic")
+    attach(result, analyze_time_odd(qdir, save, closure=closure, realspace=options.realspace))
+
+
+def analyze_dirs(qdirs, output, options, time_odd: dict | None = None) -> AnalyzeResult:
+    """Analyze q-run directories and write one HDF5 file (one group per q label). A q-run with
+    empty states (``<qdir>/empty``) also gets its time-odd response (``time_odd``: the
+    workflow's [timeodd] settings).
 
     Two directories with the same label are an error before anything is computed. With several
     q-points, one that cannot be analyzed is recorded in ``.failures`` and in the file (the
@@ -81,6 +111,7 @@ def analyze_dirs(qdirs, output, options) -> AnalyzeResult:
     for label, qd in dirs.items():
         try:
             res[label] = analyze_qrun(qd, options)
+            _time_odd(res[label], qd, options, time_odd)
         except DfptmagError as exc:
             if len(dirs) == 1:
                 raise
@@ -118,7 +149,8 @@ def analyze(run_dir, output="dfptmag.h5", amplitude: str = "zero-point", amplitu
 
 def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapshots: bool = True,
         allow_charge_mismatch: bool = False, progress: bool = False, discard_dwf: bool | None = None,
-        keep_scratch: bool | None = None) -> RunResult:
+        keep_scratch: bool | None = None, time_odd: bool | None = None,
+        empty_bands: int | None = None) -> RunResult:
     """``dfptmag run``: run (or resume) a workflow's QE steps with δψ capture, analyze, write
     HDF5 and the snapshot figures of the modes with the largest in-plane and out-of-plane
     magnetization.
@@ -128,7 +160,9 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     patterns: 1-based pattern numbers (default all); run_dir: default runs/<workflow name>;
     output: default <run_dir>/dfptmag.h5; discard_dwf: contract each pattern's δψ and delete it
     (default the workflow's [storage] discard_dwf; see dfptmag.jobs.storage); keep_scratch: keep
-    the q's ph.x scratch once everything is contracted."""
+    the q's ph.x scratch once everything is contracted; time_odd: also the time-odd response (pw.x
+    empty states per q; default: on when the workflow has a [timeodd] section), empty_bands
+    overriding [timeodd] empty_bands."""
     from ..data import resolve_workflow
     from ..workflow import config
     from ..workflow.runner import Runner
@@ -141,11 +175,13 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     out = output_file(output or run_dir / "dfptmag.h5")
     runner = Runner(wf, run_dir, progress=progress)
     from . import storage
-    storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
+    st = storage.settings(wf, None, discard_dwf, keep_scratch)
+    _time_odd_settings(wf, time_odd, empty_bands, st)
+    storage.attach(runner, st)
     runner.check_patterns(patterns)          # against 3·nat, before any QE process starts
     qdirs = runner.run(qpoints, patterns)
     opts = analysis_options(wf, progress=progress, allow_charge_mismatch=allow_charge_mismatch)
-    a = analyze_dirs(qdirs, out, opts)
+    a = analyze_dirs(qdirs, out, opts, wf.timeodd)
     shots = []
     if wf.analysis["realspace"] and snapshots:
         from .snapshot import run_snapshot, strongest_modes

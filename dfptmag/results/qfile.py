@@ -37,6 +37,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from ..kernel import modes as km
 from ._h5 import (PHASE_CONVENTION, PHASE_NOTE, U_CELL, U_FIELD, U_PER_BOHR,  # noqa: F401  (schema names)
@@ -89,6 +90,8 @@ def _write_q(g, r: dict):
     if "charge_check" in r:
         c.attrs["charge_check"] = r["charge_check"]
         c.attrs["charge_tolerance"] = r["charge_tolerance"]
+    if "time_odd_pattern_cell_integral" in r:
+        _write_time_odd(g.create_group("time_odd"), r)
     if "frequency_ry" not in r:
         g.attrs["modes_missing_reason"] = r.get("modes_missing_reason", "")
         return
@@ -129,6 +132,46 @@ def _write_q(g, r: dict):
             "U_nu = sum_mu c[nu, mu] u_mu, so any pattern quantity maps to modes linearly")
     else:
         g.attrs["modes_missing_reason"] = r.get("modes_missing_reason", "")
+
+
+def _per_ry(units):
+    return np.array([f"{u}/Ry" for u in units], dtype=h5py.string_dtype())
+
+
+def _write_time_odd(t, r) -> None:
+    """The ``time_odd`` group: the magnetization a moving lattice carries (first order in the
+    lattice velocity; docs/theory.md), beside the one-sided amplitude of the other groups."""
+    st = r["time_odd_settings"]
+    t.attrs["object"] = ("time-odd spin response: delta m_odd = -2 i hbar m[X_q] * velocity, "
+                         "X_q = sum_k w_k sum_n u_kn^* chi_{k+q,n}, chi_n = sum_m |m><m|dpsi_n>/(e_n - e_m); "
+                         "in phase with the lattice velocity; spin only (no orbital magnetization)")
+    t.attrs["empty_bands"] = st["empty_bands"]
+    t.attrs["closure"] = st["closure"]
+    t.attrs["gap_ry"] = st["gap_ry"]
+    t.attrs["orthogonality"] = st["orthogonality"]
+    t.attrs["orthogonality_note"] = "max |<psi_occ(k+q)|m>| between the q-run's occupied states and the empty states"
+    _ds(t, "pattern_cell_integral", r["time_odd_pattern_cell_integral"], _per_ry(U_PER_BOHR),
+        "cell integrals of X_q [n, m_x, m_y, m_z] per bohr of pattern displacement, per Ry", components=COMPONENTS)
+    _ds(t, "pattern_per_velocity", r["time_odd_pattern_per_velocity"], "muB s/m",
+        "complex amplitude of [dm_x, dm_y, dm_z]_odd per cell per unit pattern velocity (m/s), "
+        "time reversal assumed (the -q partner doubles the spin)")
+    _ds(t, "residual_norm", r["time_odd_residual_norm"], "1",
+        "||dpsi - P_M dpsi|| / ||dpsi||: the part of dpsi outside the computed empty states")
+    _ds(t, "completeness_error", r["time_odd_completeness_error"], "1",
+        "unit weights in place of 1/(e_n - e_m): |Eq.1(P_M dpsi) - Eq.1(dpsi)| / |Eq.1(dpsi)|, G = 0")
+    if "time_odd_pattern_field" in r:
+        d = t.create_dataset("pattern_field", data=r["time_odd_pattern_field"], compression="gzip",
+                             compression_opts=4, shuffle=True)
+        d.attrs["units"] = _per_ry(U_FIELD)
+        d.attrs["description"] = "X_q on the FFT grid per bohr of pattern displacement, per Ry"
+        d.attrs["components"] = COMPONENTS
+    if "time_odd_mode_cell_integral" in r:
+        at = "per unit cell at each mode's frequency and stated amplitude (NaN: no positive frequency)"
+        _ds(t, "mode_peak", r["time_odd_mode_cell_integral"], "muB",
+            f"complex peak [dm_x, dm_y, dm_z]_odd = -2 i hbar omega m[X U] {at}")
+        _ds(t, "mode_rms_inplane", r["time_odd_mode_rms_inplane"], "muB", f"RMS in-plane time-odd magnetization {at}")
+        _ds(t, "mode_rms_outofplane", r["time_odd_mode_rms_outofplane"], "muB",
+            f"RMS out-of-plane time-odd magnetization {at}")
 
 
 def write(path, results: dict[str, dict], failures: dict[str, str] | None = None) -> Path:

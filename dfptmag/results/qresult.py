@@ -72,6 +72,16 @@ class QRunResult(MutableMapping):
     mode_rms_subspace: np.ndarray | None = None      # (nmode, 4) over degenerate subspaces
     mode_coefficients: np.ndarray | None = None      # (nmode, npat) modes in the patterns' basis
     fildyn_freq_cm1: np.ndarray | None = None        # (nmode,) ph.x's own frequencies (oracle)
+    # -- the time-odd response (with empty states; dfptmag.analysis.timeodd) -------------------
+    time_odd_pattern_cell_integral: np.ndarray | None = None  # (npat, 4) ∫ X_q per bohr per Ry
+    time_odd_pattern_per_velocity: np.ndarray | None = None   # (npat, 3) δm_odd per unit velocity, μB per (m/s)
+    time_odd_pattern_field: np.ndarray | None = None          # (npat, 4, n1, n2, n3) X_q per bohr³ per Ry
+    time_odd_mode_cell_integral: np.ndarray | None = None     # (nmode, 3) peak δm_odd at ω_ν, U_ν; μB
+    time_odd_mode_rms_inplane: np.ndarray | None = None       # (nmode,) μB per cell
+    time_odd_mode_rms_outofplane: np.ndarray | None = None    # (nmode,) μB per cell
+    time_odd_residual_norm: np.ndarray | None = None          # (npat,) δψ outside the empty states
+    time_odd_completeness_error: np.ndarray | None = None     # (npat,) unit-weight sum vs Eq. 1, G = 0
+    time_odd_settings: dict | None = None       # empty states, closure, gap (Ry)
     # -- bookkeeping --------------------------------------------------------------------------
     timing_s: dict | None = None                # wall seconds per analysis stage
 

@@ -51,6 +51,7 @@ class Workflow:
     cluster: dict | None = None        # [cluster]: Slurm settings of the task engine (validated)
     qe_bin_dir: Path | None = None     # [qe] bin_dir: where pw.x, ph.x, ... are (None: $DFPTMAG_QE_BIN, PATH)
     storage: dict = dataclasses.field(default_factory=lambda: dict(STORAGE_DEFAULTS))   # [storage]
+    timeodd: dict | None = None        # [timeodd]: empty states for the time-odd response (None: off)
 
 
 # [storage] discard_dwf: contract each pattern's δψ and delete it ("auto": on for --engine slurm);
@@ -93,6 +94,7 @@ KNOWN_KEYS = {
     "interpolation": ("qgrid", "long_range"),
     "qe": ("bin_dir",),
     "storage": ("discard_dwf", "keep_scratch"),
+    "timeodd": ("empty_bands", "closure"),
     "cluster": ("partition", "account", "time", "nproc", "launcher", "setup", "sbatch_options", "python"),
 }
 CLUSTER_STAGES = ("prepare", "dispersion", "common", "pattern", "gather", "bands")
@@ -371,6 +373,7 @@ def load(path) -> Workflow:
     cluster = _cluster_section(path, data["cluster"]) if "cluster" in data else None
     qe_bin_dir = _qe_section(path, base, data.get("qe", {}))
     storage = _storage_section(path, _section(path, data, "storage"))
+    timeodd = timeodd_section(path, data["timeodd"]) if "timeodd" in data else None
     vacuum = float(_need(path, st, "vacuum_angstrom", "structure", float))
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),
@@ -378,8 +381,27 @@ def load(path) -> Workflow:
         pseudopotentials=pseudos, pw=pw, ph=ph, qpoints=qpoints, patterns=patterns,
         nproc=nproc, npool=npool, mpirun=par.get("mpirun", "mpirun"), analysis=analysis,
         bands=bands, dispersion=dispersion, interpolation=interpolation, cluster=cluster,
-        qe_bin_dir=qe_bin_dir, storage=storage,
+        qe_bin_dir=qe_bin_dir, storage=storage, timeodd=timeodd,
     )
+
+
+TIMEODD_DEFAULTS = {"empty_bands": 60, "closure": "kinetic"}
+
+
+def timeodd_section(path, sec: dict) -> dict:
+    """[timeodd] empty_bands (empty states above the occupied ones in the per-q pw.x run, ≥ 1),
+    closure ("kinetic" or "none", see dfptmag.kernel.timeodd)."""
+    from ..kernel.timeodd import CLOSURES
+    out = dict(TIMEODD_DEFAULTS)
+    sec = sec if isinstance(sec, dict) else {}
+    n = sec.get("empty_bands", out["empty_bands"])
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputFileError(path, f"[timeodd] empty_bands = {n!r}: a positive whole number of empty states")
+    c = sec.get("closure", out["closure"])
+    if c not in CLOSURES:
+        raise InputFileError(path, f"[timeodd] closure = {c!r}: one of {', '.join(CLOSURES)}")
+    out.update(empty_bands=n, closure=c)
+    return out
 
 
 def _storage_section(path, sec: dict) -> dict:

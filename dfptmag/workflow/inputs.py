@@ -34,24 +34,29 @@ def q_crystal_to_tpiba(atoms: Atoms, q_crystal) -> np.ndarray:
 
 
 def pw_input(wf: Workflow, atoms: Atoms, upf_names: dict[str, str], outdir: str,
-             pseudo_dir: str, symmetry: bool = False) -> str:
+             pseudo_dir: str, symmetry: bool = False, nbnd: int | None = None, k_tpiba=None) -> str:
     """pw.x scf input. ``symmetry=False`` (the δψ runs): nosym and noinv, so that ph.x keeps the
     full k list and its ψ buffer matches the collected wavefunctions point by point.
-    ``symmetry=True``: crystal symmetry on, for the coarse q-grid of the interpolated dispersion."""
+    ``symmetry=True``: crystal symmetry on, for the coarse q-grid of the interpolated dispersion.
+    ``k_tpiba`` (a list of k in 2π/alat): a non-self-consistent 'bands' run at exactly those
+    points with ``nbnd`` bands (the empty states of the time-odd response), every band converged
+    to full accuracy."""
     pw = wf.pw
     species = sorted(set(atoms.get_chemical_symbols()), key=atoms.get_chemical_symbols().index)
-    control = {"calculation": "scf", "prefix": wf.prefix, "outdir": outdir,
+    control = {"calculation": "scf" if k_tpiba is None else "bands", "prefix": wf.prefix, "outdir": outdir,
                "pseudo_dir": pseudo_dir, "verbosity": "high"}
     system = {"ibrav": 0, "nat": len(atoms), "ntyp": len(species),
               "ecutwfc": float(pw["ecutwfc_ry"]), "ecutrho": pw.get("ecutrho_ry"),
               "noncolin": True, "lspinorb": True,
               "nosym": None if symmetry else True, "noinv": None if symmetry else True,
-              "occupations": "fixed", "nbnd": pw.get("nbnd"),
+              "occupations": "fixed", "nbnd": pw.get("nbnd") if nbnd is None else int(nbnd),
               "assume_isolated": pw.get("assume_isolated")}
     electrons = {"conv_thr": float(pw.get("conv_thr", 1e-10)),
                  "mixing_beta": float(pw.get("mixing_beta", 0.5)),
                  "mixing_mode": pw.get("mixing_mode", "local-TF"),
                  "electron_maxstep": int(pw.get("electron_maxstep", 200))}
+    if k_tpiba is not None:
+        electrons["diago_full_acc"] = True
     from ase.data import atomic_masses, atomic_numbers
     lines = [namelist("control", control), namelist("system", system), namelist("electrons", electrons)]
     lines.append("ATOMIC_SPECIES")
@@ -63,9 +68,14 @@ def pw_input(wf: Workflow, atoms: Atoms, upf_names: dict[str, str], outdir: str,
     lines.append("ATOMIC_POSITIONS crystal")
     for s, p in zip(atoms.get_chemical_symbols(), atoms.get_scaled_positions(wrap=False)):
         lines.append(f"  {s} " + " ".join(f"{x:.15f}" for x in p))
-    k = wf.pw["kgrid"]
-    lines.append("K_POINTS automatic")
-    lines.append(f"  {k[0]} {k[1]} {k[2]} 0 0 0")
+    if k_tpiba is not None:
+        lines.append("K_POINTS tpiba")
+        lines.append(f"  {len(k_tpiba)}")
+        lines += ["  " + " ".join(f"{float(v):.15f}" for v in k) + " 1" for k in k_tpiba]
+    else:
+        k = wf.pw["kgrid"]
+        lines.append("K_POINTS automatic")
+        lines.append(f"  {k[0]} {k[1]} {k[2]} 0 0 0")
     return "\n".join(lines) + "\n"
 
 

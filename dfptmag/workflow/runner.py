@@ -294,6 +294,8 @@ class Runner:
 
     def _qpoint(self, work: Path, q: QPoint, scf_hash: str, pats: list[int], bar=None) -> Path:
         h, common = self.q_common(work, q, scf_hash, bar)
+        if self.wf.timeodd is not None:
+            self.empty_states(work, h)
         nmodes = 3 * len(self.atoms)
         ph0 = work / "out" / "_ph0"
         wf = self.wf
@@ -316,6 +318,36 @@ class Runner:
         if bar is not None:
             bar.update(1)
         return work
+
+    def empty_states(self, work: Path, parent: str) -> Path:
+        """The empty states of the time-odd response for the q-run in ``work``: a pw.x 'bands'
+        run from the scf density at the q-run's k + q points with [timeodd] empty_bands bands
+        above the occupied ones, in ``work/empty`` (its own outdir: the q-run's save is not
+        touched). Returns the save directory that :func:`dfptmag.analysis.timeodd.analyze_time_odd`
+        reads."""
+        from ..io.qe_xml import read_data_file_schema
+        from ..io.qrun_dir import locate
+        empty = work / "empty"
+        save = empty / "out" / f"{self.wf.prefix}.save"
+        files = locate(work)
+        x = read_data_file_schema(files.xml)
+        kq = x.xk if files.gamma else x.xk[1::2]
+        nbnd = int(round(x.nelec)) + int(self.wf.timeodd["empty_bands"])
+        text = inputs.pw_input(self.wf, self.atoms, self.upf_names(), "out", "../../pseudo",
+                               nbnd=nbnd, k_tpiba=kq)
+
+        def run_bands(i, o):
+            if (empty / "out").exists():
+                shutil.rmtree(empty / "out")
+            save.mkdir(parents=True)
+            src = self.run_dir / "scf" / "out" / f"{self.wf.prefix}.save"
+            for name in ("charge-density.dat", "data-file-schema.xml"):
+                shutil.copy2(src / name, save / name)
+            capture.run_logged(self._cmd("pw.x", i), o, empty)
+
+        empty.mkdir(parents=True, exist_ok=True)
+        self._step(empty, "pw.empty", text, parent, run_bands)
+        return save
 
     def contract_and_discard(self, work: Path, p: int, ph0: Path | None, lock=None) -> dict | None:
         """With :attr:`contract` set: contract irrep p's fresh capture (verified against fildrho,

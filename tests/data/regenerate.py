@@ -13,7 +13,9 @@ What is stored (the tiny WSe2 workflow, workflows/wse2-tiny.toml, as tests/conft
   ``contracted/irr<p>.h5``), with the q's ph.x scratch removed; the manifest, ph.x's dynamical
   matrix and outputs kept. The analysis of such a q-run equals, bitwise, that of its δψ.
 * ``q_G``: patterns 3 and 9 at Γ with their raw δψ captures, ψ buffers and the XML (the readers'
-  path), less the files no reader opens (charge density, ph.x's own drho scratch, the UPFs).
+  path), less the files no reader opens (charge density, ph.x's own drho scratch, the UPFs);
+  and in ``q_G/empty`` the pw.x run of 30 empty states at its k-points (``[timeodd]``: the
+  time-odd response's fast tests).
 
 ``PROVENANCE.json`` records the QE version, the workflow and its hash, this command, the
 dfptmag commit and the sha256 of every stored file. tests/test_stored_data.py checks those
@@ -37,7 +39,10 @@ WORKFLOW = ROOT / "workflows" / "wse2-tiny.toml"
 NAME = "wse2-tiny"
 sys.path.insert(0, str(ROOT))                  # this checkout's dfptmag, installed or not
 # files of a raw q-run that no reader opens (dfptmag.io.qrun_dir.locate and the readers below it)
-UNREAD = ("out/*.save/charge-density.dat", "out/*.save/*.UPF", "out/_ph0/*.drho1", "*.done")
+UNREAD = ("out/*.save/charge-density.dat", "out/*.save/*.UPF", "out/_ph0/*.drho1", "*.done",
+          "empty/out/*.save/charge-density.dat", "empty/out/*.save/*.UPF", "empty/out/*.wfc*",
+          "empty/out/*.xml", "empty/*.done")
+EMPTY_BANDS = 30        # empty states stored for the Γ run (the time-odd response's fast tests)
 
 
 def run_tiny(run_dir: Path) -> dict[str, Path]:
@@ -50,6 +55,7 @@ def run_tiny(run_dir: Path) -> dict[str, Path]:
     runner = Runner(wf, run_dir, progress=False)
     attach(runner, {"discard_dwf": True, "keep_scratch": False})
     k, mk = runner.run([config.parse_q("K", "data"), config.parse_q("-K", "data")], None)
+    wf.timeodd = {"empty_bands": EMPTY_BANDS, "closure": "none"}     # Γ only: its empty states
     raw = Runner(wf, run_dir, progress=False)
     gamma = raw.run([config.parse_q("G", "data")], [3, 9])[0]
     return {"K": k, "-K": mk, "G": gamma}
@@ -104,7 +110,8 @@ def main(argv=None) -> int:
             "date": datetime.date.today().isoformat(),
             "runs": {"q_K": "K, patterns 1-9, contracted and discarded",
                      "q_-K": "-K, patterns 1-9, contracted and discarded",
-                     "q_G": "Gamma, patterns 3 and 9, raw delta-psi captures"},
+                     "q_G": "Gamma, patterns 3 and 9, raw delta-psi captures, "
+                             f"{EMPTY_BANDS} empty states (q_G/empty)"},
             "files": files_of(dest)}
     (a.out / "PROVENANCE.json").write_text(json.dumps(prov, indent=1, sort_keys=True) + "\n")
     print(f"wrote {dest} ({sum(f['size'] for f in prov['files'].values()) / 1e6:.1f} MB, "

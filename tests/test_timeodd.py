@@ -1,0 +1,262 @@
+"""The time-odd response (docs/theory.md, "The time-odd response").
+
+Fast tier:
+- the kernel's sum over empty states against a direct linear solve (ε_n − H) χ_n = P_c δψ_n on a
+  random Hermitian model (an independent route to the same χ), and its completeness (unit
+  weights give back δψ) when every empty state is present;
+- on the stored Γ run of tiny WSe2 with a stored pw.x run of its empty states: the exact
+  time-reversal law at q = Γ (charge of X real, spin imaginary, pointwise: the law that makes the
+  charge of the ħω term cancel and its spin add), the completeness residual falling as empty
+  states are added, and one-line errors for a wrong empty-state run.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dfptmag.kernel import timeodd as kt
+from datafiles import data_path
+
+
+def _model(npw=24, nocc=5, npat=2, seed=1):
+    """A random Hermitian H on 2·npw spinor components, its occupied states (lowest nocc, with a
+    gap), ΔV for npat patterns, and ph.x's δψ_n = P_c (ε_n − H)⁻¹ P_c ΔV ψ_n."""
+    rng = np.random.default_rng(seed)
+    n = 2 * npw
+    A = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+    H = (A + A.conj().T) / 2
+    eps, V = np.linalg.eigh(H)
+    eps[nocc:] += 3.0                                       # a gap above the occupied states
+    H = (V * eps) @ V.conj().T
+    occ, emp = V[:, :nocc], V[:, nocc:]
+    Pc = np.eye(n) - occ @ occ.conj().T
+    dpsi = np.zeros((npat, nocc, n), complex)
+    for p in range(npat):
+        B = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+        dV = (B + B.conj().T) / 2
+        for i in range(nocc):
+            shift = eps[i] * np.eye(n) - H - 10 * (np.eye(n) - Pc)   # invertible, = ε_n − H on P_c
+            dpsi[p, i] = np.linalg.solve(shift, Pc @ dV @ occ[:, i])
+    return H, eps, occ, emp, Pc, dpsi, npw
+
+
+def test_chi_equals_a_direct_linear_solve():
+    H, eps, occ, emp, Pc, dpsi, npw = _model()
+    npat, nocc, n = dpsi.shape
+    empty = emp.T.reshape(-1, 2, npw)                       # (nemp, 2, npw), rows are |m⟩
+    r = kt.chi_from_empty_states(dpsi.reshape(npat, nocc, 2, npw), empty, eps[:nocc], eps[nocc:], closure="none")
+    for p in range(npat):
+        for i in range(nocc):
+            shift = eps[i] * np.eye(n) - H - 10 * (np.eye(n) - Pc)
+            direct = np.linalg.solve(shift, Pc @ dpsi[p, i])
+            got = r.chi[p, i].reshape(n)
+            assert np.abs(got - direct).max() <= 1e-12 * np.abs(direct).max()
+    # every empty state present: unit weights give δψ back, nothing is left for a closure
+    assert np.abs(r.projected - dpsi.reshape(r.projected.shape)).max() <= 1e-12 * np.abs(dpsi).max()
+    assert r.residual_norm2.max() <= 1e-26 * r.dpsi_norm2.max()
+    kin = np.abs(np.random.default_rng(2).normal(size=npw))
+    rk = kt.chi_from_empty_states(dpsi.reshape(r.chi.shape), empty, eps[:nocc], eps[nocc:], "kinetic", kin)
+    assert np.abs(rk.chi - r.chi).max() <= 1e-10 * np.abs(r.chi).max()
+
+
+def test_truncated_sum_and_closure():
+    """With the top empty states left out, the remainder is exactly what they would have carried
+    at unit weight; the closure puts it at or above the highest computed band, so it can only
+    shrink |χ|'s tail term, and both errors fall as states are added."""
+    H, eps, occ, emp, Pc, dpsi, npw = _model(npw=40, nocc=6)
+    npat, nocc, n = dpsi.shape
+    d = dpsi.reshape(npat, nocc, 2, npw)
+    full = kt.chi_from_empty_states(d, emp.T.reshape(-1, 2, npw), eps[:nocc], eps[nocc:], "none")
+    errs = []
+    for M in (20, 40, 60):
+        r = kt.chi_from_empty_states(d, emp[:, :M].T.reshape(-1, 2, npw), eps[:nocc], eps[nocc:nocc + M], "none")
+        left = emp[:, M:]
+        tail = np.einsum("am,pia->pim", left.conj(), dpsi)
+        assert np.allclose(r.residual_norm2, (np.abs(tail) ** 2).sum(-1), rtol=1e-10, atol=1e-20)
+        errs.append(np.abs(r.chi - full.chi).max())
+    assert errs[0] > errs[1] > errs[2]
+    with pytest.raises(ValueError, match="overlap"):
+        kt.chi_from_empty_states(d, emp.T.reshape(-1, 2, npw), eps[:nocc], eps[:n - nocc] - 100, "none")
+
+
+@pytest.fixture(scope="module")
+def gamma_time_odd():
+    from dfptmag.analysis.timeodd import analyze_time_odd
+    q = data_path("wse2-tiny", "q_G")
+    empty = data_path("wse2-tiny", "q_G", "empty")
+    return {n: analyze_time_odd(q, empty, closure="none", n_empty=n, realspace=True) for n in (10, 30)}
+
+
+def test_time_reversal_at_gamma_pointwise(gamma_time_odd):
+    """At q = Γ (≡ −q) with real patterns, time reversal pairs every Kramers partner: the charge of
+    X = Σ w u* χ is real and its spin imaginary at every point, as for Eq. 1 itself. The partner
+    term (X_{−q})^† then cancels the charge of the ħω term and doubles its spin. Tolerance: the
+    one-sided field's own deviation from the same law (ph.x's and pw.x's convergence), times 10."""
+    r = gamma_time_odd[30]
+    for f in (r.chi_field, r.onesided_field):
+        assert np.abs(f).max() > 0
+    f, o = r.chi_field, r.onesided_field
+    law_o = max(np.abs(o[:, 0].imag).max(), np.abs(o[:, 1:].real).max()) / np.abs(o).max()
+    law_f = max(np.abs(f[:, 0].imag).max(), np.abs(f[:, 1:].real).max()) / np.abs(f).max()
+    print(f"time-reversal residual at Γ: χ field {law_f:.1e}, one-sided field {law_o:.1e}")
+    assert law_f <= max(10 * law_o, 1e-4)
+    # not satisfied trivially: both channels carry weight
+    assert np.abs(f[:, 1:].imag).max() > 1e3 * law_f * np.abs(f).max()
+    assert np.abs(f[:, 0].real).max() > 1e3 * law_f * np.abs(f).max()
+
+
+def test_completeness_residual_falls_with_empty_states(gamma_time_odd):
+    """The part of δψ outside the computed empty states shrinks as states are added (δψ lies in
+    the conduction space, so with every state it would vanish), and the empty states of the
+    pw.x run are orthogonal to ph.x's occupied states (the plane-wave map and the Hamiltonian are
+    the q-run's: a wrong map gives O(1) overlaps)."""
+    a, b = gamma_time_odd[10], gamma_time_odd[30]
+    assert np.all(b.residual_norm < a.residual_norm) and np.all(a.residual_norm < 1)
+    assert max(a.orthogonality, b.orthogonality) < 1e-4
+    print(f"10 → 30 empty states: δψ outside {a.residual_norm.round(3).tolist()} → "
+          f"{b.residual_norm.round(3).tolist()}; field completeness error "
+          f"{a.field_completeness_error().round(3).tolist()} → {b.field_completeness_error().round(3).tolist()}; "
+          f"orthogonality {b.orthogonality:.1e}")
+
+
+def test_empty_states_on_a_wrong_plane_wave_map_are_refused(monkeypatch):
+    """Shuffle the empty states' plane waves: the orthogonality check stops the analysis."""
+    from dfptmag.analysis import timeodd as at
+    from dfptmag.errors import InputFileError
+    real = at._empty_on
+
+    def shuffled(*args):
+        E, eps, kin = real(*args)
+        return E[:, :, np.random.default_rng(0).permutation(E.shape[2])], eps, kin
+    monkeypatch.setattr(at, "_empty_on", shuffled)
+    with pytest.raises(InputFileError, match="overlap the q-run's occupied states"):
+        at.analyze_time_odd(data_path("wse2-tiny", "q_G"), data_path("wse2-tiny", "q_G", "empty"), n_empty=5)
+
+
+def test_wrong_empty_state_run_is_one_line(tmp_path):
+    import shutil
+    from dfptmag.analysis.timeodd import analyze_time_odd
+    from dfptmag.errors import InputFileError
+    q = data_path("wse2-tiny", "q_G")
+    with pytest.raises(InputFileError, match="no pw.x data-file-schema.xml"):
+        analyze_time_odd(q, tmp_path)
+    # the q-run's own save has no empty states
+    with pytest.raises(InputFileError, match="no empty states"):
+        analyze_time_odd(q, q / "out" / "wse2.save")
+    bad = tmp_path / "wse2.save"
+    shutil.copytree(data_path("wse2-tiny", "q_G", "empty", "out", "wse2.save"), bad)
+    xml = bad / "data-file-schema.xml"
+    xml.write_text(xml.read_text().replace("<ecutwfc>1.0", "<ecutwfc>1.1"))
+    with pytest.raises(InputFileError, match="ecutwfc differ"):
+        analyze_time_odd(q, bad)
+
+
+def test_time_odd_with_discard_is_refused_before_qe(tmp_path):
+    """--time-odd needs the δψ that --discard-dwf deletes: exit 2, one line naming the workflow,
+    before any QE process starts (the qe guard fails the test if one does)."""
+    import subprocess
+    import sys
+    from conftest import TINY
+    p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", str(TINY), "--time-odd", "--discard-dwf",
+                        "--run-dir", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "wse2-tiny.toml" in lines[0] and "--keep-dwf" in lines[0], p.stderr
+    assert not (tmp_path / "run" / "scf").exists()
+    p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", str(TINY), "--empty-bands", "0",
+                        "--run-dir", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True)
+    assert p.returncode == 2 and "empty_bands = 0" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_config_section(tmp_path):
+    from conftest import TINY
+    from dfptmag.errors import InputFileError
+    from dfptmag.workflow import config
+    text = TINY.read_text().replace('"../structures/', f'"{TINY.parent.parent}/structures/').replace(
+        '= "pseudo/', f'= "{TINY.parent}/pseudo/')
+    good = tmp_path / "good.toml"
+    good.write_text(text + '\n[timeodd]\nempty_bands = 80\nclosure = "none"\n')
+    assert config.load(good).timeodd == {"empty_bands": 80, "closure": "none"}
+    assert config.load(TINY).timeodd is None
+    for bad, what in (('empty_bands = -3', "empty_bands = -3"), ('closure = "sum"', "closure = 'sum'"),
+                      ('empty = 3', "empty")):
+        f = tmp_path / "bad.toml"
+        f.write_text(text + f"\n[timeodd]\n{bad}\n")
+        with pytest.raises(InputFileError, match=what):
+            config.load(f)
+
+
+@pytest.fixture(scope="module")
+def time_odd_run(tiny_run, tmp_path_factory):
+    """``dfptmag run --q K --q=-K --time-odd --empty-bands 40`` on a copy of the session's tiny run:
+    the q-runs are found done, only the two empty-state pw.x runs start. Returns (stdout, file)."""
+    import shutil
+    import subprocess
+    import sys
+    from conftest import TINY
+    runner, _ = tiny_run
+    run = tmp_path_factory.mktemp("time_odd") / "run"
+    for part in ("pseudo", "scf", "q_K", "q_-K"):
+        shutil.copytree(runner.run_dir / part, run / part, ignore=shutil.ignore_patterns(".dfptmag.lock"))
+    p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", str(TINY), "--q", "K", "--q=-K", "--time-odd",
+                        "--empty-bands", "40", "--run-dir", str(run), "--no-snapshots", "--quiet"],
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr
+    assert "QE steps run: 2," in p.stdout, p.stdout              # the two empty-state runs only
+    return p.stdout, run / "dfptmag.h5"
+
+
+@pytest.mark.qe
+def test_time_reversal_between_k_and_minus_k(time_odd_run):
+    """Two independent ph.x runs and two independent empty-state runs at K and −K: the charge of
+    the ħω term, n[−X_K + X_{−K}^†], cancels and its spin, m[−X_K + X_{−K}^†], is −2 m[X_K]:
+    n[X_{−K}] = conj n[X_K], m[X_{−K}] = −conj m[X_K]. Yardstick: the one-sided amplitude's own
+    residual of the same law between the two ph.x runs (ph.x's convergence), times 10."""
+    from dfptmag.results.qfile import read_q
+    out, h5 = time_odd_run
+    a, b = read_q(h5, "K"), read_q(h5, "-K")
+    X, Y = a["time_odd/pattern_cell_integral"], b["time_odd/pattern_cell_integral"]
+    S, P = a["patterns/cell_integral"], b["patterns/cell_integral"]
+    eps_one = np.abs(P[:, 0] - S[:, 0].conj()).max() / np.abs(S[:, 0]).max()
+    charge = np.abs(-X[:, 0] + Y[:, 0].conj()).max() / np.abs(X[:, 0]).max()
+    spin_law = np.abs(Y[:, 1:] + X[:, 1:].conj()).max() / np.abs(X[:, 1:]).max()
+    spin_sum = -X[:, 1:] + Y[:, 1:].conj()
+    print(f"K/−K: ħω-term charge cancels to {charge:.1e}, spin law {spin_law:.1e}; one-sided charge "
+          f"law between the runs {eps_one:.1e}")
+    assert charge <= max(10 * eps_one, 1e-6) and spin_law <= max(10 * eps_one, 1e-6)
+    assert np.abs(spin_sum + 2 * X[:, 1:]).max() <= max(10 * eps_one, 1e-6) * np.abs(X[:, 1:]).max()
+    assert np.abs(X[:, 1:]).max() > 1e3 * spin_law * np.abs(X[:, 1:]).max()      # not trivially
+    # per unit velocity, the stored coefficient is −2iħ m[X] in μB per (m/s)
+    from dfptmag.analysis.timeodd import HBAR_RY_S_PER_BOHR_M
+    assert np.allclose(a["time_odd/pattern_per_velocity"], -2j * X[:, 1:] * HBAR_RY_S_PER_BOHR_M, rtol=1e-14)
+    # modes: equal RMS at K and −K, finite for every mode (ω > 0 at K)
+    for key in ("time_odd/mode_rms_inplane", "time_odd/mode_rms_outofplane"):
+        assert np.all(np.isfinite(a[key]))
+    tot_a = np.hypot(a["time_odd/mode_rms_inplane"], a["time_odd/mode_rms_outofplane"])
+    tot_b = np.hypot(b["time_odd/mode_rms_inplane"], b["time_odd/mode_rms_outofplane"])
+    assert np.allclose(tot_a, tot_b, rtol=1e-3, atol=1e-6 * tot_a.max())
+    assert "time-odd spin response" in out and "one-sided RMS" in out
+
+
+@pytest.mark.qe
+def test_mode_time_odd_is_the_velocity_times_the_pattern_response(time_odd_run):
+    """The mode peak is −2i ħω_ν Σ_μ c[ν, μ] m[X_μ] (the pattern response at the mode's own
+    frequency and amplitude) and vanishes for no mode; it is smaller than the one-sided amplitude
+    by about ħω over the gap."""
+    from dfptmag.results.qfile import read_q
+    _, h5 = time_odd_run
+    a = read_q(h5, "K")
+    from dfptmag.kernel import modes as km
+    w = a["modes/frequency_meV"] / km.ry_to_mev(1.0)
+    peak = -2j * w[:, None] * (a["modes/pattern_coefficients"] @ a["time_odd/pattern_cell_integral"])[:, 1:]
+    assert np.allclose(a["time_odd/mode_peak"], peak, rtol=1e-12, atol=0)
+    ratio = np.abs(a["time_odd/mode_peak"]).max() / np.abs(a["modes/cell_integral"][:, 1:]).max()
+    gap = read_attr(h5, "K", "time_odd", "gap_ry")
+    print(f"largest time-odd / largest one-sided per mode: {ratio:.2e}; ħω_max/gap = {w.max() / gap:.2e}")
+    assert 0.01 * w.max() / gap < ratio < 100 * w.max() / gap
+
+
+def read_attr(h5, label, group, name):
+    import h5py
+    with h5py.File(h5) as f:
+        return f["q"][label][group].attrs[name]
