@@ -260,3 +260,68 @@ def read_attr(h5, label, group, name):
     import h5py
     with h5py.File(h5) as f:
         return f["q"][label][group].attrs[name]
+
+
+@pytest.mark.qe
+def test_selection_rule_at_k(time_odd_run):
+    """Velocity and displacement transform alike under the crystal's operations, and the time-odd
+    magnetization is an axial vector like the one-sided one: the paper's rule at K holds for it
+    too (σ_h: modes whose W moves out of plane carry in-plane δm_odd, modes whose W moves in plane
+    carry δm_z,odd)."""
+    from dfptmag.results.qfile import read_q
+    _, h5 = time_odd_run
+    a = read_q(h5, "K")
+    w = a["modes/displacement_bohr"][:, 0, :]                    # W is atom 0
+    w_out = np.abs(w[:, 2]) > 10 * np.linalg.norm(w[:, :2], axis=1)
+    w_in = np.linalg.norm(w[:, :2], axis=1) > 10 * np.abs(w[:, 2])
+    inp, outp = a["time_odd/mode_rms_inplane"], a["time_odd/mode_rms_outofplane"]
+    assert w_out.any() and w_in.any()
+    assert np.all(inp[w_out] > 100 * outp[w_out]) and np.all(outp[w_in] > 100 * inp[w_in])
+
+
+def _kkp_workflow(tmp, empty_bands: int):
+    """The tiny workflow with absolute paths, the path K → K′, no dispersion, and [timeodd]."""
+    import re
+    from conftest import TINY
+    text = TINY.read_text().replace('"../structures/', f'"{TINY.parent.parent}/structures/').replace(
+        '= "pseudo/', f'= "{TINY.parent}/pseudo/')
+    text = re.sub(r"\[dispersion\].*?(?=\[parallel\])", "", text, flags=re.S)
+    text = re.sub(r"\[interpolation\].*", "", text, flags=re.S)
+    text = text.replace('path = "GMKG"', 'path = "KKp"').replace("npoints = 7 ", "npoints = 2 ")
+    p = tmp / "kkp.toml"
+    p.write_text(text + f'\n[timeodd]\nempty_bands = {empty_bands}\nclosure = "kinetic"\n')
+    return p
+
+
+@pytest.mark.qe
+def test_bands_carry_the_time_odd_rms(time_odd_run, tmp_path):
+    """``dfptmag bands`` on K → K′ with [timeodd], from the run above (every QE step found done,
+    the empty states included): bands.h5 holds the time-odd RMS beside the one-sided one, equal
+    to dfptmag.h5's per mode, equal at K and K′ (time reversal), and the Fig. 3-style figure of
+    the time-odd response is written; the interpolated route refuses [timeodd] in one line."""
+    import shutil
+    import subprocess
+    import sys
+    from dfptmag.results.bandsfile import read
+    from dfptmag.results.qfile import read_q
+    _, h5 = time_odd_run
+    run = tmp_path / "run"
+    shutil.copytree(h5.parent, run, ignore=shutil.ignore_patterns(".dfptmag.lock", "*.h5"))
+    wf = _kkp_workflow(tmp_path, 40)
+    p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "bands", str(wf), "--direct", "--run-dir", str(run),
+                        "--quiet", "--format", "png"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert "QE steps run: 0," in p.stdout, p.stdout
+    b = read(run / "bands.h5")
+    assert (run / "bands_magnetization_time_odd.png").is_file()
+    k = read_q(h5, "K")
+    order = np.argsort(k["modes/frequency_meV"])
+    assert np.allclose(b["modes/time_odd_rms_inplane"][0], k["time_odd/mode_rms_inplane"][order], rtol=1e-12)
+    tot = np.hypot(b["modes/time_odd_rms_inplane"], b["modes/time_odd_rms_outofplane"])
+    assert np.allclose(tot[0], tot[1], rtol=1e-3, atol=1e-6 * tot.max())
+    assert b["attrs"]["time_odd_empty_bands"] == 40
+    interp = tmp_path / "interp.toml"
+    interp.write_text(wf.read_text() + "\n[interpolation]\nqgrid = [3, 3, 1]\n")
+    p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "bands", str(interp), "--run-dir", str(tmp_path / "r2"),
+                        "--quiet"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "[timeodd]" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr

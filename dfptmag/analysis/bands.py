@@ -43,11 +43,31 @@ def assemble(bp: bandpath.BandPath, per_point: list[dict | None]) -> dict:
         groups[iq] = r["degenerate_group"]
         rms[iq], sub[iq] = r["mode_rms"], r["mode_rms_subspace"]
         inp[iq], outp[iq] = r["mode_rms_inplane"], r["mode_rms_outofplane"]
-    return bandsfile.build(bp, computed=np.array([r is not None for r in per_point]), frequency_ry=freq,
-                           frequency_phx_cm1=phx, rms=rms, rms_inplane=inp, rms_outofplane=outp,
-                           rms_subspace=sub, degenerate_group=groups, cell_integral=ci, eigenvector=eig,
-                           structure=ref, amplitude=ref["amplitude"], amplitude_bohr=ref["amplitude_bohr"],
-                           tol_cm1=ref["degeneracy_tol_cm1"])
+    b = bandsfile.build(bp, computed=np.array([r is not None for r in per_point]), frequency_ry=freq,
+                        frequency_phx_cm1=phx, rms=rms, rms_inplane=inp, rms_outofplane=outp,
+                        rms_subspace=sub, degenerate_group=groups, cell_integral=ci, eigenvector=eig,
+                        structure=ref, amplitude=ref["amplitude"], amplitude_bohr=ref["amplitude_bohr"],
+                        tol_cm1=ref["degeneracy_tol_cm1"])
+    _time_odd(b, per_point, nq, nmode)
+    return b
+
+
+def _time_odd(b: dict, per_point: list, nq: int, nmode: int) -> None:
+    """The time-odd RMS per mode beside the one-sided one (in place), when every finished q-point
+    has it (with the empty-state settings of the first); a path with some q-points without
+    empty states gets none, rather than a curve with holes that reads like zeros."""
+    done = [r for r in per_point if r is not None]
+    if not done or any(r.time_odd_mode_rms_inplane is None for r in done):
+        return
+    peak = np.full((nq, nmode, 3), np.nan + 0j)
+    inp, outp = np.full((nq, nmode), np.nan), np.full((nq, nmode), np.nan)
+    for iq, r in enumerate(per_point):
+        if r is not None:
+            peak[iq] = r["time_odd_mode_cell_integral"]
+            inp[iq], outp[iq] = r["time_odd_mode_rms_inplane"], r["time_odd_mode_rms_outofplane"]
+    b.update({"modes/time_odd_peak": peak, "modes/time_odd_rms_inplane": inp, "modes/time_odd_rms_outofplane": outp})
+    st = done[0]["time_odd_settings"]
+    b["attrs"].update(time_odd_empty_bands=st["empty_bands"], time_odd_closure=st["closure"])
 
 
 def dispersion_modes(dyn: np.ndarray, masses_amu, tol_cm1: float):

@@ -175,6 +175,16 @@ def attach(result, todd: TimeOddResult) -> None:
     result["time_odd_mode_rms_outofplane"] = rms[:, 2]
 
 
+def attach_if_present(result, qdir, closure: str = "kinetic", realspace: bool = False) -> bool:
+    """With empty states next to the q-run (:func:`find_empty_states`), its time-odd response
+    into ``result`` (:func:`attach`); returns whether there were any."""
+    save = find_empty_states(qdir)
+    if save is None:
+        return False
+    attach(result, analyze_time_odd(qdir, save, closure=closure, realspace=realspace))
+    return True
+
+
 def find_empty_states(qdir) -> Path | None:
     """The empty-state run of a q-run (``<qdir>/empty``, as ``dfptmag run`` makes it with a
     [timeodd] section), or None."""
@@ -214,4 +224,4 @@ def _empty_on(save: Path, ex, i: int, miller_q: np.ndarray, nocc: int, nemp: int
     return E, ex.eigenvalues_ha[i, nocc:nocc + nemp] * HARTREE_IN_RY, np.einsum("ij,ij->i", kg, kg)
 
 
-__all__ = ["analyze_time_odd", "TimeOddResult", "empty_save", "attach", "find_empty_states"]
+__all__ = ["analyze_time_odd", "TimeOddResult", "empty_save", "attach", "attach_if_present", "find_empty_states"]

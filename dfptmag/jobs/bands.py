@@ -77,7 +77,10 @@ def run_bands(workflow, path: str | None = None, npoints: int | None = None, wor
     output = Path(output or run_dir / "bands.h5")
     runner = Runner(wf, run_dir, progress=progress)
     from . import storage
-    storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
+    from .options import time_odd_settings
+    st_storage = storage.settings(wf, None, discard_dwf, keep_scratch)
+    time_odd_settings(wf, None, None, st_storage)
+    storage.attach(runner, st_storage)
     res = runner.run_parallel(st.qpts, None, workers,
                               st.dense_bp.q_crystal if st.dense_bp is not None else None)
     figs = write_bands(st, res.qdirs, res.failures, res.dispersion, output, figures, tol_cm1)
@@ -98,10 +101,13 @@ def write_bands(st: BandsSetup, qdirs: dict, failures: dict, dispersion, output,
     output = Path(output)
     opts = analysis_options(wf, realspace=False, degeneracy_tol_cm1=tol_cm1)
     analysed = {}
+    from ..analysis.timeodd import attach_if_present
+    closure = (wf.timeodd or {}).get("closure", "kinetic")
     for q in st.qpts:
         if q.label in qdirs:
             try:
                 analysed[q.label] = analyze_qrun(qdirs[q.label], opts)
+                attach_if_present(analysed[q.label], qdirs[q.label], closure)
             except DfptmagError as exc:
                 failures[q.label] = f"analysis: {exc}"
     per_point = [analysed.get(st.qpts[j].label) for j in st.index]

@@ -12,3 +12,22 @@ def analysis_options(wf, **overrides):
               "amplitude_bohr": wf.analysis["amplitude_bohr"]}
     fields.update(overrides)
     return AnalysisOptions(**fields)
+
+
+def time_odd_settings(wf, time_odd: bool | None, empty_bands: int | None, storage: dict) -> None:
+    """Switch the time-odd response on or off on ``wf`` in place (``--time-odd``,
+    ``--no-time-odd``, ``--empty-bands``; default: the workflow's [timeodd] section), checked
+    against the storage settings before any QE process starts: it needs the δψ."""
+    from ..errors import InputFileError
+    from ..workflow import config
+    if time_odd is False:
+        wf.timeodd = None
+        return
+    if time_odd or empty_bands is not None:
+        sec = dict(wf.timeodd or {})
+        if empty_bands is not None:
+            sec["empty_bands"] = empty_bands
+        wf.timeodd = config.timeodd_section("--empty-bands", sec)
+    if wf.timeodd is not None and storage["discard_dwf"]:
+        raise InputFileError(wf.path, "[timeodd]: the time-odd response needs each pattern's δψ, which "
+                                      "discard_dwf deletes; run with --keep-dwf (or [storage] discard_dwf = false)")

@@ -57,32 +57,21 @@ def run_directory(path) -> Path:
     return path
 
 
-def _time_odd_settings(wf, time_odd: bool | None, empty_bands: int | None, storage: dict) -> None:
-    """Switch the time-odd response on or off on ``wf`` (``--time-odd``/``--no-time-odd``,
-    ``--empty-bands``), checked before any QE process starts."""
+def _no_time_odd_here(workflow, where: str) -> None:
+    """One line, before any QE process, where a [timeodd] workflow would have its section ignored."""
+    from ..data import resolve_workflow
     from ..workflow import config
-    if time_odd is False:
-        wf.timeodd = None
-        return
-    if time_odd or empty_bands is not None:
-        sec = dict(wf.timeodd or {})
-        if empty_bands is not None:
-            sec["empty_bands"] = empty_bands
-        wf.timeodd = config.timeodd_section("--empty-bands", sec)
-    if wf.timeodd is not None and storage["discard_dwf"]:
-        raise InputFileError(wf.path, "[timeodd]: the time-odd response needs each pattern's δψ, which "
-                                      "discard_dwf deletes; run with --keep-dwf (or [storage] discard_dwf = false)")
+    wf = config.load(resolve_workflow(workflow))
+    if wf.timeodd is not None:
+        raise InputFileError(wf.path, f"[timeodd]: the time-odd response is computed by 'dfptmag run' and the "
+                                      f"direct 'dfptmag bands --direct' for now, not by {where}")
 
 
 def _time_odd(result, qdir, options, settings: dict | None) -> None:
     """With empty states next to the q-run (``<qdir>/empty``, from a [timeodd] workflow), its
     time-odd response into ``result`` (closure from ``settings``, default "kinetic")."""
-    from ..analysis.timeodd import analyze_time_odd, attach, find_empty_states
-    save = find_empty_states(qdir)
-    if save is None:
-        return
-    closure = (settings or {}).get("closure", "kinetic")
-    attach(result, analyze_time_odd(qdir, save, closure=closure, realspace=options.realspace))
+    from ..analysis.timeodd import attach_if_present
+    attach_if_present(result, qdir, (settings or {}).get("closure", "kinetic"), options.realspace)
 
 
 def analyze_dirs(qdirs, output, options, time_odd: dict | None = None) -> AnalyzeResult:
@@ -166,7 +155,7 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     from ..data import resolve_workflow
     from ..workflow import config
     from ..workflow.runner import Runner
-    from .options import analysis_options
+    from .options import analysis_options, time_odd_settings
     wf = config.load(resolve_workflow(workflow))
     qpoints = [config.parse_q(s, "--q") for s in q] if q else None
     if patterns is not None:
@@ -176,7 +165,7 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     runner = Runner(wf, run_dir, progress=progress)
     from . import storage
     st = storage.settings(wf, None, discard_dwf, keep_scratch)
-    _time_odd_settings(wf, time_odd, empty_bands, st)
+    time_odd_settings(wf, time_odd, empty_bands, st)
     storage.attach(runner, st)
     runner.check_patterns(patterns)          # against 3·nat, before any QE process starts
     qdirs = runner.run(qpoints, patterns)
@@ -238,6 +227,8 @@ def bands(workflow=None, path: str | None = None, npoints: int | None = None, wo
         output_file(output)
     if run_dir is not None:
         run_directory(run_dir)
+    if (engine is not None or dry_run or interpolate or (interpolate is None and route(workflow) == "interpolated")):
+        _no_time_odd_here(workflow, "the engines and the interpolated route")
     if engine is not None or dry_run:
         if interpolate:
             raise DfptmagError("--interpolate runs on one machine for now; drop --engine/--dry-run")

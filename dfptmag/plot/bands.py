@@ -120,7 +120,18 @@ def _header(fig, ax, b, dashed: bool, marked: float | None):
         fig.text(0.5, 0.995, how, ha="center", va="top", fontsize=6, color="0.3", linespacing=1.3)
 
 
-def magnetization_figure(b):
+# what each magnetization figure shows: (in-plane key, out-of-plane key, symbol suffix, note)
+KINDS = {
+    "one-sided": ("modes/rms_inplane", "modes/rms_outofplane", "", None),
+    "time-odd": ("modes/time_odd_rms_inplane", "modes/time_odd_rms_outofplane", r",{\rm odd}",
+                 "time-odd spin response, in phase with the lattice velocity (not the one-sided amplitude)"),
+}
+
+
+def magnetization_figure(b, kind: str = "one-sided"):
+    """Fig. 3 of the paper: ω and the in-plane and out-of-plane RMS magnetization per branch,
+    of the one-sided amplitude or (``kind="time-odd"``) of the time-odd response."""
+    key_in, key_out, odd, note = KINDS[kind]
     plt = _mpl()
     nmode = b["modes/frequency_meV"].shape[1]
     colors = _colors(nmode)
@@ -147,8 +158,8 @@ def magnetization_figure(b):
     ax.set_ylabel("ω (meV)")
     ax.set_ylim(bottom=min(0.0, np.nanmin(w) * 1.05))
     ax.axhline(0, color="0.5", lw=0.5)
-    for ax, key, sym in ((axes[1], "modes/rms_inplane", r"M_\parallel^{\rm rms}"),
-                         (axes[2], "modes/rms_outofplane", r"M_z^{\rm rms}")):
+    for ax, key, sym in ((axes[1], key_in, r"M_\parallel^{\rm rms" + odd + "}"),
+                         (axes[2], key_out, r"M_z^{\rm rms" + odd + "}")):
         v = per_branch(b, key)
         vmax = np.nanmax(v) if np.any(np.isfinite(v)) else 1.0
         k = int(np.floor(np.log10(vmax))) if vmax > 0 else 0
@@ -168,7 +179,7 @@ def magnetization_figure(b):
         lowest = float(np.nanmin(sc)) if np.isfinite(sc).any() else None
     _header(fig, axes[0], b, dashed, lowest)
     axes[2].set_xlabel("q path")
-    fig.text(0.5, 0.005, NOTE, ha="center", va="bottom", fontsize=6, color="0.35")
+    fig.text(0.5, 0.005, note or NOTE, ha="center", va="bottom", fontsize=6, color="0.35")
     fig.subplots_adjust(left=0.17, right=0.97, top=0.885, bottom=0.075)
     return fig
 
@@ -203,7 +214,10 @@ def save_figures(b, outdir, formats=("png", "pdf"), stem="bands") -> list[Path]:
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, make in ((f"{stem}_magnetization", magnetization_figure), (f"{stem}_fat", fat_band_figure)):
+    makers = [(f"{stem}_magnetization", magnetization_figure), (f"{stem}_fat", fat_band_figure)]
+    if "modes/time_odd_rms_inplane" in b:
+        makers.append((f"{stem}_magnetization_time_odd", lambda b: magnetization_figure(b, "time-odd")))
+    for name, make in makers:
         fig = make(b)
         for fmt in formats:
             written.append(savefig(fig, outdir / f"{name}.{fmt}"))

@@ -66,6 +66,11 @@ UNITS = {
     "modes/rms_subspace": (U_CELL, f"basis-independent totals over each mode's degenerate subspace, {_AT}"),
     "modes/rms_inplane": ("muB", f"in-plane magnetization sqrt(rms_x^2 + rms_y^2), {_AT}"),
     "modes/rms_outofplane": ("muB", f"out-of-plane magnetization |rms_z|, {_AT}"),
+    "modes/time_odd_peak": ("muB", "time-odd spin response, complex peak [dm_x, dm_y, dm_z] in phase with the "
+                                   "lattice velocity, per unit cell at the mode's frequency and stated amplitude "
+                                   "(not the one-sided amplitude; docs: theory, the time-odd response)"),
+    "modes/time_odd_rms_inplane": ("muB", f"time-odd in-plane magnetization, {_AT}"),
+    "modes/time_odd_rms_outofplane": ("muB", f"time-odd out-of-plane magnetization, {_AT}"),
     "modes/branch": ("1", "branch index after eigenvector-overlap tracking"),
     "modes/branch_overlap": ("1", "matched overlap of the assignment (1: same character)"),
     "modes/degenerate_group": ("1", "modes closer than degenerate_tolerance_cm1 share a group"),
