@@ -325,3 +325,44 @@ def test_bands_carry_the_time_odd_rms(time_odd_run, tmp_path):
     p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "bands", str(interp), "--run-dir", str(tmp_path / "r2"),
                         "--quiet"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "[timeodd]" in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+@pytest.mark.qe
+def test_selection_rule_at_gamma(band_run, tmp_path):
+    """At Γ (D3h) a uniform δm_odd needs a mode in an axial-vector representation: only the E″
+    pair (Se layers sliding against each other in plane, W at rest) carries one, in plane; the
+    A1′, E′ and A2″ optical modes carry none (their cell integrals vanish to the noise of the
+    run). From the band run's Γ (all nine patterns) and 40 empty states."""
+    import shutil
+    from conftest import TINY
+    from dfptmag.analysis.qrun import AnalysisOptions, analyze_qrun
+    from dfptmag.analysis.timeodd import attach_if_present
+    from dfptmag.workflow import config
+    from dfptmag.workflow.runner import Runner
+    run = tmp_path / "run"
+    for part in ("pseudo", "scf", "q_G"):
+        shutil.copytree(band_run["run_dir"] / part, run / part, ignore=shutil.ignore_patterns(".dfptmag.lock"))
+    wf = config.load(TINY)
+    wf.timeodd = {"empty_bands": 40, "closure": "kinetic"}
+    Runner(wf, run, progress=False).empty_states(run / "q_G", "gamma")
+    r = analyze_qrun(run / "q_G", AnalysisOptions(realspace=False))
+    assert attach_if_present(r, run / "q_G")
+    U = r["displacement_bohr"]
+    peak = np.abs(r["time_odd_mode_cell_integral"])                 # (nmode, 3), NaN: ω ≤ 0
+    optical = r["frequency_ry"] > r["frequency_ry"].max() * 0.2
+    w_still = np.linalg.norm(U[:, 0], axis=1) < 1e-3 * np.linalg.norm(U, axis=(1, 2))
+    se_inplane = np.abs(U[:, 1:, 2]).max(axis=1) < 1e-3 * np.abs(U[:, 1:, :2]).max(axis=(1, 2))
+    antiphase = np.linalg.norm(U[:, 1] + U[:, 2], axis=1) < 1e-3 * np.linalg.norm(U[:, 1], axis=1)
+    e2 = optical & w_still & se_inplane & antiphase
+    assert e2.sum() == 2, (km_cm1(r), e2)
+    big = np.nanmax(peak[e2][:, :2])
+    assert big > 0 and np.all(peak[e2][:, 2] < 1e-3 * big)
+    others = optical & ~e2
+    assert others.sum() == 4
+    print(f"Γ: E″ in-plane δm_odd {big:.2e} μB; largest of the other optical modes {np.nanmax(peak[others]):.1e}")
+    assert np.nanmax(peak[others]) < 2e-3 * big
+
+
+def km_cm1(r):
+    from dfptmag.kernel import modes as km
+    return km.ry_to_cm1(r["frequency_ry"]).round(1).tolist()
