@@ -527,7 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--time-odd", dest="time_odd", action="store_true", default=None,
                    help="also the time-odd spin response, the magnetization carried at the lattice velocity: "
                         "a pw.x run of empty states per q (default: on when the workflow has a [timeodd] "
-                        "section; needs the δψ, so not with --discard-dwf)")
+                        "section; with --discard-dwf each contraction keeps its time-odd part)")
     t.add_argument("--no-time-odd", dest="time_odd", action="store_false", help="skip it even with [timeodd]")
     r.add_argument("--empty-bands", type=int, metavar="N",
                    help="empty states above the occupied ones for the time-odd response (default: [timeodd] "

@@ -84,7 +84,8 @@ def gamma_time_odd():
     from dfptmag.analysis.timeodd import analyze_time_odd
     q = data_path("wse2-tiny", "q_G")
     empty = data_path("wse2-tiny", "q_G", "empty")
-    return {n: analyze_time_odd(q, empty, closure="none", n_empty=n, realspace=True) for n in (10, 30)}
+    return {n: analyze_time_odd(q, empty, closure="none", n_empty=n, realspace=True, diagnostic_fields=True)
+            for n in (10, 30)}
 
 
 def test_time_reversal_at_gamma_pointwise(gamma_time_odd):
@@ -151,21 +152,49 @@ def test_wrong_empty_state_run_is_one_line(tmp_path):
         analyze_time_odd(q, bad)
 
 
-def test_time_odd_with_discard_is_refused_before_qe(tmp_path):
-    """--time-odd needs the δψ that --discard-dwf deletes: exit 2, one line naming the workflow,
-    before any QE process starts (the qe guard fails the test if one does)."""
+def test_contraction_keeps_the_time_odd_response_bitwise(tmp_path):
+    """Contract-and-discard with empty states: each irrep's contraction also stores its time-odd
+    parts (the closure's tail apart), so the time-odd analysis after the δψ and the empty states
+    are deleted equals, bitwise, the one from the δψ, with either closure; and a q-run whose
+    irreps were contracted before its empty states existed is refused in one line."""
+    import shutil
+    from dfptmag.analysis.contract import contract_irrep
+    from dfptmag.analysis.timeodd import time_odd_of_qrun
+    from dfptmag.errors import InputFileError
+    from dfptmag.io.qrun_dir import record_contraction
+    from dfptmag.workflow.capture import discard_dwf
+    q = tmp_path / "q_G"
+    shutil.copytree(data_path("wse2-tiny", "q_G"), q)
+    before = {c: time_odd_of_qrun(q, c, realspace=True) for c in ("kinetic", "none")}
+    for irr in (3, 9):
+        rec = contract_irrep(q, irr)
+        record_contraction(q, irr, rec)
+        discard_dwf(q, irr, q / "out" / "_ph0", "wse2")
+    shutil.rmtree(q / "empty" / "out")
+    assert not list((q / "capture").glob("dwf.*"))
+    for c, a in before.items():
+        b = time_odd_of_qrun(q, c, realspace=True)
+        assert a.chi_matrix.tobytes() == b.chi_matrix.tobytes(), c
+        assert a.chi_field.tobytes() == b.chi_field.tobytes(), c
+        assert a.residual_norm.tobytes() == b.residual_norm.tobytes()
+        assert b.n_empty == a.n_empty and b.orthogonality == a.orthogonality
+    # contracted without empty states, then empty states added: the time-odd part is lost
+    late = tmp_path / "late" / "q_G"
+    shutil.copytree(data_path("wse2-tiny", "q_G"), late, ignore=shutil.ignore_patterns("empty"))
+    record_contraction(late, 3, contract_irrep(late, 3))
+    shutil.copytree(data_path("wse2-tiny", "q_G", "empty"), late / "empty")
+    with pytest.raises(InputFileError, match=r"irreps \[3\] were contracted before the empty states"):
+        time_odd_of_qrun(late)
+
+
+def test_empty_bands_must_be_positive(tmp_path):
     import subprocess
     import sys
     from conftest import TINY
-    p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", str(TINY), "--time-odd", "--discard-dwf",
-                        "--run-dir", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True)
-    assert p.returncode == 2, p.stderr
-    lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and "wse2-tiny.toml" in lines[0] and "--keep-dwf" in lines[0], p.stderr
-    assert not (tmp_path / "run" / "scf").exists()
     p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "run", str(TINY), "--empty-bands", "0",
                         "--run-dir", str(tmp_path / "run"), "--quiet"], capture_output=True, text=True)
     assert p.returncode == 2 and "empty_bands = 0" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "run" / "scf").exists()
 
 
 def test_config_section(tmp_path):
@@ -366,3 +395,27 @@ def test_selection_rule_at_gamma(band_run, tmp_path):
 def km_cm1(r):
     from dfptmag.kernel import modes as km
     return km.ry_to_cm1(r["frequency_ry"]).round(1).tolist()
+
+
+@pytest.mark.qe
+def test_local_engine_carries_the_time_odd_response(time_odd_run, tmp_path):
+    """``dfptmag bands --engine local`` with [timeodd] on the run above: every task (the q's
+    common part with its empty states, the patterns, the gathers) is found done, and the bands
+    task writes the same time-odd RMS as the direct route."""
+    import shutil
+    import subprocess
+    import sys
+    from dfptmag.results.bandsfile import read
+    from dfptmag.results.qfile import read_q
+    _, h5 = time_odd_run
+    run = tmp_path / "run"
+    shutil.copytree(h5.parent, run, ignore=shutil.ignore_patterns(".dfptmag.lock", "*.h5"))
+    wf = _kkp_workflow(tmp_path, 40)
+    wf.write_text(wf.read_text() + '\n[cluster]\nlauncher = "mpirun -np {nproc}"\n')
+    p = subprocess.run([sys.executable, "-m", "dfptmag.cli", "bands", str(wf), "--engine", "local", "--run-dir",
+                        str(run), "--format", "png"], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr + p.stdout
+    b = read(run / "bands.h5")
+    k = read_q(h5, "K")
+    order = np.argsort(k["modes/frequency_meV"])
+    assert np.allclose(b["modes/time_odd_rms_outofplane"][0], k["time_odd/mode_rms_outofplane"][order], rtol=1e-12)

@@ -71,14 +71,18 @@ def contract_irrep(qdir, irrep: int, charge_tolerance: float = 1e-6) -> dict:
            "field": res["pattern_field"],
            "fildrho": np.array([read_grid_record(cap["drho"], mu + 1, gs.x.fft_grid)[0] for mu in caps.pattern_ids]),
            "drho_relative_error": res["drho_relative_error"],
-           "drho_g0_relative_error": res["drho_g0_relative_error"]}
+           "drho_g0_relative_error": res["drho_g0_relative_error"],
+           "time_odd": _time_odd_record(qdir, irrep)}
     t0 = time.perf_counter()
     path = rc.write(rc.path_for(qdir, irrep), rec)
     tm["write"] += time.perf_counter() - t0
     t0 = time.perf_counter()
     back = rc.read(path)
-    for key in rc.ARRAYS:
-        a, b = np.asarray(rec[key]), np.asarray(back[key])
+    pairs = [(key, rec[key], back[key]) for key in rc.ARRAYS]
+    if rec["time_odd"] is not None:
+        pairs += [(f"time_odd/{k}", rec["time_odd"][k], (back["time_odd"] or {}).get(k)) for k in rc.TIME_ODD_ARRAYS]
+    for key, a, b in pairs:
+        a, b = np.asarray(a), np.asarray(b)
         if a.shape != b.shape or a.tobytes() != b.tobytes():
             path.unlink(missing_ok=True)
             raise DfptmagError(f"{path}: read back differs from what was written ({key}); δψ kept")
@@ -90,6 +94,20 @@ def contract_irrep(qdir, irrep: int, charge_tolerance: float = 1e-6) -> dict:
     return {"file": os.path.relpath(path, qdir), "size": int(size), "sha256": digest,
             "patterns": [int(m) + 1 for m in caps.pattern_ids], "charge_error": worst,
             "seconds": {k: round(v, 4) for k, v in tm.items()}}
+
+
+def _time_odd_record(qdir: Path, irrep: int) -> dict | None:
+    """With empty states next to the q-run, the time-odd parts of this irrep (fields included),
+    for the contracted file: what the time-odd analysis needs once the δψ is gone."""
+    from .timeodd import analyze_time_odd, find_empty_states
+    save = find_empty_states(qdir)
+    if save is None:
+        return None
+    t = analyze_time_odd(qdir, save, realspace=True, irreps={int(irrep)})
+    out = {f"{k}_matrix": t.matrices[k] for k in ("sum", "tail", "one", "proj")}
+    out.update(residual2=t.residual2, dpsi2=t.dpsi2, sum_field=t.fields["sum"], tail_field=t.fields["tail"],
+               n_empty=t.n_empty, gap_ry=t.gap_ry, orthogonality=t.orthogonality)
+    return out
 
 
 __all__ = ["contract_irrep", "NotVerified", "ChargeCheckError"]

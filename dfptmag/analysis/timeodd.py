@@ -39,25 +39,64 @@ HARTREE_IN_RY = 2.0
 ORTHOGONALITY_TOLERANCE = 1e-3
 
 
+PARTS = ("sum", "tail", "one", "proj")     # Σ_{m≤M} part of X, closure tail, Eq. 1, unit-weight Eq. 1
+
+
 @dataclasses.dataclass
 class TimeOddResult:
-    """Per pattern (the q-run's captured ones, ``pattern_index`` 1-based): 2×2 cell integrals and
-    their Pauli components [n, m_x, m_y, m_z] (e, μB), per bohr of displacement."""
+    """Per pattern (the q-run's captured ones, ``pattern_index`` 1-based): 2×2 cell integrals
+    (``matrices``) and, with realspace, fields (``fields``) of the parts in :data:`PARTS`, per bohr
+    of displacement (X per Ry); the closure's tail is kept apart, so the closure can be chosen
+    after the δψ is gone. Pauli components [n, m_x, m_y, m_z] in e and μB."""
     pattern_index: np.ndarray
-    chi_matrix: np.ndarray          # (npat, 2, 2) ∫ X_q per Ry
-    chi_cell_integral: np.ndarray   # (npat, 4) per Ry
-    onesided_cell_integral: np.ndarray   # (npat, 4) Eq. 1 from δψ (the same stream)
-    projected_cell_integral: np.ndarray  # (npat, 4) Eq. 1 from Σ_{m≤M}|m⟩⟨m|δψ⟩ (completeness)
-    residual_norm: np.ndarray       # (npat,) ‖δψ − P_M δψ‖ / ‖δψ‖ over all k and bands
+    matrices: dict                  # part → (npat, 2, 2)
+    residual2: np.ndarray           # (npat,) Σ_k w_k Σ_n ‖δψ_n − P_M δψ_n‖²
+    dpsi2: np.ndarray               # (npat,) Σ_k w_k Σ_n ‖δψ_n‖²
     n_empty: int
     closure: str
     gap_ry: float
     orthogonality: float            # max |⟨ψ_occ(k+q)|m⟩| between the q-run's ψ and the empty states
-    chi_field: np.ndarray | None = None      # (npat, 4, n1, n2, n3) per bohr³ per Ry
-    onesided_field: np.ndarray | None = None  # (npat, 4, n1, n2, n3) Eq. 1, per bohr³
-    projected_field: np.ndarray | None = None  # the same from Σ_{m≤M}|m⟩⟨m|δψ⟩
+    fields: dict = dataclasses.field(default_factory=dict)   # part → (npat, 4, n1, n2, n3)
     fft_grid: tuple | None = None
     omega_bohr3: float | None = None
+
+    @property
+    def chi_matrix(self) -> np.ndarray:
+        """(npat, 2, 2) ∫ X_q per Ry, with the closure's tail unless closure is "none"."""
+        m = self.matrices
+        return m["sum"] + m["tail"] if self.closure != "none" else m["sum"]
+
+    @property
+    def chi_cell_integral(self) -> np.ndarray:
+        return pauli_from_matrix(self.chi_matrix)
+
+    @property
+    def onesided_cell_integral(self) -> np.ndarray:
+        return pauli_from_matrix(self.matrices["one"])
+
+    @property
+    def projected_cell_integral(self) -> np.ndarray:
+        return pauli_from_matrix(self.matrices["proj"])
+
+    @property
+    def residual_norm(self) -> np.ndarray:
+        """(npat,) ‖δψ − P_M δψ‖ / ‖δψ‖ over all k and bands."""
+        return np.sqrt(self.residual2 / self.dpsi2)
+
+    @property
+    def chi_field(self) -> np.ndarray | None:
+        f = self.fields
+        if "sum" not in f:
+            return None
+        return f["sum"] + f["tail"] if self.closure != "none" else f["sum"]
+
+    @property
+    def onesided_field(self) -> np.ndarray | None:
+        return self.fields.get("one")
+
+    @property
+    def projected_field(self) -> np.ndarray | None:
+        return self.fields.get("proj")
 
     def completeness_error(self) -> np.ndarray:
         """(npat,) max |P_M-projected − one-sided| over the four components / max |one-sided|."""
@@ -68,6 +107,22 @@ class TimeOddResult:
         """(npat,) the same on the FFT grid: max |field(P_M δψ) − field(δψ)| / max |field(δψ)|."""
         d = np.abs(self.projected_field - self.onesided_field).reshape(len(self.pattern_index), -1).max(axis=1)
         return d / np.abs(self.onesided_field).reshape(len(self.pattern_index), -1).max(axis=1)
+
+
+def merge(parts: list, closure: str) -> TimeOddResult:
+    """One result of several (irreps computed apart, or read from contracted files), in pattern
+    order; fields only if every part has them."""
+    order = np.argsort(np.concatenate([p.pattern_index for p in parts]), kind="stable")
+    cat = lambda get: np.concatenate([get(p) for p in parts])[order]      # noqa: E731
+    fields = {}
+    for k in PARTS:
+        if all(k in p.fields for p in parts):
+            fields[k] = cat(lambda p, k=k: p.fields[k])
+    p0 = parts[0]
+    return TimeOddResult(cat(lambda p: p.pattern_index), {k: cat(lambda p, k=k: p.matrices[k]) for k in PARTS},
+                         cat(lambda p: p.residual2), cat(lambda p: p.dpsi2), min(p.n_empty for p in parts), closure,
+                         min(p.gap_ry for p in parts), max(p.orthogonality for p in parts), fields,
+                         p0.fft_grid, p0.omega_bohr3)
 
 
 def empty_save(path) -> Path:
@@ -82,67 +137,93 @@ def empty_save(path) -> Path:
 
 
 def analyze_time_odd(root, empty, closure: str = "kinetic", realspace: bool = False,
-                     n_empty: int | None = None) -> TimeOddResult:
-    """The time-odd response of the q-run ``root`` (raw δψ captures) with the empty states of the
-    pw.x run in ``empty`` (its save directory); ``n_empty`` uses only the lowest that many."""
+                     n_empty: int | None = None, irreps=None, diagnostic_fields: bool = False) -> TimeOddResult:
+    """The time-odd response of the q-run ``root`` (its raw δψ captures, or those of ``irreps``)
+    with the empty states of the pw.x run in ``empty`` (its save directory); ``n_empty`` uses only
+    the lowest that many. With ``realspace`` the X fields; ``diagnostic_fields`` adds those of
+    Eq. 1 and of its unit-weight projection (the completeness oracle on the grid)."""
+    if closure not in kt.CLOSURES:
+        raise ValueError(f"closure {closure!r}: one of {kt.CLOSURES}")
     files, _ = aq.open_qrun(root)
-    raw = {i: c for i, c in files.captures.items() if not c.get("contracted")}
+    raw = {i: c for i, c in files.captures.items() if not c.get("contracted") and (irreps is None or i in irreps)}
     if not raw:
-        raise UnsupportedError(files.root, "every capture was contracted and its δψ discarded: the "
-                                           "time-odd response needs the δψ")
+        raise UnsupportedError(files.root, "every capture was contracted and its δψ discarded without "
+                                           "empty states: the time-odd response needs the δψ")
     files = dataclasses.replace(files, captures=raw)
     gs = aq.read_ground_state(files)
     caps = aq.open_captures(files, gs)
-    x, nocc = gs.x, gs.nocc
     save = empty_save(empty)
     ex = read_data_file_schema(save / "data-file-schema.xml")
-    if ex.nbnd <= nocc:
-        raise InputFileError(ex.path, f"nbnd = {ex.nbnd}: no empty states above the {nocc} occupied bands")
-    nemp = ex.nbnd - nocc if n_empty is None else min(int(n_empty), ex.nbnd - nocc)
-    where = _match_points(x.xk[gs.ikq], ex, x)
-    npat = len(caps.pattern_ids)
-    g0 = {k: np.zeros((npat, 2, 2), complex) for k in ("chi", "one", "proj")}
-    streams = {k: dm.FieldStream(npat, nocc, x.fft_grid, x.omega) for k in g0} if realspace else {}
-    r2 = np.zeros(npat)
-    d2 = np.zeros(npat)
-    gap, ortho = np.inf, 0.0
-    tm = defaultdict(float)
+    if ex.nbnd <= gs.nocc:
+        raise InputFileError(ex.path, f"nbnd = {ex.nbnd}: no empty states above the {gs.nocc} occupied bands")
+    nemp = ex.nbnd - gs.nocc if n_empty is None else min(int(n_empty), ex.nbnd - gs.nocc)
+    acc = _Sums(len(caps.pattern_ids), gs, realspace, diagnostic_fields)
+    where = _match_points(gs.x.xk[gs.ikq], ex, gs.x)
     for ik in range(gs.nksq):
-        jk, jq = int(gs.ikk[ik]), int(gs.ikq[ik])
-        wk, perm_k = aq._read_psi(files, x, gs.psi_buf, jk, nocc, tm)
-        wq, perm_q = (wk, perm_k) if jq == jk else aq._read_psi(files, x, gs.psi_buf, jq, nocc, tm)
-        miller_q = wq.miller[perm_q]                      # ph.x's internal order of k + q
-        npw_q = wq.npw
-        dpsi = np.stack([caps.dwf_of[mu][0].record(ik, caps.dwf_of[mu][1])[:nocc, :, :npw_q]
-                         for mu in caps.pattern_ids])
-        E, eps_e, kin = _empty_on(save, ex, where[ik], miller_q, nocc, nemp, x)
-        # the empty states belong to the q-run's Hamiltonian only if they are orthogonal to its
-        # occupied states at k + q (a wrong plane-wave map or another run gives O(1) overlaps)
-        occ_q = wq.coeffs[:nocc][:, :, perm_q].reshape(nocc, -1)
-        ortho = max(ortho, float(np.abs(occ_q.conj() @ E.reshape(nemp, -1).T).max()))
-        eps_o = x.eigenvalues_ha[jk, :nocc] * HARTREE_IN_RY
-        gap = min(gap, float(eps_e.min() - eps_o.max()))
-        res = kt.chi_from_empty_states(dpsi, E, eps_o, eps_e, closure, kin)
-        w = gs.weights[ik]
-        i_k, i_q = match_miller(wk.miller, miller_q)
-        for key, arr in (("chi", res.chi), ("one", dpsi), ("proj", res.projected)):
-            g0[key] += dm.g0_gathered(wk.coeffs, i_k, list(arr), i_q, w)
-            if streams:
-                streams[key].add_kpoint(wk.coeffs, wk.miller, list(arr), miller_q, w)
-        r2 += w * res.residual_norm2.sum(axis=1)
-        d2 += w * res.dpsi_norm2.sum(axis=1)
-    if ortho > ORTHOGONALITY_TOLERANCE:
+        _add_kpoint(acc, files, gs, caps, ik, (save, ex, where[ik], nemp))
+    if acc.ortho > ORTHOGONALITY_TOLERANCE:
         raise InputFileError(save, f"empty states overlap the q-run's occupied states at k + q by up to "
-                                   f"{ortho:.1e} (tolerance {ORTHOGONALITY_TOLERANCE:g}): not from the "
+                                   f"{acc.ortho:.1e} (tolerance {ORTHOGONALITY_TOLERANCE:g}): not from the "
                                    "same ground state (another scf, cutoff or QE build)")
-    out = TimeOddResult(np.array(caps.pattern_ids) + 1, g0["chi"], pauli_from_matrix(g0["chi"]),
-                        pauli_from_matrix(g0["one"]), pauli_from_matrix(g0["proj"]), np.sqrt(r2 / d2),
-                        nemp, closure, gap, ortho, fft_grid=tuple(x.fft_grid), omega_bohr3=x.omega)
-    if streams:
-        out.chi_field, out.onesided_field, out.projected_field = (streams[k].result() for k in ("chi", "one", "proj"))
+    out = TimeOddResult(np.array(caps.pattern_ids) + 1, acc.g0, acc.r2, acc.d2, nemp, closure, acc.gap, acc.ortho,
+                        {k: st.result() for k, st in acc.streams.items()}, tuple(gs.x.fft_grid), gs.x.omega)
     log.info("%s: time-odd response with %d empty states (closure %s): δψ outside them %s",
              files.root.name, nemp, closure, np.array2string(out.residual_norm, precision=3))
     return out
+
+
+class _Sums:
+    """The k sums of :func:`analyze_time_odd`: 2×2 cell integrals and fields per part, norms."""
+
+    def __init__(self, npat, gs, realspace, diagnostic):
+        self.g0 = {k: np.zeros((npat, 2, 2), complex) for k in PARTS}
+        keys = (PARTS if diagnostic else PARTS[:2]) if realspace else ()
+        self.streams = {k: dm.FieldStream(npat, gs.nocc, gs.x.fft_grid, gs.x.omega) for k in keys}
+        self.r2, self.d2 = np.zeros(npat), np.zeros(npat)
+        self.gap, self.ortho = np.inf, 0.0
+        self.tm = defaultdict(float)
+
+
+def _irrep_batches(caps) -> list[tuple[int, int]]:
+    """Runs of consecutive patterns sharing a δψ buffer (one irrep): each is computed on its own,
+    so a pattern's numbers do not depend on which other irreps are analysed with it (the
+    contraction of one irrep gives the same bits as the whole-q analysis)."""
+    ids, out, start = caps.pattern_ids, [], 0
+    for n in range(1, len(ids) + 1):
+        if n == len(ids) or caps.dwf_of[ids[n]][0] is not caps.dwf_of[ids[start]][0]:
+            out.append((start, n))
+            start = n
+    return out
+
+
+def _add_kpoint(acc: _Sums, files, gs, caps, ik: int, empty) -> None:
+    save, ex, ie, nemp = empty
+    x, nocc = gs.x, gs.nocc
+    jk, jq = int(gs.ikk[ik]), int(gs.ikq[ik])
+    wk, perm_k = aq._read_psi(files, x, gs.psi_buf, jk, nocc, acc.tm)
+    wq, perm_q = (wk, perm_k) if jq == jk else aq._read_psi(files, x, gs.psi_buf, jq, nocc, acc.tm)
+    miller_q = wq.miller[perm_q]                      # ph.x's internal order of k + q
+    E, eps_e, kin = _empty_on(save, ex, ie, miller_q, nocc, nemp, x)
+    # the empty states belong to the q-run's Hamiltonian only if they are orthogonal to its
+    # occupied states at k + q (a wrong plane-wave map or another run gives O(1) overlaps)
+    occ_q = wq.coeffs[:nocc][:, :, perm_q].reshape(nocc, -1)
+    acc.ortho = max(acc.ortho, float(np.abs(occ_q.conj() @ E.reshape(nemp, -1).T).max()))
+    eps_o = x.eigenvalues_ha[jk, :nocc] * HARTREE_IN_RY
+    acc.gap = min(acc.gap, float(eps_e.min() - eps_o.max()))
+    w = gs.weights[ik]
+    i_k, i_q = match_miller(wk.miller, miller_q)
+    records = {k: [] for k in PARTS}
+    for a, b in _irrep_batches(caps):
+        dpsi = np.stack([caps.dwf_of[mu][0].record(ik, caps.dwf_of[mu][1])[:nocc, :, :wq.npw]
+                         for mu in caps.pattern_ids[a:b]])
+        res = kt.chi_from_empty_states(dpsi, E, eps_o, eps_e, "kinetic", kin)
+        for key, arr in zip(PARTS, (res.chi_sum, res.tail, dpsi, res.projected)):
+            acc.g0[key][a:b] += dm.g0_gathered(wk.coeffs, i_k, list(arr), i_q, w)
+            records[key] += list(arr)
+        acc.r2[a:b] += w * res.residual_norm2.sum(axis=1)
+        acc.d2[a:b] += w * res.dpsi_norm2.sum(axis=1)
+    for key, st in acc.streams.items():
+        st.add_kpoint(wk.coeffs, wk.miller, records[key], miller_q, w)
 
 
 # ħ in Ry·s over the bohr in m: a velocity of 1 bohr per (ħ/Ry) is this many m/s, inverted
@@ -176,13 +257,44 @@ def attach(result, todd: TimeOddResult) -> None:
 
 
 def attach_if_present(result, qdir, closure: str = "kinetic", realspace: bool = False) -> bool:
-    """With empty states next to the q-run (:func:`find_empty_states`), its time-odd response
-    into ``result`` (:func:`attach`); returns whether there were any."""
-    save = find_empty_states(qdir)
-    if save is None:
+    """The q-run's time-odd response into ``result`` (:func:`attach`) when it has one: from the
+    empty states next to it (:func:`find_empty_states`) for irreps whose δψ is kept, from the
+    contracted files for the others. Returns whether there was one."""
+    t = time_odd_of_qrun(qdir, closure, realspace)
+    if t is None:
         return False
-    attach(result, analyze_time_odd(qdir, save, closure=closure, realspace=realspace))
+    attach(result, t)
     return True
+
+
+def time_odd_of_qrun(qdir, closure: str = "kinetic", realspace: bool = False) -> TimeOddResult | None:
+    """The time-odd response of a q-run, or None without empty states: raw irreps from their δψ
+    and the empty states, contracted ones from what their contraction stored."""
+    from ..results import contracted as rc
+    files, _ = aq.open_qrun(qdir)
+    done = {i: c for i, c in files.captures.items() if c.get("contracted")}
+    raw = sorted(set(files.captures) - set(done))
+    save = find_empty_states(qdir)
+    recs = {i: rc.read(c["contracted"]["file"], field=realspace) for i, c in done.items()}
+    with_odd = {i: r for i, r in recs.items() if r.get("time_odd") is not None}
+    if save is None and not with_odd:
+        return None
+    missing = sorted(set(recs) - set(with_odd))
+    if missing:
+        raise InputFileError(files.root, f"irreps {missing} were contracted before the empty states existed: "
+                                         "their time-odd response is lost; recompute them (delete "
+                                         f"{files.root}) or remove {files.root / 'empty'}")
+    parts = [analyze_time_odd(qdir, save, closure, realspace, irreps=set(raw))] if raw else []
+    parts += [_from_contracted(r, closure, realspace) for r in with_odd.values()]
+    return merge(parts, closure)
+
+
+def _from_contracted(rec: dict, closure: str, realspace: bool) -> TimeOddResult:
+    t = rec["time_odd"]
+    fields = {k: t[f"{k}_field"] for k in ("sum", "tail")} if realspace else {}
+    return TimeOddResult(np.asarray(rec["pattern_id"]) + 1, {k: t[f"{k}_matrix"] for k in PARTS},
+                         t["residual2"], t["dpsi2"], int(t["n_empty"]), closure, float(t["gap_ry"]),
+                         float(t["orthogonality"]), fields, tuple(rec["fft_grid"]))
 
 
 def find_empty_states(qdir) -> Path | None:

@@ -77,10 +77,7 @@ def run_bands(workflow, path: str | None = None, npoints: int | None = None, wor
     output = Path(output or run_dir / "bands.h5")
     runner = Runner(wf, run_dir, progress=progress)
     from . import storage
-    from .options import time_odd_settings
-    st_storage = storage.settings(wf, None, discard_dwf, keep_scratch)
-    time_odd_settings(wf, None, None, st_storage)
-    storage.attach(runner, st_storage)
+    storage.attach(runner, storage.settings(wf, None, discard_dwf, keep_scratch))
     res = runner.run_parallel(st.qpts, None, workers,
                               st.dense_bp.q_crystal if st.dense_bp is not None else None)
     figs = write_bands(st, res.qdirs, res.failures, res.dispersion, output, figures, tol_cm1)

@@ -14,11 +14,11 @@ def analysis_options(wf, **overrides):
     return AnalysisOptions(**fields)
 
 
-def time_odd_settings(wf, time_odd: bool | None, empty_bands: int | None, storage: dict) -> None:
+def time_odd_settings(wf, time_odd: bool | None, empty_bands: int | None) -> None:
     """Switch the time-odd response on or off on ``wf`` in place (``--time-odd``,
     ``--no-time-odd``, ``--empty-bands``; default: the workflow's [timeodd] section), checked
-    against the storage settings before any QE process starts: it needs the δψ."""
-    from ..errors import InputFileError
+    before any QE process starts. With contract-and-discard each pattern's contraction also
+    stores its time-odd part (dfptmag.analysis.contract)."""
     from ..workflow import config
     if time_odd is False:
         wf.timeodd = None
@@ -28,6 +28,3 @@ def time_odd_settings(wf, time_odd: bool | None, empty_bands: int | None, storag
         if empty_bands is not None:
             sec["empty_bands"] = empty_bands
         wf.timeodd = config.timeodd_section("--empty-bands", sec)
-    if wf.timeodd is not None and storage["discard_dwf"]:
-        raise InputFileError(wf.path, "[timeodd]: the time-odd response needs each pattern's δψ, which "
-                                      "discard_dwf deletes; run with --keep-dwf (or [storage] discard_dwf = false)")

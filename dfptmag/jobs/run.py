@@ -64,7 +64,7 @@ def _no_time_odd_here(workflow, where: str) -> None:
     wf = config.load(resolve_workflow(workflow))
     if wf.timeodd is not None:
         raise InputFileError(wf.path, f"[timeodd]: the time-odd response is computed by 'dfptmag run' and the "
-                                      f"direct 'dfptmag bands --direct' for now, not by {where}")
+                                      f"direct route of 'dfptmag bands' (--direct, --engine) for now, not by {where}")
 
 
 def _time_odd(result, qdir, options, settings: dict | None) -> None:
@@ -165,7 +165,7 @@ def run(workflow=None, q=None, patterns=None, run_dir=None, output=None, snapsho
     runner = Runner(wf, run_dir, progress=progress)
     from . import storage
     st = storage.settings(wf, None, discard_dwf, keep_scratch)
-    time_odd_settings(wf, time_odd, empty_bands, st)
+    time_odd_settings(wf, time_odd, empty_bands)
     storage.attach(runner, st)
     runner.check_patterns(patterns)          # against 3·nat, before any QE process starts
     qdirs = runner.run(qpoints, patterns)
@@ -227,8 +227,8 @@ def bands(workflow=None, path: str | None = None, npoints: int | None = None, wo
         output_file(output)
     if run_dir is not None:
         run_directory(run_dir)
-    if (engine is not None or dry_run or interpolate or (interpolate is None and route(workflow) == "interpolated")):
-        _no_time_odd_here(workflow, "the engines and the interpolated route")
+    if interpolate or (interpolate is None and engine is None and not dry_run and route(workflow) == "interpolated"):
+        _no_time_odd_here(workflow, "the interpolated route")
     if engine is not None or dry_run:
         if interpolate:
             raise DfptmagError("--interpolate runs on one machine for now; drop --engine/--dry-run")

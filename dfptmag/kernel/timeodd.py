@@ -34,11 +34,17 @@ TOP_BANDS_FOR_OFFSET = 8        # highest computed bands that calibrate the clos
 
 @dataclasses.dataclass
 class ChiResult:
-    chi: np.ndarray             # (npat, nocc, 2, npw) χ_n, per Ry
+    chi_sum: np.ndarray         # (npat, nocc, 2, npw) Σ_{m≤M} |m⟩⟨m|δψ_n⟩/(ε_n − ε_m), per Ry
+    tail: np.ndarray | None     # (npat, nocc, 2, npw) the closure's r_n/(ε_n − ε̄_n), None without one
     projected: np.ndarray       # (npat, nocc, 2, npw) Σ_{m≤M} |m⟩⟨m|δψ_n⟩ (unit weights)
     residual_norm2: np.ndarray  # (npat, nocc) ‖r_n‖², r_n = δψ_n − Σ_{m≤M}|m⟩⟨m|δψ_n⟩
     dpsi_norm2: np.ndarray      # (npat, nocc) ‖δψ_n‖²
     tail_energy: np.ndarray | None   # (npat, nocc) ε̄_n of the closure (Ry), None without one
+
+    @property
+    def chi(self) -> np.ndarray:
+        """χ_n: the sum over the computed states plus the closure's tail."""
+        return self.chi_sum if self.tail is None else self.chi_sum + self.tail
 
 
 def chi_from_empty_states(dpsi: np.ndarray, empty: np.ndarray, eps_occ: np.ndarray, eps_empty: np.ndarray,
@@ -67,7 +73,7 @@ def chi_from_empty_states(dpsi: np.ndarray, empty: np.ndarray, eps_occ: np.ndarr
     d2 = np.einsum("ij,ij->i", D.conj(), D).real
     R = D - projected                     # formed directly: ‖δψ‖² − Σ|⟨m|δψ⟩|² loses its digits
     r2 = np.einsum("ij,ij->i", R.conj(), R).real
-    tail = None
+    tail = tail_energy = None
     if closure == "kinetic":
         if kinetic is None or len(kinetic) != npw:
             raise ValueError("the kinetic closure needs |k+q+G|² on the plane waves")
@@ -80,11 +86,11 @@ def chi_from_empty_states(dpsi: np.ndarray, empty: np.ndarray, eps_occ: np.ndarr
         # the remainder lives above the computed bands: never let its energy fall below them
         ebar = np.maximum(np.nan_to_num(t_r + offset, nan=eps_empty[-1]), eps_empty[-1])
         eps_n = np.tile(eps_occ, npat)
-        chi = chi + R / (eps_n - ebar)[:, None]
-        tail = ebar.reshape(npat, nocc)
+        tail = (R / (eps_n - ebar)[:, None]).reshape(npat, nocc, npol, npw)
+        tail_energy = ebar.reshape(npat, nocc)
     shape = (npat, nocc, npol, npw)
-    return ChiResult(chi.reshape(shape), projected.reshape(shape), r2.reshape(npat, nocc),
-                     d2.reshape(npat, nocc), tail)
+    return ChiResult(chi.reshape(shape), tail, projected.reshape(shape), r2.reshape(npat, nocc),
+                     d2.reshape(npat, nocc), tail_energy)
 
 
 __all__ = ["chi_from_empty_states", "ChiResult", "CLOSURES"]

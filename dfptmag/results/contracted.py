@@ -14,6 +14,12 @@ the δψ files' names to the sha256 they had at capture time)::
     drho_relative_error (npert,)               ‖2 Tr δñ − fildrho‖/‖fildrho‖ on the grid
     drho_g0_relative_error (npert,)            the same at G = 0, relative to fildrho's RMS
 
+With empty states next to the q-run (the time-odd response, ``[timeodd]``) a group ``time_odd``
+holds, per perturbation, the 2×2 cell integrals of the parts of :data:`dfptmag.analysis.timeodd.PARTS`
+(``sum_matrix``, ``tail_matrix``, ``one_matrix``, ``proj_matrix``), ``residual2`` and ``dpsi2``,
+and the fields ``sum_field`` and ``tail_field``; attributes ``n_empty``, ``gap_ry``,
+``orthogonality``. The closure's tail is kept apart, so the closure is chosen at analysis.
+
 The arrays are the same floating-point numbers the analysis would accumulate from the δψ
 (one k-point at a time, in the same order), so a q-run analysed from contracted results is
 bitwise equal to one analysed from its δψ. Written atomically and flushed to disk (fsync)
@@ -35,6 +41,9 @@ SCHEMA = "dfptmag-contracted/1"
 DIRNAME = "contracted"
 ARRAYS = ("pattern_id", "density_matrix", "field", "fildrho", "drho_relative_error", "drho_g0_relative_error")
 BULK = ("field", "fildrho")         # left out by read(field=False)
+TIME_ODD_ARRAYS = ("sum_matrix", "tail_matrix", "one_matrix", "proj_matrix", "residual2", "dpsi2",
+                   "sum_field", "tail_field")
+TIME_ODD_ATTRS = ("n_empty", "gap_ry", "orthogonality")
 
 
 def path_for(qdir, irrep: int) -> Path:
@@ -62,6 +71,12 @@ def write(path, rec: dict) -> Path:
         d.attrs["description"] = "ph.x's fildrho records of these patterns (2 x the one-sided charge)"
         for key in ("drho_relative_error", "drho_g0_relative_error"):
             f.create_dataset(key, data=np.asarray(rec[key], dtype=float)).attrs["units"] = "1"
+        if rec.get("time_odd") is not None:
+            g = f.create_group("time_odd")
+            for key in TIME_ODD_ARRAYS:
+                g.create_dataset(key, data=rec["time_odd"][key])
+            for key in TIME_ODD_ATTRS:
+                g.attrs[key] = rec["time_odd"][key]
     for target in (path, path.parent):
         fd = os.open(target, os.O_RDONLY)
         try:
@@ -86,6 +101,11 @@ def read(path, field: bool = True) -> dict:
             rec["q_tpiba"] = np.array(f.attrs["q_tpiba"])
             rec["fft_grid"] = tuple(int(n) for n in f.attrs["fft_grid"])
             rec["source_sha256"] = json.loads(f.attrs["source_sha256"])
+            rec["time_odd"] = None
+            if "time_odd" in f:
+                g = f["time_odd"]
+                rec["time_odd"] = {k: g[k][()] for k in TIME_ODD_ARRAYS if field or not k.endswith("_field")}
+                rec["time_odd"].update({k: g.attrs[k].item() for k in TIME_ODD_ATTRS})
     except (OSError, KeyError) as exc:
         raise InputFileError(path, f"unreadable contracted result ({type(exc).__name__}: {exc})") from None
     return rec

@@ -201,7 +201,9 @@ def do_common(plan: Plan, label: str) -> None:
     r = runner_for(plan, "common")
     work = r.run_dir / f"q_{label}"
     with locks.task(work):
-        r.q_common(work, _qpoint(plan, label), h)
+        hc, _ = r.q_common(work, _qpoint(plan, label), h)
+        if r.wf.timeodd is not None:          # the empty states join the q's common part
+            r.empty_states(work, hc)
 
 
 def copy_state(qdir: Path, pdir: Path, prefix: str) -> dict:
