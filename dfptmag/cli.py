@@ -340,7 +340,7 @@ def cmd_snapshot(a):
     files = run_snapshot(a.result, a.q, mode=a.mode, pattern=a.pattern, cells=a.cells, t=a.time,
                          plane=a.plane, formats=_names(a.format),
                          movie=a.movie, frames=a.frames, outdir=a.outdir, grid=a.grid,
-                         progress=not a.quiet)
+                         progress=not a.quiet, kind="time-odd" if a.time_odd else "one-sided")
     for f in files:
         print(f"wrote {f}")
 
@@ -424,6 +424,7 @@ examples:
   dfptmag snapshot result.h5 --q=-K --pattern 3 --cells 6x6 --time 0.25 --plane z=1.5
   dfptmag snapshot result.h5 --q K --mode 5 --format xsf,vtk,cube --grid 36,36,108
   dfptmag snapshot result.h5 --q K --mode 5 --movie gif --frames 24 --outdir movies
+  dfptmag snapshot result.h5 --q K --mode 6 --time-odd    # the time-odd response (run --time-odd)
 Python: dfptmag.load("result.h5")["K"].snapshot(mode=2, formats=("png",))
 """,
     "bands": """\
@@ -588,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid", type=_grid, help="Fourier-interpolate to this grid n1,n2,n3 (default: QE's FFT grid)")
     s.add_argument("--outdir", default="snapshots", help="output directory (default snapshots/)")
     s.add_argument("--quiet", action="store_true", help="no progress bars")
+    s.add_argument("--time-odd", action="store_true",
+                   help="the time-odd spin response of the mode instead (in phase with the lattice velocity, "
+                        "at the mode's frequency and amplitude; needs a run with --time-odd)")
     s.set_defaults(func=cmd_snapshot)
     bd = sub.add_parser("bands", help="magnetization bands along a q path (paper Fig. 3)",
                         description="The magnetization bands along a q path (default Γ–M–K–Γ of the "

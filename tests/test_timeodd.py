@@ -419,3 +419,36 @@ def test_local_engine_carries_the_time_odd_response(time_odd_run, tmp_path):
     k = read_q(h5, "K")
     order = np.argsort(k["modes/frequency_meV"])
     assert np.allclose(b["modes/time_odd_rms_outofplane"][0], k["time_odd/mode_rms_outofplane"][order], rtol=1e-12)
+
+
+@pytest.mark.qe
+def test_time_odd_snapshot(time_odd_run, tmp_path):
+    """The time-odd field of a mode: its cell average × Ω equals the G = 0 peak (two independent
+    routes: FFT-grid field and overlaps), its charge is zero, and the snapshot is drawn; a
+    pattern has no frequency, hence no time-odd snapshot."""
+    from dfptmag.analysis.snapshot import load
+    from dfptmag.errors import InputFileError
+    from dfptmag.jobs.snapshot import run_snapshot
+    _, h5 = time_odd_run
+    amp = load(h5, "K", mode=6, kind="time-odd")
+    avg = amp.field.mean(axis=(1, 2, 3)) * amp.omega_bohr3
+    assert np.abs(amp.field[0]).max() == 0
+    assert np.abs(avg[1:] - amp.cell_integral[1:]).max() <= 1e-8 * np.abs(amp.cell_integral).max()
+    files = run_snapshot(h5, "K", mode=6, formats=("png",), outdir=tmp_path, kind="time-odd")
+    assert [f.name for f in files] == ["snapshot_K_mode6_time_odd_t0.000.png"]
+    with pytest.raises(InputFileError, match="a pattern has no frequency"):
+        load(h5, "K", pattern=3, kind="time-odd")
+    with pytest.raises(InputFileError, match="no time-odd field"):
+        _no_time_odd(h5, tmp_path)
+
+
+def _no_time_odd(h5, tmp_path):
+    """A results file without the time_odd group: the time-odd snapshot is refused in one line."""
+    import shutil
+    import h5py
+    from dfptmag.analysis.snapshot import load
+    plain = tmp_path / "plain.h5"
+    shutil.copy(h5, plain)
+    with h5py.File(plain, "a") as f:
+        del f["q"]["K"]["time_odd"]
+    load(plain, "K", mode=6, kind="time-odd")

@@ -33,14 +33,21 @@ class Amplitude:
     cell_integral: np.ndarray  # (4,) complex
     frequency_mev: float | None
     amplitude_note: str
+    kind: str = "one-sided"    # or "time-odd": the magnetization in phase with the lattice velocity
 
     @property
     def omega_bohr3(self) -> float:
         return float(abs(np.linalg.det(self.cell_bohr)))
 
 
-def load(path, label: str, mode: int | None = None, pattern: int | None = None) -> Amplitude:
-    """Mode ν (1-based) = Σ_μ c[ν, μ] × pattern μ field; or a single pattern (1-based)."""
+def load(path, label: str, mode: int | None = None, pattern: int | None = None,
+         kind: str = "one-sided") -> Amplitude:
+    """Mode ν (1-based) = Σ_μ c[ν, μ] × pattern μ field; or a single pattern (1-based).
+    ``kind="time-odd"`` (a mode only): the time-odd spin response at the mode's frequency and
+    amplitude, −2iħω_ν m[X·U_ν](r), a quarter period away from the displacement; its charge is
+    zero (time reversal cancels it)."""
+    if kind not in ("one-sided", "time-odd"):
+        raise ValueError(f"kind {kind!r}: 'one-sided' or 'time-odd'")
     try:
         labs = results.labels(path)
     except (OSError, KeyError):
@@ -57,6 +64,9 @@ def load(path, label: str, mode: int | None = None, pattern: int | None = None) 
     if (mode is None) == (pattern is None):
         raise ValueError("give exactly one of mode, pattern")
     if pattern is not None:
+        if kind == "time-odd":
+            raise InputFileError(path, "a pattern has no frequency and so no velocity: the time-odd snapshot "
+                                       "is of a mode (--mode)")
         if pattern not in idx:
             raise InputFileError(path, f"pattern {pattern} not computed at '{label}' (has {idx})")
         n = idx.index(pattern)
@@ -68,12 +78,33 @@ def load(path, label: str, mode: int | None = None, pattern: int | None = None) 
     c = d["modes/pattern_coefficients"]
     if not 1 <= mode <= c.shape[0]:
         raise InputFileError(path, f"mode {mode} out of range 1..{c.shape[0]}")
-    field = np.tensordot(c[mode - 1], pf, axes=(0, 0))
     with h5py.File(path) as f:
         note = str(f["q"][label]["modes"].attrs.get("amplitude", ""))
+    if kind == "time-odd":
+        return _time_odd_mode(path, d, c, mode, note, common)
+    field = np.tensordot(c[mode - 1], pf, axes=(0, 0))
     return Amplitude(what=f"mode {mode}", field=field, displacement=d["modes/displacement_bohr"][mode - 1],
                      cell_integral=d["modes/cell_integral"][mode - 1],
                      frequency_mev=float(d["modes/frequency_meV"][mode - 1]), amplitude_note=note, **common)
+
+
+def _time_odd_mode(path, d: dict, c: np.ndarray, mode: int, note: str, common: dict) -> Amplitude:
+    from ..kernel import modes as km
+    if "time_odd/pattern_field" not in d or "time_odd/mode_peak" not in d:
+        raise InputFileError(path, f"q '{common['label']}' has no time-odd field (run with --time-odd, "
+                                   "and with the real-space field)")
+    w_ry = float(d["modes/frequency_meV"][mode - 1]) / km.ry_to_mev(1.0)
+    if not w_ry > 0:
+        raise InputFileError(path, f"mode {mode} at '{common['label']}' has ω ≤ 0: no velocity, no time-odd field")
+    x = np.tensordot(c[mode - 1], d["time_odd/pattern_field"], axes=(0, 0))
+    field = np.zeros_like(x)
+    field[1:] = -2j * w_ry * x[1:]
+    peak = d["time_odd/mode_peak"][mode - 1]
+    return Amplitude(what=f"mode {mode}", field=field, displacement=d["modes/displacement_bohr"][mode - 1],
+                     cell_integral=np.concatenate([[0.0], peak]),
+                     frequency_mev=float(d["modes/frequency_meV"][mode - 1]),
+                     amplitude_note=note + "; time-odd spin response, in phase with the velocity",
+                     kind="time-odd", **common)
 
 
 def resample(field: np.ndarray, shape) -> np.ndarray:

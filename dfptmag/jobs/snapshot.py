@@ -15,16 +15,17 @@ from ..export import FORMATS
 def run_snapshot(result, label: str, mode: int | None = None, pattern: int | None = None,
                  cells=(4, 4), t: float = 0.0, plane: str | None = None, formats=("png",),
                  movie: str | None = None, frames: int = 48, outdir=".", grid=None,
-                 progress: bool = False) -> list[Path]:
+                 progress: bool = False, kind: str = "one-sided") -> list[Path]:
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise DfptmagError(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
-    amp = load(result, label, mode=mode, pattern=pattern)
+    amp = load(result, label, mode=mode, pattern=pattern, kind=kind)
     if grid is not None:
         amp.field = resample(amp.field, grid)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    stem = f"snapshot_{label}_{amp.what.replace(' ', '')}_t{t:.3f}"
+    odd = "_time_odd" if kind == "time-odd" else ""
+    stem = f"snapshot_{label}_{amp.what.replace(' ', '')}{odd}_t{t:.3f}"
     written = []
     if "png" in formats or "pdf" in formats:
         from ..plot.snapshot import save_snapshot
@@ -53,7 +54,7 @@ def run_snapshot(result, label: str, mode: int | None = None, pattern: int | Non
         written.append(grids.write_h5(outdir / f"{stem}.h5", amp, cells, t))
     if movie:
         from ..plot.snapshot import movie as make_movie
-        written.append(make_movie(amp, outdir / f"movie_{label}_{amp.what.replace(' ', '')}.{movie}",
+        written.append(make_movie(amp, outdir / f"movie_{label}_{amp.what.replace(' ', '')}{odd}.{movie}",
                                   frames=frames, cells=cells, plane=plane, progress=progress))
     return written
 

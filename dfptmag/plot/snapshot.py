@@ -104,7 +104,7 @@ def _title(amp: Amplitude, cells, t: float, plane, d, disp_scale: float) -> str:
              + f", t = {t:.3f} T, {where}, {cells[0]}×{cells[1]} cells")
     return (title + "\n" + amp.amplitude_note
             + f"; in-plane displacements drawn ×{disp_scale:.3g} (arrows), {metal} colour = z displacement"
-            + "; one-sided amplitude of Eq. 1")
+            + ("" if amp.kind == "time-odd" else "; one-sided amplitude of Eq. 1"))
 
 
 def snapshot_figure(amp: Amplitude, cells=(4, 4), t: float = 0.0, plane: str | None = None,
@@ -144,7 +144,8 @@ def _snapshot(amp, cells, t, plane, arrows_every, disp_scale, fixed_limits):
     # (b), (c) out-of-plane magnetization and charge
     meshes = {}
     for ax, c, lab, name in ((axes[1], 3, r"$\delta m_z$ ($\mu_B$/Å$^3$)", "out-of-plane magnetization"),
-                             (axes[2], 0, r"$\delta n$ (e/Å$^3$)", "induced charge")):
+                             (axes[2], 0, r"$\delta n$ (e/Å$^3$)",
+                              "induced charge" if amp.kind != "time-odd" else "no time-odd charge (time reversal)")):
         v = lim[c] or 1.0
         meshes[c] = ax.pcolormesh(X, Y, comp[c], cmap="RdBu_r", vmin=-v, vmax=v, shading="gouraud", rasterized=True)
         fig.colorbar(meshes[c], ax=ax, shrink=0.75, label=lab)
