@@ -241,7 +241,8 @@ def cmd_sqw(a):
         kw.update(at=a.at, G=tuple(int(round(g)) for g in a.G))
     try:
         res, paths = run_sqw(a.input, kind=kind, outdir=a.outdir, channels=channels, formats=_names(a.format),
-                             log_scale=a.log, overlay=not a.no_overlay, **kw)
+                             log_scale=a.log, overlay=not a.no_overlay,
+                             sector="time-odd" if a.time_odd else "one-sided", **kw)
     except ValueError as exc:
         raise DfptmagError(f"{a.input}: {exc}") from None
     nskip = int((~res.kept).sum())
@@ -735,6 +736,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "the DFT amplitudes already hold the spatial shape of the spin density)")
     sq.add_argument("--log", action="store_true", help="log colour scale (default linear)")
     sq.add_argument("--no-overlay", action="store_true", help="no dispersion lines on the Q–ω map")
+    sq.add_argument("--time-odd", action="store_true",
+                    help="the physical spin sector from the time-odd amplitudes (a dfptmag.h5 of 'run --time-odd'; "
+                         "cuts at Q = q + G) instead of the paper's one-sided one")
     sq.add_argument("--format", type=_formats(FIGURE_FORMATS), default="png", help="figure formats (default png)")
     sq.add_argument("--outdir", help="output directory (default: next to INPUT)")
     sq.set_defaults(func=cmd_sqw)

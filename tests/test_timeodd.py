@@ -452,3 +452,33 @@ def _no_time_odd(h5, tmp_path):
     with h5py.File(plain, "a") as f:
         del f["q"]["K"]["time_odd"]
     load(plain, "K", mode=6, kind="time-odd")
+
+
+@pytest.mark.qe
+def test_structure_factor_of_the_time_odd_response(time_odd_run, tmp_path):
+    """The physical spin sector of S(Q, ω) from the time-odd amplitudes (``sqw --time-odd``): at
+    Q = K its amplitudes are the mode peaks −2iħω m[X·U] (FFT of the field at G = 0 against the
+    overlaps' cell integral), it has no charge, each Stokes line of S^{xx} weighs
+    (1 + n_B)|A^x|², and its files say which sector they hold."""
+    import h5py
+    from dfptmag.jobs.sqw import run_sqw
+    from dfptmag.kernel import structure_factor as sf
+    from dfptmag.results.qfile import read_q
+    _, h5 = time_odd_run
+    res, paths = run_sqw(h5, kind="cut", at="K", outdir=tmp_path, channels=["inplane"], formats=("png",),
+                         sector="time-odd", temperature=300.0)
+    k = read_q(h5, "K")
+    A = res.amplitude[0]
+    assert np.all(A[:, 0] == 0)
+    peak = k["time_odd/mode_peak"]
+    assert np.abs(A[:, 1:] - peak).max() <= 1e-8 * np.abs(peak).max()
+    n_b = sf.bose(k["modes/frequency_meV"], 300.0)
+    stokes = res.line_energy[0] > 0
+    want = ((1 + n_b) * np.abs(A[:, 1]) ** 2)
+    got = res.line_weight[0][stokes][:, 1, 1].real
+    assert np.allclose(np.sort(got), np.sort(want), rtol=1e-12)
+    with h5py.File(paths[0]) as f:
+        assert f.attrs["sector"] == "time-odd" and "time-odd" in f.attrs["object"]
+    assert any(p.name == "sqw_cut_time_odd_K_inplane.png" for p in paths)
+    one, _ = run_sqw(h5, kind="cut", at="K", outdir=tmp_path, channels=["inplane"], formats=())
+    assert one.sector == "one-sided" and np.abs(one.amplitude[0][:, 0]).max() > 0

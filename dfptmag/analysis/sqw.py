@@ -160,16 +160,27 @@ class InterpolatedSource:
         return km.ry_to_mev(w), np.einsum("qnka,qkac->qnc", U, F)
 
 
+SECTORS = ("one-sided", "time-odd")
+
+
 # --------------------------------------------------------------------------------- direct source
 class DirectSource:
     """The DFPT q-points of a run result with real-space fields: Q = q + G, G on the FFT grid."""
 
     kind = "direct"
 
-    def __init__(self, results: dict[str, dict], path=None):
+    def __init__(self, results: dict[str, dict], path=None, sector: str = "one-sided"):
         """``results``: {label: analysis result} with ``pattern_field`` (analyze_qrun's dicts, or
-        :meth:`from_file`)."""
-        self.results = {k: r for k, r in results.items() if r.get("pattern_field") is not None}
+        :meth:`from_file`). ``sector="time-odd"``: the amplitudes are those of the time-odd spin
+        response (``time_odd_pattern_field``), A_ν = −2iħω_ν m[X·U_ν](Q), with no charge."""
+        if sector not in SECTORS:
+            raise ValueError(f"sector {sector!r}: one of {', '.join(SECTORS)}")
+        self.sector = sector
+        key = "pattern_field" if sector == "one-sided" else "time_odd_pattern_field"
+        self.results = {k: dict(r, pattern_field=r.get(key)) for k, r in results.items() if r.get(key) is not None}
+        if not self.results and sector == "time-odd":
+            raise InputFileError(path or "results", "no q-point with a time-odd field: run with --time-odd "
+                                                    "and [analysis] realspace = true")
         if not self.results:
             raise InputFileError(path or "results", "no q-point with real-space fields: run with "
                                                     "[analysis] realspace = true")
@@ -179,12 +190,12 @@ class DirectSource:
         self.symbols = list(r0["symbols"])
         self.masses_amu = np.asarray(r0["masses_amu"], float)
         self.path = path
-        self.description = f"direct: fields of the DFPT q-points {', '.join(self.results)}" + (
-            f" of {path}" if path else "")
+        self.description = (f"direct: {sector} fields of the DFPT q-points {', '.join(self.results)}"
+                            + (f" of {path}" if path else ""))
 
     @classmethod
-    def from_file(cls, path):
-        """A dfptmag.h5 (``run``/``analyze``) with ``patterns/field``."""
+    def from_file(cls, path, sector: str = "one-sided"):
+        """A dfptmag.h5 (``run``/``analyze``) with ``patterns/field`` (and ``time_odd/pattern_field``)."""
         from ..results import qfile
         path = Path(path)
         out = {}
@@ -200,8 +211,9 @@ class DirectSource:
                           "positions_bohr": d["structure/positions_bohr"],
                           "symbols": [s.decode() if isinstance(s, bytes) else str(s) for s in d["structure/symbols"]],
                           "omega_bohr3": abs(float(np.linalg.det(d["structure/cell_bohr"]))),
-                          "q_crystal": d["q_crystal"]}
-        return cls(out, path)
+                          "q_crystal": d["q_crystal"],
+                          "time_odd_pattern_field": d.get("time_odd/pattern_field")}
+        return cls(out, path, sector)
 
     def q_crystal(self, label: str) -> np.ndarray:
         return np.asarray(self.results[label]["q_crystal"], float)
@@ -230,4 +242,7 @@ class DirectSource:
         c[~np.isfinite(U).all(axis=1)] = np.nan
         comp = self.pattern_components(label, G, qz)                  # (npat, nG, 4)
         A = np.einsum("nm,mgc->gnc", c, comp)
+        if self.sector == "time-odd":            # the peak at the velocity of one phonon quantum
+            A[..., 0] = 0.0
+            A[..., 1:] *= -2j * np.where(w > 0, w, np.nan)[None, :, None]
         return km.ry_to_mev(w), A

@@ -188,6 +188,7 @@ class StructureFactor:
     form_factor: tuple | None = None
     cross_section: bool = False
     label: str = ""
+    sector: str = "one-sided"                # or "time-odd"
 
     def channel(self, name: str) -> np.ndarray:
         """A real channel (nQ, nE) in :func:`channel_units` (``cross_section``: the neutron
@@ -205,7 +206,10 @@ class StructureFactor:
 
     def describe(self) -> str:
         fw = self.fwhm if not callable(self.fwhm) else "callable"
-        return (f"S(Q, ω) of paper Eq. 5 ({ONE_SIDED_NOTE}); T = {self.temperature_k:g} K; "
+        what = (f"S(Q, ω) of paper Eq. 5 ({ONE_SIDED_NOTE})" if self.sector == "one-sided" else
+                "S(Q, ω) of the time-odd spin response (the magnetization in phase with the lattice velocity, "
+                "A = -2i hbar omega m[X U]; the physical spin sector, no charge)")
+        return (f"{what}; T = {self.temperature_k:g} K; "
                 f"{self.shape} resolution FWHM {fw} meV; Q_z = {self.qz:g} 1/Å; modes below "
                 f"{self.omega_min_mev:g} meV excluded; Debye–Waller factor not included; source: {self.source}")
 
@@ -240,7 +244,8 @@ class StructureFactor:
         from ..results.sqwfile import write
         outdir = Path(outdir)
         outdir.mkdir(parents=True, exist_ok=True)
-        stem = f"sqw_{self.kind}" + (f"_{self.label}" if self.label else "")
+        stem = (f"sqw_{self.kind}" + ("_time_odd" if self.sector == "time-odd" else "")
+                + (f"_{self.label}" if self.label else ""))
         paths = [write(self, outdir / f"{stem}.h5", channels)]
         from ..atomic import atomic_path
         for ch in channels:
@@ -254,7 +259,7 @@ class StructureFactor:
 
 
 # ------------------------------------------------------------------------------------ the job
-def _source(path, qe_bin_dir=None):
+def _source(path, qe_bin_dir=None, sector: str = "one-sided"):
     path = Path(path)
     if path.is_dir():
         for name in ("bands.h5", "dfptmag.h5"):
@@ -272,9 +277,12 @@ def _source(path, qe_bin_dir=None):
     except OSError as exc:
         raise InputFileError(path, f"not a readable HDF5 file ({exc})") from None
     if kind == "interpolated":
+        if sector != "one-sided":
+            raise InputFileError(path, "the time-odd sector comes from a dfptmag.h5 of 'dfptmag run --time-odd' "
+                                       "(cuts at Q = q + G); the interpolated route has no time-odd response yet")
         return asq.InterpolatedSource(path, qe_bin_dir), path
     if kind == "direct":
-        return asq.DirectSource.from_file(path), path
+        return asq.DirectSource.from_file(path, sector), path
     raise InputFileError(path, "not a dfptmag bands.h5 or dfptmag.h5")
 
 
@@ -304,7 +312,7 @@ def compute(source, kind: str = "path", path: str = DEFAULT_PATH, npoints: int =
     return StructureFactor(kind, Q, cart, E, S, w, A, le, lw, kept, float(temperature), fwhm, shape, float(qz),
                            float(omega_min), source.description, np.asarray(cell), distance, ticks, axes,
                            None if form_factor is None else tuple(float(c) for c in form_factor),
-                           bool(cross_section), label)
+                           bool(cross_section), label, getattr(source, "sector", "one-sided"))
 
 
 def _check_options(kind, shape, temperature, fwhm, qz) -> None:
@@ -358,11 +366,12 @@ def _sampled_q(kind, cell, path, npoints, extent, nplane, at, G):
 
 
 def run_sqw(input_path, kind: str = "path", outdir=None, channels=DEFAULT_CHANNELS, formats=("png",),
-            log_scale: bool = False, overlay: bool = True, qe_bin_dir=None, **kw):
+            log_scale: bool = False, overlay: bool = True, qe_bin_dir=None, sector: str = "one-sided", **kw):
     """The command: read the source, compute, write the files beside the input (or into
-    ``outdir``). Returns (StructureFactor, [paths])."""
+    ``outdir``). ``sector="time-odd"``: the physical spin sector from the time-odd amplitudes
+    (a dfptmag.h5 of ``run --time-odd``). Returns (StructureFactor, [paths])."""
     channels = check_channels(channels)
-    source, path = _source(input_path, qe_bin_dir)
+    source, path = _source(input_path, qe_bin_dir, sector)
     res = compute(source, kind=kind, **kw)
     out = Path(outdir) if outdir is not None else path.parent
     paths = res.save(out, channels, formats, log=log_scale, overlay=overlay)

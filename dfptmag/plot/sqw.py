@@ -40,7 +40,9 @@ def _subtitle(res) -> str:
     if isinstance(fw, (list, tuple, np.ndarray)) and len(fw) == 1:
         fw = fw[0]
     return (f"T = {res.temperature_k:g} K, {res.shape} FWHM {fw} meV, $Q_z$ = {res.qz:g} Å$^{{-1}}$\n"
-            f"one-sided amplitude (paper Eq. 1), zero-point modes, no Debye–Waller")
+            + ("one-sided amplitude (paper Eq. 1)" if getattr(res, "sector", "one-sided") == "one-sided"
+               else "time-odd spin response (in phase with the velocity)")
+            + ", zero-point modes, no Debye–Waller")
 
 
 def _norm(z, log: bool):
@@ -177,7 +179,8 @@ def _cut_panel(ax, res, z, log: bool, units: str) -> None:
     if log:
         ax.set_yscale("log")
     q = res.q_crystal[0]
-    ax.set_title(f"Q = ({q[0]:.4g}, {q[1]:.4g}) r.l.u.", loc="right", fontsize=9)
+    ax.text(0.99, 0.97, f"Q = ({q[0]:.4g}, {q[1]:.4g}) r.l.u.", transform=ax.transAxes, ha="right", va="top",
+            fontsize=9, bbox=dict(fc="w", ec="none", alpha=0.85, pad=1.5))
 
 
 def save_figures(res, outdir, stem: str, channels, formats=("png",), log: bool = False,

@@ -38,7 +38,11 @@ def write(res, path, channels=("inplane", "outofplane", "neutron")) -> Path:
     """Write a :class:`dfptmag.jobs.sqw.StructureFactor` atomically, with ``channels`` as real maps."""
     path = Path(path)
     with create(path, SCHEMA) as f:
-        f.attrs["object"] = "dynamic structure factor of paper Eq. 5 from " + str(f.attrs["object"])
+        f.attrs["object"] = ("dynamic structure factor of paper Eq. 5 from " + str(f.attrs["object"])
+                             if getattr(res, "sector", "one-sided") == "one-sided" else
+                             "dynamic structure factor of the time-odd spin response (physical spin sector; "
+                             "not the one-sided amplitude)")
+        f.attrs["sector"] = getattr(res, "sector", "one-sided")
         f.attrs["kind"] = res.kind
         f.attrs["temperature_K"] = res.temperature_k
         f.attrs["resolution"] = f"{res.shape}, FWHM(E) = {res.fwhm!r} meV (polynomial in |E| if a list)"
