@@ -114,17 +114,19 @@ class GridResponse:
         return ki.lattice_series(self.cell_integrals_on_grid(), self.N, self.cell_bohr, self.tau_crystal)
 
 
-def from_results(results: list[dict], N: int, ops=None, qz_inv_angstrom: float = 0.0) -> GridResponse:
+def from_results(results: list[dict], N: int, ops=None, qz_inv_angstrom: float = 0.0,
+                 key: str = "pattern_field") -> GridResponse:
     """Build the grid response from analysis results (analyze_qrun dicts with ``pattern_field``,
     all patterns) at the irreducible q-points (any q-points whose stars cover the grid).
     ``qz_inv_angstrom`` ≠ 0: the columns carry e^{-iQ_z(z − z₀)} (one layer's z-Fourier
     transform, z around the layer centre; analysis.sqw.z_phase), so that ``evaluate(q)`` is
-    F_{κα}(q + Q_z ẑ)."""
+    F_{κα}(q + Q_z ẑ). ``key="time_odd_pattern_field"``: the time-odd response X instead (it
+    transforms as δñ under the crystal's operations and time reversal)."""
     r0 = results[0]
     if ops is None:
         ops = crystal_operations(r0["cell_bohr"], r0["positions_bohr"], r0["symbols"])
     omega = float(r0["omega_bohr3"])
-    sources = [(np.asarray(r["q_crystal"], float), cartesian_fields(r)) for r in results]
+    sources = [(np.asarray(r["q_crystal"], float), cartesian_fields(r, key)) for r in results]
     cols, origin = None, np.zeros((N, N, 3), int)
     for i, q in enumerate(ki.grid_points(N)):
         f, how = unfold(sources, ops, q)

@@ -54,6 +54,10 @@ class _Modes:
     inplane: np.ndarray
     outofplane: np.ndarray
     subspace: np.ndarray
+    displacement: np.ndarray | None = None    # (nq, nmode, nat, 3) U at the workflow's amplitude, bohr
+    odd_peak: np.ndarray | None = None        # (nq, nmode, 3) time-odd peak −2iħω m[X·U], μB
+    odd_inplane: np.ndarray | None = None
+    odd_outofplane: np.ndarray | None = None
 
 
 def run_interpolated_bands(workflow, path: str | None = None, npoints: int | None = None,
@@ -88,6 +92,8 @@ def run_interpolated_bands(workflow, path: str | None = None, npoints: int | Non
     grid, ref, grid_file = _grid_response(wf, res.qdirs, qpts, n_grid, calib, qgrid[0], tol_cm1,
                                           output.with_name("grid.h5"))
     modes = _modes(wf, res.dispersion, len(atoms), all_q, ref["masses_amu"], grid, tol_cm1)
+    if ref.get("grid_time_odd") is not None:
+        _time_odd_modes(modes, ref["grid_time_odd"], all_q)
     b = _bands(wf, dense_bp, modes, ref, len(atoms), path, qgrid, len(qpts), calib, tol_cm1)
     track_branches(b, None)
     write(output, b)
@@ -178,6 +184,7 @@ def _grid_response(wf, qdirs, qpts, n_grid: int, calib: list[str], N: int, tol_c
     results = [analyze_qrun(qdirs[q.label], opts) for q in qpts]
     ref = {k: results[0][k] for k in ("masses_amu", "cell_bohr", "positions_bohr", "symbols")}
     grid = gi.from_results(results[:n_grid], N)
+    ref["grid_time_odd"] = _time_odd_grid(wf, qdirs, qpts[:n_grid], results[:n_grid], N, grid_path)
     if calib:
         by_label = {q.label: r for q, r in zip(qpts, results)}
         grid.long_range = gi.long_range_from([by_label[c] for c in calib])
@@ -187,6 +194,31 @@ def _grid_response(wf, qdirs, qpts, n_grid: int, calib: list[str], N: int, tol_c
     grid_file = gi.save(grid_path, grid)
     log.info("grid response built in %.1f s", time.perf_counter() - t0)
     return grid, ref, grid_file
+
+
+def _time_odd_grid(wf, qdirs, qpts, results, N: int, grid_path: Path):
+    """With [timeodd]: the time-odd response X of the irreducible q-points unfolded to the grid
+    (as the one-sided fields are; no long-range separation: its linear term is not fitted) and
+    saved as ``grid_time_odd.h5``; else None."""
+    if wf.timeodd is None:
+        return None
+    from ..analysis.timeodd import attach_if_present
+    for q, r in zip(qpts, results):
+        if not attach_if_present(r, qdirs[q.label], wf.timeodd["closure"], realspace=True):
+            raise DfptmagError(f"{qdirs[q.label]}: no empty states for the time-odd response")
+    g = gi.from_results(results, N, key="time_odd_pattern_field")
+    gi.save(grid_path.with_name("grid_time_odd.h5"), g)
+    return g
+
+
+def _time_odd_modes(m: _Modes, grid_odd, all_q) -> None:
+    """The time-odd peak and RMS of every interpolated mode (in place): −2iħω_ν m[X(q)·U_ν]."""
+    X = grid_odd.evaluate(all_q)                                        # (nq, nat, 3, 4) per Ry
+    ci = np.einsum("qnka,qkac->qnc", m.displacement, X)
+    w = np.where(m.frequency_ry > 0, m.frequency_ry, np.nan)
+    m.odd_peak = -2j * w[..., None] * ci[..., 1:]
+    rms = np.abs(m.odd_peak) / np.sqrt(2)
+    m.odd_inplane, m.odd_outofplane = np.hypot(rms[..., 0], rms[..., 1]), rms[..., 2]
 
 
 def _modes(wf, dispersion: Path, nat: int, all_q, masses, grid, tol_cm1: float) -> _Modes:
@@ -207,7 +239,7 @@ def _modes(wf, dispersion: Path, nat: int, all_q, masses, grid, tol_cm1: float) 
         o = obs.mode_observables(ci[i], groups[i])
         rms.append(o["rms"]), inp.append(o["inplane"]), outp.append(o["outofplane"]), sub.append(o["subspace"])
     rms, inp, outp, sub = map(np.array, (rms, inp, outp, sub))
-    return _Modes(w, e, groups, ci, rms, inp, outp, sub)
+    return _Modes(w, e, groups, ci, rms, inp, outp, sub, U)
 
 
 def _bands(wf, dense_bp, m: _Modes, ref: dict, nat: int, path: str, qgrid, n_dfpt: int, calib: list[str],
@@ -219,13 +251,19 @@ def _bands(wf, dense_bp, m: _Modes, ref: dict, nat: int, path: str, qgrid, n_dfp
     N = qgrid[0]
     on_grid = np.array([ks.equivalent(q * N, np.round(q * N)) is not None for q in dense_bp.q_crystal])
     how = bandsfile.Interpolation(qgrid, n_dfpt, calib, wf.dispersion["asr"], bool(wf.dispersion["loto_2d"]))
-    return bandsfile.build(
+    b = bandsfile.build(
         dense_bp, computed=np.ones(nd, bool), dfpt_point=on_grid, frequency_ry=m.frequency_ry[:nd],
         rms=m.rms[:nd], rms_inplane=m.inplane[:nd], rms_outofplane=m.outofplane[:nd], rms_subspace=m.subspace[:nd],
         degenerate_group=m.groups[:nd], cell_integral=m.cell_integral[:nd],
         eigenvector=m.eigenvector[:nd].reshape(nd, -1, nat, 3), structure=ref,
         amplitude=wf.analysis["amplitude"], amplitude_bohr=wf.analysis["amplitude_bohr"], tol_cm1=tol_cm1,
         workflow=str(wf.path), path_name=path, interpolation=how)
+    if m.odd_peak is not None:
+        b.update({"modes/time_odd_peak": m.odd_peak[:nd], "modes/time_odd_rms_inplane": m.odd_inplane[:nd],
+                  "modes/time_odd_rms_outofplane": m.odd_outofplane[:nd]})
+        b["attrs"].update(time_odd_empty_bands=wf.timeodd["empty_bands"], time_odd_closure=wf.timeodd["closure"],
+                          time_odd_interpolation="Fourier-interpolated from the grid, no long-range separation")
+    return b
 
 
 def _write_bz_maps(path: Path, bz_q, bz_ij, m: _Modes, nd: int, cell_ang, amplitude: str):

@@ -57,16 +57,6 @@ def run_directory(path) -> Path:
     return path
 
 
-def _no_time_odd_here(workflow, where: str) -> None:
-    """One line, before any QE process, where a [timeodd] workflow would have its section ignored."""
-    from ..data import resolve_workflow
-    from ..workflow import config
-    wf = config.load(resolve_workflow(workflow))
-    if wf.timeodd is not None:
-        raise InputFileError(wf.path, f"[timeodd]: the time-odd response is computed by 'dfptmag run' and the "
-                                      f"direct route of 'dfptmag bands' (--direct, --engine) for now, not by {where}")
-
-
 def _time_odd(result, qdir, options, settings: dict | None) -> None:
     """With empty states next to the q-run (``<qdir>/empty``, from a [timeodd] workflow), its
     time-odd response into ``result`` (closure from ``settings``, default "kinetic")."""
@@ -227,8 +217,6 @@ def bands(workflow=None, path: str | None = None, npoints: int | None = None, wo
         output_file(output)
     if run_dir is not None:
         run_directory(run_dir)
-    if interpolate or (interpolate is None and engine is None and not dry_run and route(workflow) == "interpolated"):
-        _no_time_odd_here(workflow, "the interpolated route")
     if engine is not None or dry_run:
         if interpolate:
             raise DfptmagError("--interpolate runs on one machine for now; drop --engine/--dry-run")
