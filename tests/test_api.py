@@ -28,7 +28,9 @@ from conftest import ROOT, TINY
 
 H_MEV_PER_THZ = 4.135667696            # Planck constant h in meV/THz (CODATA 2018, exact in SI)
 UNITS = {"meV", "THz", "cm-1", "bohr", "angstrom", "1/angstrom", "amu", "e", "muB", "e/bohr",
-         "muB/bohr", "e/bohr^4", "muB/bohr^4", "Ry/bohr^2", "2pi/alat", "1", ""}
+         "muB/bohr", "e/bohr^4", "muB/bohr^4", "Ry/bohr^2", "2pi/alat", "1", "",
+         # the time-odd response: X per Ry, and per unit velocity
+         "e/bohr/Ry", "muB/bohr/Ry", "e/bohr^4/Ry", "muB/bohr^4/Ry", "muB s/m"}
 
 
 @pytest.fixture(scope="module")

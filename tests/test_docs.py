@@ -115,7 +115,7 @@ def test_hdf5_reference_names_every_dataset():
     from dfptmag.results import bandsfile
     q_text, bands_text = _hdf5_sections()
     src = (ROOT / "dfptmag" / "results" / "qfile.py").read_text()
-    groups = {"g": "", "p": "patterns", "c": "checks", "m": "modes"}
+    groups = {"g": "", "p": "patterns", "c": "checks", "m": "modes", "t": "time_odd"}
     q_sets = {f"{groups[v]}/{n}".lstrip("/") for v, n in re.findall(r'_ds\((\w), "(\w+)"', src)}
     q_sets |= {"patterns/field"} | {f"structure/{n}" for n in ("lattice_angstrom", "scaled_positions",
                                                                 "symbols", "masses_amu", "cell_bohr",

@@ -25,7 +25,7 @@ def _amp(seed=0, mode=1):
 def exported(tmp_path, monkeypatch):
     import dfptmag.jobs.snapshot as job
     amps = {1: _amp(0, 1), 2: _amp(1, 2)}
-    monkeypatch.setattr(job, "load", lambda result, label, mode=None, pattern=None: amps[mode])
+    monkeypatch.setattr(job, "load", lambda result, label, mode=None, pattern=None, kind="one-sided": amps[mode])
     out = {}
     for mode, t in ((1, 0.2), (2, 0.45)):
         files = job.run_snapshot("unused.h5", "K", mode=mode, cells=(2, 2), t=t,
