@@ -280,6 +280,9 @@ def time_odd_of_qrun(qdir, closure: str = "kinetic", realspace: bool = False) ->
     if save is None and not with_odd:
         return None
     missing = sorted(set(recs) - set(with_odd))
+    if raw and save is None:
+        raise InputFileError(files.root, f"irreps {raw} keep their δψ but the empty states are gone "
+                                         f"({files.root / 'empty'}): rerun the q's empty-state step")
     if missing:
         raise InputFileError(files.root, f"irreps {missing} were contracted before the empty states existed: "
                                          "their time-odd response is lost; recompute them (delete "
