@@ -293,7 +293,7 @@ def done_markers(run_dir: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def band_run(tiny_run, tmp_path_factory):
-    """The tiny band workflow on Γ–M–K (Γ, one point, M, K) plus its 3×3×1 interpolated
+    """The tiny band workflow on Γ–M–K (its three corners) plus its 3×3×1 interpolated
     dispersion, two q-points at a time with one process each. It starts from a copy of the tiny
     run (scf and K already done) and is stopped with SIGTERM (what a batch scheduler sends; SIGINT
     may be ignored in background jobs) after three more QE steps finish, then resumed in-process. Returns a dict with the markers before/after the interrupt,
@@ -310,8 +310,8 @@ def band_run(tiny_run, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("bands") / "run"
     shutil.copytree(runner.run_dir, run_dir, ignore=shutil.ignore_patterns("q_G", "q_-K"))
     before = done_markers(run_dir)
-    args = dict(path="GMK", npoints=4, workers=2, nproc=1)
-    cmd = [sys.executable, "-m", "dfptmag.cli", "bands", str(TINY), "--direct", "--path", "GMK", "--npoints", "4",
+    args = dict(path="GMK", npoints=3, workers=2, nproc=1)
+    cmd = [sys.executable, "-m", "dfptmag.cli", "bands", str(TINY), "--direct", "--path", "GMK", "--npoints", "3",
            "--workers", "2", "--nproc", "1", "--run-dir", str(run_dir), "--quiet", "--format", "png"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     t0 = time.time()

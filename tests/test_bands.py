@@ -136,11 +136,11 @@ def test_band_run_resumes_after_interrupt_without_recomputing(band_run):
 def test_band_file_frequencies_match_phx(band_run):
     b = band_run["bands"]
     assert list(b["path/labels"]) == ["Γ", "M", "K"]
-    assert b["path/q_crystal"].shape == (4, 3) and np.all(b["path/computed"])
+    assert b["path/q_crystal"].shape == (3, 3) and np.all(b["path/computed"])
     for key in ("modes/frequency_meV", "modes/rms_inplane", "modes/rms_outofplane", "modes/branch",
                 "modes/degenerate_group"):
-        assert b[key].shape == (4, 9)
-    assert b["modes/rms"].shape == (4, 9, 4)
+        assert b[key].shape == (3, 9)
+    assert b["modes/rms"].shape == (3, 9, 4)
     dw = np.abs(b["modes/frequency_cm1"] - b["modes/frequency_phx_cm1"])
     assert np.max(dw) <= 1e-3                                  # cm⁻¹, ph.x prints 6 decimals
     assert "one-sided" in b["attrs"]["object"] and "zero-point" in b["attrs"]["amplitude"]
@@ -179,16 +179,16 @@ def test_dfpt_branches_keep_mirror_parity(band_run):
     tracked branch keeps one parity."""
     b = band_run["bands"]
     pos = b["structure/positions_bohr"]
-    e = b["modes/eigenvector"].reshape(4, 9, 9)
+    e = b["modes/eigenvector"].reshape(3, 9, 9)
     par = kb.mirror_parity(e, pos, pos[0, 2])                 # mirror plane through W
     # σ_h holds to ph.x precision away from Γ; noise mixes the pair 0.18 meV apart at M by ≤ 2e-5
     assert np.allclose(np.abs(par[1:]), 1.0, atol=1e-3)
     br = b["modes/branch"]
     by = np.empty_like(par)
-    for iq in range(4):
+    for iq in range(3):
         by[iq, br[iq]] = par[iq]
     assert np.all(np.sign(by[1:]) == np.sign(by[1]))          # each branch: one parity
-    assert np.any(np.sign(par[2]) != np.sign(par[3]))         # sorting by ω would mix characters
+    assert np.any(np.sign(par[1]) != np.sign(par[2]))         # sorting by ω would mix characters
 
 
 @qe
@@ -288,6 +288,6 @@ def test_failed_job_is_reported_and_others_finish(band_run, monkeypatch, tmp_pat
     from dfptmag.results.bandsfile import read
     b = read(r.output)
     m = b["path/label_index"][list(b["path/labels"]).index("M")]
-    assert list(b["path/computed"]) == [i != m for i in range(4)]
+    assert list(b["path/computed"]) == [i != m for i in range(3)]
     assert np.all(np.isnan(b["modes/frequency_meV"][m])) and np.all(np.isfinite(b["modes/frequency_meV"][m - 1]))
     assert r.steps_ran == 0
