@@ -3,9 +3,10 @@ inputs written here as a user would (prefix 'mylayer', outdir 'scratch/tmp', fil
 fildrho under other names, q = K typed in 2π/a), every irrep through ``dfptmag capture`` on
 the command line, then ``dfptmag analyze``.
 
-The matrix: an even (2×2 = 4 k) grid with ph.x in 1, 2 and 3 pools and an odd (3×1 = 3 k) grid
-in 1 and 2 (QE 6.7 deals out (k, k+q) pairs: 4 pairs in 3 pools = 2 + 1 + 1, 3 pairs in 2 pools
-= 2 + 1; the even split 3 = 1 + 1 + 1 adds nothing to 4 = 2 + 2). All cells of one grid start from the same serial pw.x scf (copied), so they differ only
+The matrix: an even (2×2) grid with ph.x in 1, 2 and 3 pools and an odd (3×1) grid in 1 and 2
+pools (QE 6.7 deals out blocks of (k, k+q) evenly, the first pools taking one more: the table
+of docs/tutorial-own-run.md; the even grid in 3 pools and the odd one in 2 are both uneven
+splits, so the odd grid in 3 pools, a third uneven split by the same rule, is not run). All cells of one grid start from the same serial pw.x scf (copied), so they differ only
 in ph.x's pool layout; each must equal its own fildrho exactly, and the serial cell's pattern
 results within the scatter of ph.x's own fildrho between the two runs (1e-12 relative on QE 6.7;
 ~1e-5 on the 7.x builds, which are not bitwise reproducible).
