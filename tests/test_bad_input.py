@@ -99,11 +99,20 @@ def test_ultrasoft_pseudopotential_refused(qcopy):
         analyze_qrun(qcopy, FAST)
 
 
-def test_metal_refused(gcopy):
+@pytest.mark.parametrize("old, new, message", [
+    ("<occupations_kind>fixed</occupations_kind>", "<occupations_kind>tetrahedra</occupations_kind>",
+     r"occupations 'tetrahedra': dfptmag handles occupations='fixed' \(insulators\) and 'smearing'"),
+    ("<nelec>1.800000000000000e1</nelec>", "<nelec>1.750000000000000e1</nelec>",
+     r"nelec = 17\.5 with nbnd = 18: not an insulator"),
+    ("<nbnd>18</nbnd>", "<nbnd>16</nbnd>", r"nelec = 18\.0 with nbnd = 16: not an insulator"),
+], ids=["tetrahedra", "fractional-nelec", "fewer-bands-than-electrons"])
+def test_neither_insulator_nor_declared_metal_refused(gcopy, old, new, message):
+    """Fixed occupations that are not a clean insulator (a fractional electron count, fewer bands
+    than electrons) and occupations other than fixed or smearing: refused, naming the file."""
     xml = gcopy / "out" / "wse2.save" / "data-file-schema.xml"        # at Γ ph.x reads pw.x's own
-    xml.write_text(xml.read_text().replace("<occupations_kind>fixed</occupations_kind>",
-                                           "<occupations_kind>smearing</occupations_kind>"))
-    with pytest.raises(UnsupportedError, match=r"data-file-schema\.xml.*metals .*unsupported"):
+    assert old in xml.read_text()
+    xml.write_text(xml.read_text().replace(old, new))
+    with pytest.raises(UnsupportedError, match=r"data-file-schema\.xml.*" + message):
         analyze_qrun(gcopy, FAST)
 
 

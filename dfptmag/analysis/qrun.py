@@ -70,21 +70,29 @@ def check_supported(x: QEData) -> int:
                                             "ultrasoft and PAW are out of scope (the augmentation "
                                             "charge is not in ψ*δψ); use norm-conserving "
                                             "fully relativistic pseudopotentials")
-    if x.occupations_kind.lower() != "fixed":
-        raise UnsupportedError(x.path, f"occupations '{x.occupations_kind}': metals and smeared "
-                                       "occupations are unsupported (dfptmag needs an insulator "
-                                       "with occupations='fixed')")
+    if x.nprocs != x.npool:
+        raise UnsupportedError(x.path, f"written by {x.nprocs} processes in {x.npool} pools: a "
+                                       "plane-wave (R&G) parallel layout; rerun serial or with "
+                                       "-nk equal to the number of processes")
+    kind = x.occupations_kind.lower()
+    if kind == "smearing":
+        # A metal: ph.x's δψ already carries the occupations (de Gironcoli's metallic projector
+        # in orthogonalize), its density sums ψ*δψ over the bands below ε_F + x·degauss with
+        # the k weight alone, and the δψ columns above that window are exact zeros: so Eq. 1
+        # over every band is ph.x's own sum, fildrho stays the oracle (at Γ the Fermi shift is
+        # already in δψ as in fildrho).
+        return int(x.nbnd)
+    if kind != "fixed":
+        raise UnsupportedError(x.path, f"occupations '{x.occupations_kind}': dfptmag handles "
+                                       "occupations='fixed' (insulators) and 'smearing' (metals)")
     nocc = int(round(x.nelec))
     if abs(nocc - x.nelec) > 1e-6 or nocc > x.nbnd:
         raise UnsupportedError(x.path, f"nelec = {x.nelec} with nbnd = {x.nbnd}: not an insulator "
                                        "with fully occupied bands")
     occ = x.occupations[x.wk > 0]   # points of zero weight (k+q) carry no occupations
     if not (np.allclose(occ[:, :nocc], 1.0, atol=1e-6) and np.allclose(occ[:, nocc:], 0.0, atol=1e-6)):
-        raise UnsupportedError(x.path, "partial occupations: metals are unsupported")
-    if x.nprocs != x.npool:
-        raise UnsupportedError(x.path, f"written by {x.nprocs} processes in {x.npool} pools: a "
-                                       "plane-wave (R&G) parallel layout; rerun serial or with "
-                                       "-nk equal to the number of processes")
+        raise UnsupportedError(x.path, "partial occupations with occupations='fixed': run a metal "
+                                       "with occupations='smearing'")
     return nocc
 
 

@@ -32,7 +32,8 @@ class QEData:
     lsda: bool
     nbnd: int
     nelec: float
-    occupations_kind: str
+    occupations_kind: str       # 'fixed' or 'smearing' ('smearing' wherever a <smearing> is
+                                # written: ph.x's own nscf XML says 'fixed' for a metal)
     xk: np.ndarray              # (nks, 3) Cartesian, 2π/alat
     wk: np.ndarray              # (nks,)
     npw: np.ndarray             # (nks,) plane waves per point
@@ -45,6 +46,8 @@ class QEData:
     ecutrho_ha: float
     npool: int
     nprocs: int
+    smearing: tuple[str, float] | None = None   # (QE's name, degauss in Ha) of a metal
+    fermi_energy_ha: float | None = None
 
     @property
     def nat(self) -> int:
@@ -123,13 +126,18 @@ def read_data_file_schema(path) -> QEData:
     occ = np.array([_floats(k.find("occupations").text) for k in ks])
     par = root.find("parallel_info")
     occ_kind = bs.find("occupations_kind")
+    smear = bs.find("smearing")
+    smearing = (smear.text.strip(), float(smear.get("degauss"))) if smear is not None else None
+    kind = "smearing" if smearing is not None else (occ_kind.text.strip() if occ_kind is not None else "unknown")
+    ef = bs.find("fermi_energy")
     return QEData(
         path=path, qe_version=version, alat=alat, cell=cell, bg=bg, symbols=symbols,
         positions=positions, species=species, masses_amu=masses, pseudo_files=pseudos,
         noncolin=_bool(req(bs, "noncolin").text), spinorbit=_bool(req(bs, "spinorbit").text),
         lsda=_bool(req(bs, "lsda").text), nbnd=int(req(bs, "nbnd").text),
         nelec=float(req(bs, "nelec").text),
-        occupations_kind=(occ_kind.text.strip() if occ_kind is not None else "unknown"),
+        occupations_kind=kind, smearing=smearing,
+        fermi_energy_ha=float(ef.text) if ef is not None else None,
         xk=xk, wk=wk, npw=npw, eigenvalues_ha=eig, occupations=occ,
         fft_grid=grid("fft_grid"), fft_smooth=grid("fft_smooth"),
         npwx=int(req(basis, "npwx").text),

@@ -78,7 +78,7 @@ def analyze_dirs(qdirs, output, options, time_odd: dict | None = None) -> Analyz
     from ..io.qrun_dir import MANIFEST, read_manifest
     dirs: dict[str, Path] = {}
     for qd in qdirs:
-        label = read_manifest(qd).get("label") or Path(qd).name
+        label = read_manifest(qd).get("label") or Path(qd).resolve().name
         if not isinstance(label, str) or not label:
             raise InputFileError(Path(qd) / MANIFEST, f"'label' = {label!r} is not a name")
         if label in dirs:

@@ -85,7 +85,7 @@ KNOWN_KEYS = {
     "structure": ("file", "vacuum_angstrom"),
     "pseudopotentials": None,
     "pw": ("ecutwfc_ry", "ecutrho_ry", "kgrid", "conv_thr", "mixing_mode", "mixing_beta", "nbnd",
-           "assume_isolated", "electron_maxstep"),
+           "assume_isolated", "electron_maxstep", "occupations", "smearing", "degauss_ry"),
     "ph": ("tr2_ph", "q", "patterns"),
     "parallel": ("nproc", "npool", "mpirun", "workers"),
     "analysis": ("amplitude", "amplitude_bohr", "realspace"),
@@ -180,6 +180,39 @@ def _validate_pw(path, pw: dict) -> None:
     _choice(path, pw, "pw", "mixing_mode", "local-TF", ("plain", "TF", "local-TF"))
     _choice(path, pw, "pw", "assume_isolated", None, (None, "none", "2D", "makov-payne", "m-p", "mp",
                                                       "martyna-tuckerman", "m-t", "mt", "esm"))
+    _validate_occupations(path, pw)
+
+
+# QE's smearing names (pw.x's input_variables): the first of each group is the one written
+SMEARINGS = {"gaussian": ("gaussian", "gauss"), "mp": ("mp", "m-p", "methfessel-paxton"),
+             "mv": ("mv", "m-v", "marzari-vanderbilt", "cold"), "fd": ("fd", "f-d", "fermi-dirac")}
+
+
+def _validate_occupations(path, pw: dict) -> None:
+    """[pw] occupations = "fixed" (an insulator, the default) or "smearing" (a metal), with
+    smearing (one of QE's: gaussian, mp, mv, fd; default mv) and degauss_ry (default 0.02 Ry)."""
+    occ = _choice(path, pw, "pw", "occupations", "fixed", ("fixed", "smearing"))
+    if occ == "fixed":
+        for key in ("smearing", "degauss_ry"):
+            if key in pw:
+                raise InputFileError(path, f"[pw] {key} without occupations = \"smearing\": an insulator "
+                                           "has no smearing (set occupations = \"smearing\" for a metal)")
+        return
+    name = pw.get("smearing", "mv")
+    known = {alias: key for key, names in SMEARINGS.items() for alias in names}
+    if not isinstance(name, str) or name.lower() not in known:
+        raise InputFileError(path, f"[pw] smearing = {name!r}: one of {', '.join(SMEARINGS)} "
+                                   "(Gaussian, Methfessel-Paxton, Marzari-Vanderbilt, Fermi-Dirac)")
+    _number(path, pw, "pw", "degauss_ry", above=0, maximum=1)
+
+
+def occupation_keys(pw: dict) -> dict:
+    """pw.x's &system keys for [pw] occupations: fixed, or smearing with its name and degauss (Ry)."""
+    if pw.get("occupations", "fixed") == "fixed":
+        return {"occupations": "fixed"}
+    name = str(pw.get("smearing", "mv")).lower()
+    canon = next(key for key, names in SMEARINGS.items() if name in names)
+    return {"occupations": "smearing", "smearing": canon, "degauss": float(pw.get("degauss_ry", 0.02))}
 
 
 def _validate_analysis(path, an: dict) -> None:
@@ -374,6 +407,10 @@ def load(path) -> Workflow:
     qe_bin_dir = _qe_section(path, base, data.get("qe", {}))
     storage = _storage_section(path, _section(path, data, "storage"))
     timeodd = timeodd_section(path, data["timeodd"]) if "timeodd" in data else None
+    if timeodd is not None and pw.get("occupations") == "smearing":
+        raise InputFileError(path, "[timeodd] with [pw] occupations = \"smearing\": a metal's time-odd "
+                                   "response has Fermi-surface (intraband) terms that dfptmag does not "
+                                   "compute; remove [timeodd] for a metal")
     vacuum = float(_need(path, st, "vacuum_angstrom", "structure", float))
     return Workflow(
         path=path, name=wf.get("name", path.stem), prefix=wf.get("prefix", "pwscf"),

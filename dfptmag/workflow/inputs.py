@@ -5,6 +5,7 @@ import numpy as np
 from ase import Atoms
 
 from ..constants import BOHR_RADIUS_ANGS
+from . import config
 from .config import Workflow
 from .structure import read_structure
 from .namelist import fortran_value, namelist
@@ -49,7 +50,7 @@ def pw_input(wf: Workflow, atoms: Atoms, upf_names: dict[str, str], outdir: str,
               "ecutwfc": float(pw["ecutwfc_ry"]), "ecutrho": pw.get("ecutrho_ry"),
               "noncolin": True, "lspinorb": True,
               "nosym": None if symmetry else True, "noinv": None if symmetry else True,
-              "occupations": "fixed", "nbnd": pw.get("nbnd") if nbnd is None else int(nbnd),
+              **config.occupation_keys(pw), "nbnd": pw.get("nbnd") if nbnd is None else int(nbnd),
               "assume_isolated": pw.get("assume_isolated")}
     electrons = {"conv_thr": float(pw.get("conv_thr", 1e-10)),
                  "mixing_beta": float(pw.get("mixing_beta", 0.5)),
