@@ -75,6 +75,19 @@ def _bool(text: str | None) -> bool:
 
 
 @reader('QE data-file-schema.xml')
+def _occupations(bs) -> dict:
+    """occupations_kind, smearing (name, degauss in Ha) and fermi_energy_ha of <band_structure>:
+    a <smearing> element makes the run a metal whatever <occupations_kind> says (ph.x's own nscf
+    XML writes 'fixed' for a smeared run)."""
+    occ_kind = bs.find("occupations_kind")
+    smear = bs.find("smearing")
+    smearing = (smear.text.strip(), float(smear.get("degauss"))) if smear is not None else None
+    kind = "smearing" if smearing is not None else (occ_kind.text.strip() if occ_kind is not None else "unknown")
+    ef = bs.find("fermi_energy")
+    return {"occupations_kind": kind, "smearing": smearing,
+            "fermi_energy_ha": float(ef.text) if ef is not None else None}
+
+
 def read_data_file_schema(path) -> QEData:
     """Parse ``<prefix>.save/data-file-schema.xml``."""
     path = Path(path)
@@ -125,19 +138,13 @@ def read_data_file_schema(path) -> QEData:
     eig = np.array([_floats(k.find("eigenvalues").text) for k in ks])
     occ = np.array([_floats(k.find("occupations").text) for k in ks])
     par = root.find("parallel_info")
-    occ_kind = bs.find("occupations_kind")
-    smear = bs.find("smearing")
-    smearing = (smear.text.strip(), float(smear.get("degauss"))) if smear is not None else None
-    kind = "smearing" if smearing is not None else (occ_kind.text.strip() if occ_kind is not None else "unknown")
-    ef = bs.find("fermi_energy")
     return QEData(
         path=path, qe_version=version, alat=alat, cell=cell, bg=bg, symbols=symbols,
         positions=positions, species=species, masses_amu=masses, pseudo_files=pseudos,
         noncolin=_bool(req(bs, "noncolin").text), spinorbit=_bool(req(bs, "spinorbit").text),
         lsda=_bool(req(bs, "lsda").text), nbnd=int(req(bs, "nbnd").text),
         nelec=float(req(bs, "nelec").text),
-        occupations_kind=kind, smearing=smearing,
-        fermi_energy_ha=float(ef.text) if ef is not None else None,
+        **_occupations(bs),
         xk=xk, wk=wk, npw=npw, eigenvalues_ha=eig, occupations=occ,
         fft_grid=grid("fft_grid"), fft_smooth=grid("fft_smooth"),
         npwx=int(req(basis, "npwx").text),
