@@ -286,6 +286,20 @@ def run_scatter(qdir_a: Path, qdir_b: Path, patterns, grid) -> float:
     return out
 
 
+def contract_captures(qdir: Path) -> dict:
+    """What the runner does after each pattern (contract against fildrho, record, delete δψ),
+    for every captured irrep of a q-run: returns {irrep: manifest record}."""
+    from dfptmag.analysis.contract import contract_irrep
+    from dfptmag.io.qrun_dir import read_manifest, record_contraction
+    from dfptmag.workflow import capture
+    recs = {}
+    for irr in sorted(int(k) for k in read_manifest(qdir)["captures"]):
+        recs[irr] = contract_irrep(qdir, irr)
+        record_contraction(qdir, irr, recs[irr])
+        capture.discard_dwf(qdir, irr)
+    return recs
+
+
 def done_markers(run_dir: Path) -> dict[str, str]:
     """Every step marker under a run directory: {relative path: content (hash + timestamps)}."""
     return {str(p.relative_to(run_dir)): p.read_text() for p in sorted(Path(run_dir).rglob("*.done"))}

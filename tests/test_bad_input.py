@@ -116,6 +116,16 @@ def test_neither_insulator_nor_declared_metal_refused(gcopy, old, new, message):
         analyze_qrun(gcopy, FAST)
 
 
+def test_malformed_smearing_is_one_line(gcopy):
+    """A <smearing> without its degauss: the reader names the file, no traceback."""
+    from dfptmag.errors import InputFileError
+    xml = gcopy / "out" / "wse2.save" / "data-file-schema.xml"
+    old = "<occupations_kind>fixed</occupations_kind>"
+    xml.write_text(xml.read_text().replace(old, old + "<smearing>mv</smearing>"))
+    with pytest.raises(InputFileError, match=r"data-file-schema\.xml.*not a valid QE data-file-schema\.xml"):
+        analyze_qrun(gcopy, FAST)
+
+
 def test_plane_wave_parallel_command_refused():
     with pytest.raises(UnsupportedError, match="R&G"):
         capture.check_layout(["mpirun", "-np", "2", "ph.x", "-in", "ph.in"])

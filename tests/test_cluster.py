@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import CELL_INTEGRAL_PER_SCATTER, TINY, done_markers, needs_qe
+from conftest import CELL_INTEGRAL_PER_SCATTER, TINY, contract_captures, done_markers, needs_qe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,15 +74,10 @@ def seeded_run(src: Path, dst: Path, rerun: dict) -> Path:
     against fildrho), recorded and its δψ deleted, by the functions the pattern tasks call; the
     patterns in ``rerun`` and each q's gather without their markers (and those patterns without
     ph.x's log, as in a run that has not reached them). QE then runs only those."""
-    from dfptmag.analysis.contract import contract_irrep
-    from dfptmag.io.qrun_dir import read_manifest, record_contraction
-    from dfptmag.workflow import capture
     run = copy_run(src, dst, ["pseudo", "scf", "q_K", "q_-K"])
     for label, patterns in rerun.items():
         q = run / f"q_{label}"
-        for irr in sorted(int(k) for k in read_manifest(q)["captures"]):
-            record_contraction(q, irr, contract_irrep(q, irr))
-            capture.discard_dwf(q, irr)
+        contract_captures(q)
         for name in [f"ph.irr{p}.{ext}" for p in patterns for ext in ("done", "out")] + ["ph.final.done"]:
             (q / name).unlink()
     return run

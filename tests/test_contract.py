@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import CELL_INTEGRAL_PER_SCATTER, run_scatter
+from conftest import CELL_INTEGRAL_PER_SCATTER, contract_captures, run_scatter
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "workflows" / "wse2-tiny.toml"
@@ -29,16 +29,10 @@ def _arrays(r: dict) -> dict:
 
 
 def _contract_all(qdir: Path) -> dict:
-    """What the runner does after each pattern, for every irrep of a finished q-run, then the
-    scratch removal: returns {irrep: manifest record}."""
-    from dfptmag.analysis.contract import contract_irrep
-    from dfptmag.io.qrun_dir import read_manifest, record_contraction
+    """Every irrep of a finished q-run contracted and its δψ deleted, then the scratch removal:
+    returns {irrep: manifest record}."""
     from dfptmag.workflow import capture
-    recs = {}
-    for irr in sorted(int(k) for k in read_manifest(qdir)["captures"]):
-        recs[irr] = contract_irrep(qdir, irr)
-        record_contraction(qdir, irr, recs[irr])
-        capture.discard_dwf(qdir, irr)
+    recs = contract_captures(qdir)
     capture.remove_scratch(qdir)
     return recs
 

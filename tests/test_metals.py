@@ -28,7 +28,7 @@ import pytest
 
 from conftest import ROOT, TINY
 
-pytestmark = pytest.mark.qe
+qe = pytest.mark.qe
 
 Q_TPIBA = np.array([0.125, 0.25, 0.375])          # a general q of bcc W, in 2π/a
 PW_IN = """&control
@@ -114,6 +114,7 @@ def tungsten(qe_cache, tmp_path_factory):
     return out
 
 
+@qe
 @pytest.mark.parametrize("label", ["q", "-q"])
 def test_metal_charge_oracle_and_frequencies(tungsten, label):
     r = tungsten[label]
@@ -128,6 +129,7 @@ def test_metal_charge_oracle_and_frequencies(tungsten, label):
     assert np.abs(ci[:, 1:]).max() > 1e-3 * np.abs(ci[:, 0]).max()   # a spin response, not noise
 
 
+@qe
 def test_metal_time_reversal(tungsten):
     """Two independent ph.x runs at q and −q: δn(−q) = conj δn(q), δm(−q) = −conj δm(q), the
     spin residual within 10× the charge's (the tolerance of the insulator test)."""
@@ -141,6 +143,7 @@ def test_metal_time_reversal(tungsten):
     assert np.abs(b[:, 1:] - a[:, 1:].conj()).max() > 1e-3 * np.abs(a[:, 1:]).max()   # the sign matters
 
 
+@qe
 def test_metal_at_gamma_with_fermi_shift(qe_cache, tmp_path):
     """NbSe2 (a metal) at Γ, pattern 6 (Se z): ph.x shifts the Fermi level; 2 Tr δñ from δψ equals
     fildrho with that shift in it, and the charge response is neutral."""
@@ -166,7 +169,7 @@ def test_metal_at_gamma_with_fermi_shift(qe_cache, tmp_path):
 
 
 def test_time_odd_refused_for_a_metal(tmp_path):
-    """[timeodd] on a smeared workflow: exit 2, one line, before anything runs."""
+    """[timeodd] on a smeared workflow: exit 2, one line, before anything runs (no QE needed)."""
     text = TINY.read_text().replace('= "pseudo/', f'= "{ROOT}/workflows/pseudo/').replace(
         '"../structures/', f'"{ROOT}/structures/')
     text = text.replace("[pw]\n", '[pw]\noccupations = "smearing"\n') + '\n[timeodd]\nempty_bands = 10\n'

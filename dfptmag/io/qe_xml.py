@@ -74,7 +74,6 @@ def _bool(text: str | None) -> bool:
     return (text or "").strip().lower() in ("true", "t", ".true.", "1")
 
 
-@reader('QE data-file-schema.xml')
 def _occupations(bs) -> dict:
     """occupations_kind, smearing (name, degauss in Ha) and fermi_energy_ha of <band_structure>:
     a <smearing> element makes the run a metal whatever <occupations_kind> says (ph.x's own nscf
@@ -88,6 +87,7 @@ def _occupations(bs) -> dict:
             "fermi_energy_ha": float(ef.text) if ef is not None else None}
 
 
+@reader('QE data-file-schema.xml')
 def read_data_file_schema(path) -> QEData:
     """Parse ``<prefix>.save/data-file-schema.xml``."""
     path = Path(path)

@@ -186,6 +186,7 @@ def _validate_pw(path, pw: dict) -> None:
 # QE's smearing names (pw.x's input_variables): the first of each group is the one written
 SMEARINGS = {"gaussian": ("gaussian", "gauss"), "mp": ("mp", "m-p", "methfessel-paxton"),
              "mv": ("mv", "m-v", "marzari-vanderbilt", "cold"), "fd": ("fd", "f-d", "fermi-dirac")}
+_SMEARING_NAME = {alias: key for key, names in SMEARINGS.items() for alias in names}
 
 
 def _validate_occupations(path, pw: dict) -> None:
@@ -199,8 +200,7 @@ def _validate_occupations(path, pw: dict) -> None:
                                            "has no smearing (set occupations = \"smearing\" for a metal)")
         return
     name = pw.get("smearing", "mv")
-    known = {alias: key for key, names in SMEARINGS.items() for alias in names}
-    if not isinstance(name, str) or name.lower() not in known:
+    if not isinstance(name, str) or name.lower() not in _SMEARING_NAME:
         raise InputFileError(path, f"[pw] smearing = {name!r}: one of {', '.join(SMEARINGS)} "
                                    "(Gaussian, Methfessel-Paxton, Marzari-Vanderbilt, Fermi-Dirac)")
     _number(path, pw, "pw", "degauss_ry", above=0, maximum=1)
@@ -210,9 +210,8 @@ def occupation_keys(pw: dict) -> dict:
     """pw.x's &system keys for [pw] occupations: fixed, or smearing with its name and degauss (Ry)."""
     if pw.get("occupations", "fixed") == "fixed":
         return {"occupations": "fixed"}
-    name = str(pw.get("smearing", "mv")).lower()
-    canon = next(key for key, names in SMEARINGS.items() if name in names)
-    return {"occupations": "smearing", "smearing": canon, "degauss": float(pw.get("degauss_ry", 0.02))}
+    return {"occupations": "smearing", "smearing": _SMEARING_NAME[str(pw.get("smearing", "mv")).lower()],
+            "degauss": float(pw.get("degauss_ry", 0.02))}
 
 
 def _validate_analysis(path, an: dict) -> None:
